@@ -1,0 +1,131 @@
+"""One interface over every way edgecnn runs a model: float, Numba int8, LiteRT, onnxruntime.
+
+`open_backend(path, name)` returns an object with `prepare(images)` (uint8
+images (N, H, W) -> the model's input array) and `run(x)` (outputs, int8
+for int8 models). Imports happen per backend, so the device path (numba or
+litert on a .tflite) never loads the trainer or onnx.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.errors import BackendUnavailableError, EdgecnnError, ShapeError
+
+BACKENDS = ("float", "numba", "litert", "litert-ref", "litert-builtin", "onnxruntime")
+
+
+def pad_to(images: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Zero-pad (N, h0, w0) images to (N, h, w), centred: 28x28 MNIST -> 32x32 LeNet input."""
+    if images.ndim == 4 and images.shape[3] == 1:
+        images = images[..., 0]
+    if images.ndim != 3:
+        raise ShapeError(f"expected grayscale images (N, H, W), got shape {images.shape}")
+    n, h0, w0 = images.shape
+    if h0 > h or w0 > w:
+        raise ShapeError(f"images are {h0}x{w0}, larger than the model's {h}x{w} input")
+    top, left = (h - h0) // 2, (w - w0) // 2
+    out = np.zeros((n, h, w), dtype=images.dtype)
+    out[:, top:top + h0, left:left + w0] = images
+    return out
+
+
+class Int8Backend:
+    """Shared preprocessing for int8 models: pixel/255 quantized with the input's qparams."""
+
+    is_int8 = True
+
+    def __init__(self, graph):
+        self.graph = graph
+        t = graph.input
+        self.input_shape = t.shape[1:]
+        self.labels = graph.metadata.get("labels") or [str(i) for i in range(int(np.prod(graph.output.shape[1:])))]
+        self._scale, self._zp = float(t.scale[0]), int(t.zero_point[0])
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        h, w, _ = self.input_shape
+        px = pad_to(np.asarray(images), h, w).astype(np.int32)
+        if abs(self._scale - 1 / 255) < 1e-9:  # the lossless path: q = pixel + zp
+            q = px + self._zp
+        else:
+            from edgecnn.quantize.report import quantize_input
+
+            return quantize_input(px[..., None] / 255.0, self._scale, self._zp)
+        return np.clip(q, -128, 127).astype(np.int8)[..., None]
+
+
+class NumbaBackend(Int8Backend):
+    name = "numba"
+
+    def __init__(self, graph, fc_rescale: str = "float"):
+        super().__init__(graph)
+        from edgecnn.deploy.runtime import Runtime
+
+        self.runtime = Runtime(graph, fc_rescale=fc_rescale)
+
+    def run(self, x):
+        return self.runtime.run(x)
+
+
+class LiteRTBackend(Int8Backend):
+    def __init__(self, graph, model_bytes: bytes, resolver: str, num_threads: int = 1):
+        super().__init__(graph)
+        from edgecnn.deploy.litert import LiteRTRunner
+
+        self.name = {"ref": "litert-ref", "builtin": "litert-builtin", "default": "litert"}[resolver]
+        self.runner = LiteRTRunner(model_bytes, resolver=resolver, num_threads=num_threads)
+
+    def run(self, x):
+        return self.runner.run(x)
+
+
+class FloatBackend:
+    name = "float"
+    is_int8 = False
+
+    def __init__(self, path):
+        from edgecnn.model.checkpoint import load_checkpoint
+
+        self.model = load_checkpoint(path)
+        self.input_shape = self.model.input_shape
+        self.labels = self.model.labels
+
+    def prepare(self, images):
+        h, w, _ = self.input_shape
+        return (pad_to(np.asarray(images), h, w).astype(np.float32) / 255.0)[..., None]
+
+    def run(self, x):
+        return self.model.predict(x)
+
+
+def open_backend(path, backend: str | None = None, *, fc_rescale: str = "float", num_threads: int = 1):
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if backend is None:
+        backend = "float" if suffix == ".npz" else "numba"
+    if backend not in BACKENDS:
+        raise EdgecnnError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if suffix == ".npz":
+        if backend != "float":
+            raise EdgecnnError(f"{path.name} is a float checkpoint; backend {backend} runs int8 .tflite models "
+                               f"(make one with `edgecnn quantize {path.name} --out model.tflite`)")
+        return FloatBackend(path)
+    if suffix != ".tflite":
+        raise EdgecnnError(f"{path.name}: unknown model type (expected .npz or .tflite)")
+    if backend == "float":
+        raise EdgecnnError(f"{path.name} is an int8 model; the float backend runs .npz checkpoints")
+    from edgecnn.deploy.tflite.reader import read_tflite
+
+    data = path.read_bytes()
+    graph = read_tflite(data)
+    if backend == "numba":
+        try:
+            return NumbaBackend(graph, fc_rescale=fc_rescale)
+        except ImportError as exc:
+            raise BackendUnavailableError(f"the numba backend needs numba ({exc}); pip install numba") from None
+    if backend == "onnxruntime":
+        raise BackendUnavailableError("the onnxruntime backend needs an ONNX export, which is not implemented yet")
+    resolver = {"litert": "default", "litert-ref": "ref", "litert-builtin": "builtin"}[backend]
+    return LiteRTBackend(graph, data, resolver, num_threads=num_threads)

@@ -1,0 +1,47 @@
+"""Warm timing of a model on one backend: the figures `edgecnn bench` and the benchmarks print."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def set_threads(backend_name: str, threads: int) -> None:
+    if backend_name in ("numba", "float"):
+        try:
+            import numba
+
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        except ImportError:
+            pass
+
+
+def time_calls(fn, seconds: float = 2.0, min_calls: int = 5, max_calls: int = 100_000) -> np.ndarray:
+    """Per-call wall times (s) of fn(), repeated until `seconds` have passed."""
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_calls and (len(times) < min_calls or time.perf_counter() - start < seconds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return np.array(times)
+
+
+def bench(model_path, backend: str | None = None, batch: int = 1, threads: int = 1, seconds: float = 2.0) -> dict:
+    from edgecnn.deploy.backends import open_backend
+
+    b = open_backend(model_path, backend, num_threads=threads)
+    set_threads(b.name, threads)
+    h, w, _ = b.input_shape
+    images = np.random.default_rng(0).integers(0, 256, size=(batch, h, w), dtype=np.uint8)
+    x = b.prepare(images)
+    t0 = time.perf_counter()
+    b.run(x)  # warm-up: JIT compilation, allocation, interpreter resize
+    warmup = time.perf_counter() - t0
+    times = time_calls(lambda: b.run(x), seconds)
+    return {"backend": b.name, "batch": batch, "threads": threads,
+            "images_per_second": float(batch * len(times) / times.sum()),
+            "latency_ms_p50": float(np.percentile(times, 50) * 1e3),
+            "latency_ms_p99": float(np.percentile(times, 99) * 1e3),
+            "calls": int(len(times)), "warmup_seconds": float(warmup)}

@@ -1,0 +1,126 @@
+"""What a `.tflite` says about itself, beside the graph: op versions, the
+minimum runtime, and edgecnn's own JSON metadata.
+
+TFLite's schema keeps this in three places, all filled here the way the
+TensorFlow converter fills them, so LiteRT tooling reads our files unchanged:
+- `OperatorCode.version`: the kernel version an op needs (tflite/tools/
+  versioning/op_version.cc decides it from the tensor types and options);
+- the "min_runtime_version" metadata buffer: 16 bytes, a zero-padded version
+  string, the highest of the per-op minimums (runtime_version.cc's table);
+- the "edgecnn" metadata buffer: a JSON envelope with a magic and a format
+  version around the graph's `metadata` dict (labels, preprocessing, ...).
+"""
+
+from __future__ import annotations
+
+import json
+
+import tflite
+
+from edgecnn.errors import ModelError, TFLiteFormatError
+
+EDGECNN_METADATA_NAME = "edgecnn"
+EDGECNN_MAGIC = "edgecnn-tflite-metadata"
+# Bump on an incompatible change of the envelope or of a key's meaning; a
+# reader refuses a newer major version rather than guess at preprocessing.
+METADATA_FORMAT_VERSION = 1
+MIN_RUNTIME_NAME = "min_runtime_version"
+MIN_RUNTIME_BYTES = 16
+
+# Builtin op names <-> codes, from the schema bindings (no hand-typed numbers).
+OP_CODES = {k: v for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+OP_NAMES = {v: k for k, v in OP_CODES.items()}
+# schema_utils.h: codes > 127 live only in `builtin_code`; the old byte field
+# holds this placeholder so pre-2.4 readers fail cleanly.
+PLACEHOLDER_FOR_GREATER_OP_CODES = 127
+
+# (op, version) -> the oldest TFLite runtime with that kernel version, for the
+# versions edgecnn writes (runtime_version.cc).
+_MIN_RUNTIME = {
+    ("CONV_2D", 3): "1.14.0",
+    ("CONV_2D", 6): "2.9.0",
+    ("DEPTHWISE_CONV_2D", 3): "1.14.0",
+    ("FULLY_CONNECTED", 4): "1.14.0",
+    ("FULLY_CONNECTED", 5): "2.0.0",
+    ("FULLY_CONNECTED", 6): "2.1.0",
+    ("MAX_POOL_2D", 2): "1.14.0",
+    ("AVERAGE_POOL_2D", 2): "1.14.0",
+    ("RESHAPE", 1): "1.5.0",
+    ("SOFTMAX", 2): "1.14.0",
+    ("LOGISTIC", 2): "1.14.0",
+    ("TANH", 2): "1.14.0",
+}
+
+
+def op_version(graph, op) -> int:
+    """The version the TF converter gives this int8 op (op_version.cc).
+
+    All edgecnn ops are int8 in / int8 out, so only the cases below matter:
+    CONV_2D is 3, or 6 when grouped; FULLY_CONNECTED is 4, 5 with
+    keep_num_dims, 6 with exactly two inputs (no bias slot at all);
+    DEPTHWISE_CONV_2D 3 (int8 is decided before dilation); pools, SOFTMAX,
+    LOGISTIC and TANH 2; RESHAPE 1.
+    """
+    kind = op.kind
+    if kind == "CONV_2D":
+        in_ch = graph.tensors[op.inputs[0]].shape[-1]
+        filter_in = graph.tensors[op.inputs[1]].shape[-1]
+        return 6 if filter_in != in_ch else 3
+    if kind == "FULLY_CONNECTED":
+        if len(op.inputs) == 2:
+            return 6
+        return 5 if op.options.get("keep_num_dims", False) else 4
+    if kind == "DEPTHWISE_CONV_2D":
+        return 3
+    if kind == "RESHAPE":
+        return 1
+    return 2
+
+
+def min_runtime_version(versions) -> str:
+    """Highest minimum runtime over (op, version) pairs, as "major.minor.patch"."""
+    best = ""
+    for key in versions:
+        v = _MIN_RUNTIME.get(key, "")
+        if v and (not best or tuple(map(int, v.split("."))) > tuple(map(int, best.split(".")))):
+            best = v
+    return best
+
+
+def min_runtime_buffer(version: str) -> bytes:
+    return version.encode("ascii").ljust(MIN_RUNTIME_BYTES, b"\0")
+
+
+def encode_edgecnn_metadata(metadata: dict, writer_version: str) -> bytes:
+    """The JSON envelope: magic, format version, writer, and the graph's dict."""
+    envelope = {
+        "magic": EDGECNN_MAGIC,
+        "format_version": METADATA_FORMAT_VERSION,
+        "writer": f"edgecnn {writer_version}",
+        "metadata": metadata,
+    }
+    try:
+        text = json.dumps(envelope, allow_nan=False, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"graph metadata must be plain JSON (str, number, list, dict): {e}") from None
+    return text.encode("utf-8")
+
+
+def decode_edgecnn_metadata(raw: bytes, source: str) -> dict:
+    """The graph's metadata dict back from an "edgecnn" buffer."""
+    try:
+        envelope = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise TFLiteFormatError(f"{source}: edgecnn metadata is not valid JSON ({e})") from None
+    if not isinstance(envelope, dict) or envelope.get("magic") != EDGECNN_MAGIC:
+        raise TFLiteFormatError(f"{source}: edgecnn metadata has no edgecnn magic")
+    version = envelope.get("format_version")
+    if not isinstance(version, int) or version > METADATA_FORMAT_VERSION:
+        raise TFLiteFormatError(
+            f"{source}: edgecnn metadata format {version!r} is newer than this edgecnn reads "
+            f"({METADATA_FORMAT_VERSION}); upgrade edgecnn"
+        )
+    metadata = envelope.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise TFLiteFormatError(f"{source}: edgecnn metadata is not a JSON object")
+    return metadata

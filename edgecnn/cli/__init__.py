@@ -1,0 +1,63 @@
+"""The `edgecnn` command line.
+
+Each command lives in its own module with `register(subparsers)`, which adds
+its parser and sets `func=run`; `run(args) -> int` does the work. Modules
+import heavy dependencies inside `run`, so `edgecnn predict` on a device
+never pays for the trainer or onnx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("demo", "data", "summary", "train", "quantize", "export", "eval", "predict", "bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgecnn import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="edgecnn",
+        description="Train LeNet-class CNNs, quantize them to TFLite int8, and run them bit-exact.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"edgecnn.cli.{name}_cmd")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"edgecnn.cli.{name}_cmd":
+                raise
+            continue  # a command whose module has not landed yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edgecnn.errors import EdgecnnError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EdgecnnError as exc:
+        print(f"edgecnn {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"edgecnn {args.command}: error: no such file: {exc.filename}", file=sys.stderr)
+        return 1
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        print(f"edgecnn {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"edgecnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

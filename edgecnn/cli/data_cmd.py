@@ -1,0 +1,44 @@
+"""`edgecnn data fetch {mnist,fashion-mnist} [--dir DIR] [--json]`.
+
+The dataset name is checked by `fetch`, not by argparse `choices`, so a bad
+name gives the CLI's one-line error instead of argparse's usage block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "data", help="download and verify datasets",
+        description="Manage the IDX datasets edgecnn trains and evaluates on.")
+    actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
+    fetch = actions.add_parser(
+        "fetch", help="download MNIST or Fashion-MNIST and verify SHA-256",
+        description="Download a dataset from its public mirrors (trying each in turn), verify SHA-256, "
+                    "and print the folder holding it. Does nothing if verified files are already in "
+                    "--dir, $EDGECNN_DATA, ~/.cache/edgecnn or /usr/share/datasets.")
+    fetch.add_argument("name", metavar="{mnist,fashion-mnist}", help="dataset to fetch")
+    fetch.add_argument("--dir", metavar="DIR",
+                       help="data root to download into (default: $EDGECNN_DATA, else ~/.cache/edgecnn)")
+    fetch.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    fetch.add_argument("--quiet", "-q", action="store_true", help="no progress bar or messages on stderr")
+    parser.set_defaults(func=run, data_parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.data_command != "fetch":
+        args.data_parser.print_help(sys.stderr)
+        return 2
+    from edgecnn.data.fetch import fetch_result
+
+    result = fetch_result(args.name, dest_dir=args.dir, quiet=args.quiet or args.json)
+    if args.json:
+        print(json.dumps({"dataset": args.name, "path": str(result.folder),
+                          "downloaded": list(result.downloaded)}))
+    else:
+        print(result.folder)
+    return 0

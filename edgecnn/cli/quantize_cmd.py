@@ -1,0 +1,88 @@
+"""`edgecnn quantize`: the quantize-and-export command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from edgecnn.cli.common import add_data_args, emit_json, positive_int
+
+CALIBRATIONS = ("minmax", "percentile", "mse", "entropy")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("quantize", help="quantize a float model to TFLite int8 and export it",
+                       description="Calibrate a float model on training images, quantize it to the TFLite int8 "
+                                   "spec, write the .tflite, and report accuracy and per-layer SQNR.")
+    p.add_argument("model", metavar="MODEL.npz", help="float checkpoint from `edgecnn train`")
+    add_data_args(p)
+    p.add_argument("--calib-samples", type=positive_int, default=1000, metavar="N",
+                   help="calibration images from the train split (default 1000)")
+    p.add_argument("--calibration", choices=CALIBRATIONS, default="minmax")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per channel")
+    p.add_argument("--out", required=True, metavar="MODEL.tflite")
+    p.add_argument("--also", action="append", default=[], metavar="PATH", help="also export to PATH.onnx or PATH.c")
+    p.add_argument("--eval-limit", type=positive_int, default=None, metavar="N",
+                   help="evaluate on the first N test images only (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from edgecnn.errors import EdgecnnError
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".tflite":
+        raise EdgecnnError(f"--out must name a .tflite file, got {out.name}")
+    for extra in args.also:
+        if Path(extra).suffix.lower() not in (".onnx", ".c"):
+            raise EdgecnnError(f"--also must name a .onnx or .c file, got {extra}")
+        raise EdgecnnError(f"export to {Path(extra).suffix} is not implemented yet")
+    result, report = quantize_and_export(args)
+    if args.json:
+        emit_json(result)
+    else:
+        from edgecnn.quantize.report import format_report
+
+        print(format_report(report))
+        print(f"float accuracy {result['float_accuracy']:.2%}, int8 accuracy {result['int8_accuracy']:.2%} "
+              f"on {result['samples']} test images; wrote {out} ({result['bytes']:,} bytes)")
+    return 0
+
+
+def quantize_and_export(args):
+    """Shared by `quantize` and `demo`: returns (JSON result, SQNR rows)."""
+    import numpy as np
+
+    from edgecnn.cli.common import load_lenet_split
+    from edgecnn.deploy.runtime import Runtime
+    from edgecnn.deploy.tflite.writer import write_tflite
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.model.checkpoint import load_checkpoint
+    from edgecnn.quantize.ptq import quantize_model
+    from edgecnn.quantize.report import layer_sqnr, quantize_input
+
+    src = Path(args.model)
+    if src.suffix.lower() == ".onnx":
+        raise EdgecnnError("importing ONNX float models is not implemented yet; quantize an edgecnn .npz")
+    model = load_checkpoint(src)
+    progress = False if (args.quiet or args.json) else None
+    x_train, _, _ = load_lenet_split(args, "train")
+    rng = np.random.default_rng(0)
+    n = min(args.calib_samples, len(x_train))
+    calib = x_train[np.sort(rng.choice(len(x_train), n, replace=False))]
+    qm = quantize_model(model, calib, args.calibration, per_tensor=args.per_tensor, progress=progress)
+    write_tflite(qm.graph, args.out)
+    report = layer_sqnr(model, qm, calib)
+    x_test, y_test, _ = load_lenet_split(args, "test", getattr(args, "eval_limit", None))
+    float_acc = float(np.mean(np.argmax(model.predict(x_test), 1) == y_test))
+    inp = qm.graph.input
+    int8_out = Runtime(qm.graph).run(quantize_input(x_test, inp.scale[0], inp.zero_point[0]))
+    int8_acc = float(np.mean(np.argmax(int8_out.reshape(len(y_test), -1), 1) == y_test))
+    result = {"out": str(args.out), "float_accuracy": float_acc, "int8_accuracy": int8_acc,
+              "bytes": Path(args.out).stat().st_size, "samples": int(len(y_test)),
+              "calibration": args.calibration, "layers": report}
+    if not args.quiet and not args.json:
+        print(f"quantized {src.name} with {args.calibration} calibration on {n} images", file=sys.stderr)
+    return result, report

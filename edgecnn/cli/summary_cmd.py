@@ -1,0 +1,29 @@
+"""`edgecnn summary {ARCH|MODEL} [--json]`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("summary", help="per-layer output shapes, parameters and connections",
+                       description="Print each layer's output shape, parameter count and connection count.")
+    p.add_argument("model", metavar="ARCH|MODEL", help="an architecture name (lenet5, lenet5-classic) or a model.npz")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from edgecnn.model import ARCHS, build
+    from edgecnn.model.summary import format_summary, summarize
+
+    if args.model in ARCHS or not Path(args.model).suffix:
+        model = build(args.model)
+    else:
+        from edgecnn.model.checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.model)
+    s = summarize(model)
+    print(json.dumps(s) if args.json else format_summary(s))
+    return 0

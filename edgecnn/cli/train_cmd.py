@@ -1,0 +1,75 @@
+"""`edgecnn train`: the float reference trainer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from edgecnn.cli.common import add_data_args, emit_json, labels_for, load_lenet_split, positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a float model with the reference trainer",
+                       description="Train a LeNet-class model on an IDX dataset and save a float checkpoint (.npz).")
+    p.add_argument("--arch", required=True, help="lenet5 or lenet5-classic")
+    add_data_args(p)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--lr", type=float, default=None, help="base learning rate (default: adam 1e-3, sgd 0.05)")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine")
+    p.add_argument("--augment-shift", type=int, default=0, metavar="PIXELS", help="random shift augmentation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
+    p.add_argument("--resume", action="store_true", help="continue the training saved in --out")
+    p.add_argument("--out", required=True, metavar="MODEL.npz")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from edgecnn.model import build
+    from edgecnn.model.checkpoint import load_checkpoint, save_checkpoint
+    from edgecnn.train.trainer import TrainConfig, TrainState, config_dict, train
+
+    out = Path(args.out)
+    model = build(args.arch)  # validates the name before any data is read
+    x_train, y_train, _ = load_lenet_split(args, "train", args.limit)
+    x_test, y_test, _ = load_lenet_split(args, "test")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                         weight_decay=args.weight_decay, schedule=args.schedule,
+                         augment_shift=args.augment_shift, seed=args.seed)
+    state, opt_state = TrainState(), None
+    if args.resume and out.exists():
+        model, saved, opt_state = load_checkpoint(out, with_state=True)
+        state = TrainState(epoch=saved.get("epoch", 0), seconds=saved.get("seconds", 0.0),
+                           history=saved.get("history", []))
+    else:
+        model = build(args.arch, labels=labels_for(args.dataset))
+        model.init_params(args.seed)
+
+    def checkpoint(model, state, opt):
+        save_checkpoint(out, model, {"epoch": state.epoch, "seconds": state.seconds, "history": state.history,
+                                     "config": config_dict(config), "dataset": args.dataset}, opt.state())
+        if not args.json and not args.quiet:
+            h = state.history[-1]
+            print(f"epoch {h['epoch']}: loss {h['loss']:.4f}  train {h['train_accuracy']:.4%}  "
+                  f"test {h['test_accuracy']:.4%}  {h['seconds']:.1f}s", file=sys.stderr)
+
+    state = train(model, (x_train, y_train), (x_test, y_test), config, state=state, opt_state=opt_state,
+                  progress=False if args.quiet or args.json else None, on_epoch=checkpoint)
+    if state.epoch and not state.history:
+        pass
+    test_acc = state.history[-1]["test_accuracy"] if state.history else float("nan")
+    result = {"arch": model.arch, "epochs": state.epoch, "seconds": round(state.seconds, 3),
+              "test_accuracy": test_acc, "out": str(out)}
+    if not out.exists():  # --resume of a finished run: nothing to do, still write the file
+        save_checkpoint(out, model, {"epoch": state.epoch, "history": state.history})
+    if args.json:
+        emit_json(result)
+    else:
+        print(f"trained {model.arch} for {state.epoch} epochs in {state.seconds:.1f}s: "
+              f"test accuracy {test_acc:.2%}, saved {out}")
+    return 0

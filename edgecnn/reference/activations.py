@@ -1,0 +1,87 @@
+"""Elementwise activations, each a NAME_forward(x) -> (y, cache) / NAME_backward(dy, cache) -> dx pair.
+
+Any shape; y and dx keep x's dtype. At a kink (relu at 0, relu6 at 0 and 6) the
+gradient is 0, as in PyTorch.
+"""
+
+import numpy as np
+from numba import njit
+
+from edgecnn.errors import ShapeError
+
+# LeCun et al. 1998, appendix A: f(a) = A tanh(S a), chosen so that f(+-1) = +-1.
+SCALED_TANH_A = 1.7159
+SCALED_TANH_S = 2.0 / 3.0
+
+
+def relu_forward(x):
+    """y = max(x, 0)."""
+    x = np.asarray(x)
+    y = np.maximum(x, x.dtype.type(0))
+    return y, y
+
+
+@njit(cache=True)
+def _pass_where(dy, lo, hi, x, out):
+    # out = dy where lo < x < hi, else exactly 0 (np.where was 8x slower; dy * mask keeps NaN * 0)
+    for i in range(out.shape[0]):
+        out[i] = dy[i] if lo < x[i] < hi else 0.0
+    return out
+
+
+def _gate(dy, x, lo, hi):
+    dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    if dy.shape != x.shape:
+        raise ShapeError(f"activation backward: dy {dy.shape} != forward shape {x.shape}")
+    out = np.empty_like(dy)
+    _pass_where(dy.reshape(-1), lo, hi, np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
+    return out
+
+
+def relu_backward(dy, y):
+    return _gate(dy, y, 0.0, np.inf)
+
+
+def relu6_forward(x):
+    """y = min(max(x, 0), 6)."""
+    x = np.asarray(x)
+    y = np.clip(x, x.dtype.type(0), x.dtype.type(6))
+    return y, x
+
+
+def relu6_backward(dy, x):
+    return _gate(dy, x, 0.0, 6.0)
+
+
+def tanh_forward(x):
+    x = np.asarray(x)
+    y = np.tanh(x)
+    return y, y
+
+
+def tanh_backward(dy, y):
+    return dy * (1 - y * y)
+
+
+def sigmoid_forward(x):
+    """y = 1 / (1 + exp(-x)), computed as (1 + tanh(x/2)) / 2, which never overflows."""
+    x = np.asarray(x)
+    half = x.dtype.type(0.5)
+    y = half * np.tanh(half * x) + half
+    return y, y
+
+
+def sigmoid_backward(dy, y):
+    return dy * (y * (1 - y))
+
+
+def scaled_tanh_forward(x):
+    """y = A tanh(S x), A = SCALED_TANH_A, S = SCALED_TANH_S."""
+    x = np.asarray(x)
+    t = np.tanh(x.dtype.type(SCALED_TANH_S) * x)
+    return x.dtype.type(SCALED_TANH_A) * t, t
+
+
+def scaled_tanh_backward(dy, t):
+    """dy * A S (1 - tanh(S x)^2); the cache is tanh(S x), not y."""
+    return dy * (dy.dtype.type(SCALED_TANH_A * SCALED_TANH_S) * (1 - t * t))
