@@ -5,7 +5,10 @@ as the trainer does) and times each call, so thread hand-offs between kernels ar
 included. Prints median and best ms per call, and the epoch time the median step
 implies for 60,000 images (optimizer and data loading not included).
 
-    python benchmarks/kernel_speed.py [--batch 64] [--steps 200] [--dtype float32]
+    python benchmarks/kernel_speed.py [--batch 64] [--steps 200] [--dtype float32] [--no-tune]
+
+By default it first applies edgecnn.reference.tuning.tune_for_training(), as the
+trainer should; --no-tune measures the process as Python leaves it.
 """
 
 import argparse
@@ -26,6 +29,7 @@ from edgecnn.reference import (
     softmax_cross_entropy_backward,
     softmax_cross_entropy_forward,
 )
+from edgecnn.reference.tuning import tune_for_training
 
 
 def lenet5_params(rng, dtype):
@@ -86,7 +90,10 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--no-tune", action="store_true", help="skip tune_for_training()")
     args = parser.parse_args()
+    if not args.no_tune:
+        print("tuning:", tune_for_training())
 
     rng = np.random.default_rng(0)
     dtype = np.dtype(args.dtype)

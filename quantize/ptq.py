@@ -86,8 +86,8 @@ def _quantize_weights(w: np.ndarray, axis: int, per_tensor: bool, name: str):
 def _quantize_bias(b: np.ndarray, in_scale: np.float32, w_scale: np.ndarray, channels: int, name: str):
     if not np.all(np.isfinite(b)):
         raise QuantizationError(f"{name}: the bias holds NaN or infinite values")
-    bias_scale = (np.float64(in_scale) * np.broadcast_to(w_scale.astype(np.float64), (channels,))).astype(np.float32)
-    q = _round_half_away(b / bias_scale.astype(np.float64))
+    bias_scale = (np.float64(in_scale) * w_scale.astype(np.float64)).astype(np.float32)  # one, or per channel
+    q = _round_half_away(b / np.broadcast_to(bias_scale.astype(np.float64), (channels,)))
     if np.any(q < INT32_MIN) or np.any(q > INT32_MAX):
         raise QuantizationError(f"{name}: the bias does not fit int32 at scale s_in * s_w")
     return q.astype(np.int32), bias_scale

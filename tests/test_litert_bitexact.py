@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tflite_models import ACTS, GraphBuilder, graphs
+from tflite_models import ACTS, GraphBuilder, converter_style, graphs, lenet5, random_input
 
 from edgecnn.deploy.litert import LiteRTRunner
 from edgecnn.deploy.runtime import Runtime
-from edgecnn.deploy.tflite import to_bytes
+from edgecnn.deploy.tflite import read_tflite, to_bytes
 
 
 def _input(graph, seed: int, batch: int = 3) -> np.ndarray:
@@ -113,6 +113,16 @@ def test_single_ops_match_litert_reference(graph, seed):
 def test_small_chains_match_litert_reference(graph, seed):
     _, got, want = _run_both(graph, seed)
     _assert_same(graph, got, want)
+
+
+def test_lenet5_from_a_converter_file_matches_litert_reference():
+    # A foreign file: read (shape ops folded), run in the Numba runtime, and
+    # compare with LiteRT running the original file.
+    data = converter_style(lenet5(seed=5))
+    x = random_input(lenet5(), 32, seed=5)
+    want = LiteRTRunner(data, "ref").run(x)
+    got = Runtime(read_tflite(data)).run(x)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_agreement_with_optimized_resolvers():

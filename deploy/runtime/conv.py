@@ -17,6 +17,7 @@ from numba import njit, prange
 
 from edgecnn.deploy.runtime.windows import (
     accumulate,
+    band_rows,
     fill_padded_planes,
     gather_taps,
     plane_extent,
@@ -24,9 +25,12 @@ from edgecnn.deploy.runtime.windows import (
     store_nhwc,
 )
 
+_IMAGES_PER_TASK = 8
+
 
 @njit(parallel=True, cache=True)
-def conv_2d(params, input_shape, input_data, filter_shape, filter_data, bias_shape, bias_data, output_shape, output_data):
+def conv_2d(params, input_shape, input_data, filter_shape, filter_data, bias_shape, bias_data,
+            output_shape, output_data):  # fmt: skip
     """Shapes: input NHWC, filter OHWI, bias [O], output NHWC; data are flat C-order arrays."""
     # Unpack params.
     input_offset = params.input_offset
@@ -63,20 +67,28 @@ def conv_2d(params, input_shape, input_data, filter_shape, filter_data, bias_sha
     taps_per_filter = filter_h * filter_w * filter_input_depth
     pixels = output_h * output_w
 
-    # Loops: one image per task; per group, out_channel, then the (filter_y, filter_x, in_channel) taps.
-    for batch in prange(batches):
+    # Loops: a few images per task (scratch is allocated once per task: a fresh ~100 kB
+    # per image costs more than conv1's arithmetic); per image, band of output rows,
+    # group and out_channel, the (filter_y, filter_x, in_channel) taps over the band's pixels.
+    rows_per_band = band_rows(taps_per_filter, output_h, output_w)
+    for task in prange((batches + _IMAGES_PER_TASK - 1) // _IMAGES_PER_TASK):
         planes = np.empty(input_depth * plane_h * plane_w, np.int32)
-        fill_padded_planes(input_data, batch * input_h * input_w * input_depth, input_h, input_w, input_depth,
-                           input_offset, pad_top, pad_left, plane_h, plane_w, planes)
-        taps = np.empty(taps_per_filter * pixels, np.int32)
-        acc = np.empty(pixels, np.int32)
+        taps = np.empty(taps_per_filter * rows_per_band * output_w, np.int32)
+        acc = np.empty(rows_per_band * output_w, np.int32)
         result = np.empty(output_depth * pixels, np.int8)
-        for group in range(groups):
-            gather_taps(planes, plane_h, plane_w, group * filter_input_depth, filter_input_depth, filter_h, filter_w,
-                        stride_h, stride_w, dilation_h, dilation_w, output_h, output_w, taps)
-            for out_channel in range(group * filters_per_group, (group + 1) * filters_per_group):
-                accumulate(acc, taps, filter_data, out_channel * taps_per_filter, 1, taps_per_filter, pixels)
-                # Bias -> requantize -> output offset -> clamp -> cast.
-                requantize(acc, pixels, bias_data[out_channel], output_multiplier[out_channel],
-                           output_shift[out_channel], output_offset, act_min, act_max, result, out_channel * pixels)
-        store_nhwc(result, output_depth, pixels, output_data, batch * pixels * output_depth)
+        for batch in range(task * _IMAGES_PER_TASK, min(batches, (task + 1) * _IMAGES_PER_TASK)):
+            fill_padded_planes(input_data, batch * input_h * input_w * input_depth, input_h, input_w, input_depth,
+                               input_offset, pad_top, pad_left, plane_h, plane_w, planes)
+            for first_out_y in range(0, output_h, rows_per_band):
+                band = min(rows_per_band, output_h - first_out_y) * output_w
+                for group in range(groups):
+                    gather_taps(planes, plane_h, plane_w, group * filter_input_depth, filter_input_depth, filter_h,
+                                filter_w, stride_h, stride_w, dilation_h, dilation_w, first_out_y, band // output_w,
+                                output_w, taps)
+                    for out_channel in range(group * filters_per_group, (group + 1) * filters_per_group):
+                        accumulate(acc, taps, filter_data, out_channel * taps_per_filter, 1, taps_per_filter, band)
+                        # Bias -> requantize -> output offset -> clamp -> cast.
+                        requantize(acc, band, bias_data[out_channel], output_multiplier[out_channel],
+                                   output_shift[out_channel], output_offset, act_min, act_max, result,
+                                   out_channel * pixels + first_out_y * output_w)
+            store_nhwc(result, output_depth, pixels, output_data, batch * pixels * output_depth)

@@ -13,12 +13,15 @@ from numba import njit, prange
 
 from edgecnn.deploy.runtime.windows import (
     accumulate,
+    band_rows,
     fill_padded_planes,
     gather_taps,
     plane_extent,
     requantize,
     store_nhwc,
 )
+
+_IMAGES_PER_TASK = 8
 
 
 @njit(parallel=True, cache=True)
@@ -60,23 +63,29 @@ def depthwise_conv_2d(params, input_shape, input_data, filter_shape, filter_data
     taps_per_filter = filter_h * filter_w
     pixels = output_h * output_w
 
-    # Loops: one image per task; per in_channel the (filter_y, filter_x) taps, then each multiplier m.
-    for batch in prange(batches):
+    # Loops: a few images per task (scratch allocated once per task); per image, band of
+    # output rows and in_channel, the (filter_y, filter_x) taps, then each multiplier m.
+    rows_per_band = band_rows(taps_per_filter, output_h, output_w)
+    for task in prange((batches + _IMAGES_PER_TASK - 1) // _IMAGES_PER_TASK):
         planes = np.empty(input_depth * plane_h * plane_w, np.int32)
-        fill_padded_planes(input_data, batch * input_h * input_w * input_depth, input_h, input_w, input_depth,
-                           input_offset, pad_top, pad_left, plane_h, plane_w, planes)
-        taps = np.empty(taps_per_filter * pixels, np.int32)
-        acc = np.empty(pixels, np.int32)
+        taps = np.empty(taps_per_filter * rows_per_band * output_w, np.int32)
+        acc = np.empty(rows_per_band * output_w, np.int32)
         result = np.empty(output_depth * pixels, np.int8)
-        for in_channel in range(input_depth):
-            gather_taps(planes, plane_h, plane_w, in_channel, 1, filter_h, filter_w,
-                        stride_h, stride_w, dilation_h, dilation_w, output_h, output_w, taps)
-            for m in range(depth_multiplier):
-                out_channel = m + in_channel * depth_multiplier
-                # filter[0, filter_y, filter_x, out_channel] sits at (filter_y*W + filter_x)*O + out_channel.
-                accumulate(acc, taps, filter_data, out_channel, output_depth, taps_per_filter, pixels)
-                bias = bias_data[out_channel] if has_bias else 0
-                # Bias -> requantize -> output offset -> clamp -> cast.
-                requantize(acc, pixels, bias, output_multiplier[out_channel], output_shift[out_channel],
-                           output_offset, act_min, act_max, result, out_channel * pixels)
-        store_nhwc(result, output_depth, pixels, output_data, batch * pixels * output_depth)
+        for batch in range(task * _IMAGES_PER_TASK, min(batches, (task + 1) * _IMAGES_PER_TASK)):
+            fill_padded_planes(input_data, batch * input_h * input_w * input_depth, input_h, input_w, input_depth,
+                               input_offset, pad_top, pad_left, plane_h, plane_w, planes)
+            for first_out_y in range(0, output_h, rows_per_band):
+                band = min(rows_per_band, output_h - first_out_y) * output_w
+                for in_channel in range(input_depth):
+                    gather_taps(planes, plane_h, plane_w, in_channel, 1, filter_h, filter_w, stride_h, stride_w,
+                                dilation_h, dilation_w, first_out_y, band // output_w, output_w, taps)
+                    for m in range(depth_multiplier):
+                        out_channel = m + in_channel * depth_multiplier
+                        # filter[0, filter_y, filter_x, out_channel] sits at (filter_y*W + filter_x)*O + out_channel.
+                        accumulate(acc, taps, filter_data, out_channel, output_depth, taps_per_filter, band)
+                        bias = bias_data[out_channel] if has_bias else 0
+                        # Bias -> requantize -> output offset -> clamp -> cast.
+                        requantize(acc, band, bias, output_multiplier[out_channel], output_shift[out_channel],
+                                   output_offset, act_min, act_max, result,
+                                   out_channel * pixels + first_out_y * output_w)
+            store_nhwc(result, output_depth, pixels, output_data, batch * pixels * output_depth)

@@ -66,7 +66,7 @@ def rounding_divide_by_pot(x, exponent):
 
 @njit(cache=True)
 def saturating_left_shift(x, exponent):
-    """x * 2^exponent for exponent in [0, 31), saturated to int32 (gemmlowp SaturatingRoundingMultiplyByPOT, exponent > 0).
+    """x * 2^exponent, exponent in [0, 31), saturated to int32 (gemmlowp SaturatingRoundingMultiplyByPOT, exponent > 0).
 
     >>> f = saturating_left_shift.py_func
     >>> f(3, 2), f(2**29, 2), f(-(2**29), 2), f(-(2**29) - 1, 2)

@@ -9,6 +9,7 @@ then one of the two rescales (INT8.md section 3), + output_offset, clamp, int8:
 
 Rows are processed in blocks of up to 64: the block's inputs are transposed to
 [depth][row] so the multiply-accumulate runs along rows (see windows.py).
+Blocks of fewer than 4 rows (batch 1) use plain dot products along depth instead.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from edgecnn.deploy.runtime.fixedpoint import wrap_int32
+from edgecnn.deploy.runtime.fixedpoint import multiply_by_quantized_multiplier, wrap_int32
 from edgecnn.deploy.runtime.params import RESCALE_FLOAT
 from edgecnn.deploy.runtime.windows import accumulate, requantize, store_nhwc
 
 _BLOCK_ROWS = 64
+_DOT_ROWS = 4  # below this many rows, dot products along depth beat the row-vectorized layout
 _U = np.uint64
 
 
@@ -51,8 +53,33 @@ def _rescale_float(acc, rows, bias, effective_scale, output_offset, act_min, act
 
 
 @njit(cache=True)
+def _dot_rows(params, weights, bias_data, has_bias, input_data, depth, units, first_row, rows, output_data):
+    """TFLite's loop order for a few rows: per row and unit, one dot product along depth."""
+    x = np.empty(depth, np.int32)
+    for row in range(first_row, first_row + rows):
+        for d in range(depth):
+            x[d] = np.int32(input_data[_U(row * depth + d)]) + params.input_offset
+        for unit in range(units):
+            acc = 0  # int64 here; wrapped to int32 below, which equals TFLite's wrapping int32 sum
+            start = _U(unit * depth)
+            for d in range(depth):
+                acc += np.int32(weights[start + _U(d)]) * x[d]
+            acc = wrap_int32(acc + (bias_data[unit] if has_bias else 0))
+            if params.rescale == RESCALE_FLOAT:
+                v = round_half_away_to_int32(np.float64(acc) * params.effective_scale[unit])
+            else:
+                v = multiply_by_quantized_multiplier(acc, params.output_multiplier[unit], params.output_shift[unit])
+            v += params.output_offset
+            v = min(max(v, params.activation_min), params.activation_max)
+            output_data[_U(row * units + unit)] = v
+
+
+@njit(cache=True)
 def _rows_block(params, weights, bias_data, has_bias, input_data, depth, units, first_row, rows, output_data):
     """Multiply one block of rows by all units; weights may be int8 or offset-adjusted int32."""
+    if rows < _DOT_ROWS:
+        _dot_rows(params, weights, bias_data, has_bias, input_data, depth, units, first_row, rows, output_data)
+        return
     cols = np.empty(depth * rows, np.int32)
     for r in range(rows):
         src = _U((first_row + r) * depth)

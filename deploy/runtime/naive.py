@@ -279,8 +279,7 @@ def exp_on_negative_values(a: Fixed) -> Fixed:
 
 def one_over_one_plus_x(a: Fixed) -> Fixed:
     """1/(1+x) for x in [0, 1), Q0.31: Newton-Raphson on d = (1+x)/2, starting at 48/17 - 32/17 d."""
-    s = a.raw + INT32_MAX
-    d = Fixed((s + (1 if s >= 0 else -1)) // 2 if s >= 0 else -((-(s - 1)) // 2), 0)
+    d = Fixed(round_half_away(Fraction(a.raw + INT32_MAX, 2)), 0)  # (x + 1)/2, ties away from zero
     x = Fixed(1515870810, 2) + d * Fixed(-1010580540, 2)
     for _ in range(3):
         x = x + (x * (Fixed.one(2) - d * x)).rescale(2)
@@ -312,3 +311,35 @@ def softmax(params, input_shape, input_data, output_shape):
             else:
                 out[r, c] = -128
     return out.reshape(output_shape)
+
+
+# --- whole graphs -------------------------------------------------------------------------------
+
+KERNELS = {
+    "CONV_2D": conv_2d,
+    "DEPTHWISE_CONV_2D": depthwise_conv_2d,
+    "FULLY_CONNECTED": fully_connected,
+    "MAX_POOL_2D": max_pool_2d,
+    "AVERAGE_POOL_2D": average_pool_2d,
+    "RESHAPE": reshape,
+    "SOFTMAX": softmax,
+    "LOGISTIC": logistic,
+    "TANH": tanh,
+}
+
+
+def run_graph(graph, x: np.ndarray, fc_rescale: str = "float") -> dict[int, np.ndarray]:
+    """Every computed tensor of `graph` on the int8 batch x, with the naive kernels (and prepare's params)."""
+    from edgecnn.deploy.runtime.prepare import prepare_graph
+
+    x = np.asarray(x, dtype=np.int8)
+    tensors = {graph.inputs[0]: x}
+    for op in prepare_graph(graph, fc_rescale):
+        source = tensors[op.input]
+        shape = graph.tensors[op.output].shape
+        out_shape = (x.shape[0] * shape[0],) + tuple(shape[1:])
+        args = [op.params, source.shape, source.reshape(-1)]
+        for const_shape, data in op.constants:
+            args += [const_shape, data]
+        tensors[op.output] = KERNELS[op.kind](*args, out_shape).reshape(out_shape)
+    return tensors

@@ -8,7 +8,10 @@ mismatch is silently ignored here too.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
+
+_U = np.uint64  # unsigned indices: no negative-index wraparound test in the inner loops
 
 
 @njit(cache=True)
@@ -47,8 +50,10 @@ def max_pool_2d(params, input_shape, input_data, output_shape, output_data):
     _check_pool_shapes(input_shape, input_data, output_shape, output_data)
     batches, input_h, input_w, depth = input_shape
     _, output_h, output_w, _ = output_shape
-    # Loops.
+    # Loops: batch, out_y, out_x, then the clipped window; channels innermost because
+    # they are contiguous in NHWC (a max does not depend on the order it is taken in).
     for batch in prange(batches):
+        values = np.empty(depth, np.int32)
         for out_y in range(output_h):
             in_y_origin = out_y * stride_h - pad_top
             filter_y_start = max(0, -in_y_origin)
@@ -57,16 +62,16 @@ def max_pool_2d(params, input_shape, input_data, output_shape, output_data):
                 in_x_origin = out_x * stride_w - pad_left
                 filter_x_start = max(0, -in_x_origin)
                 filter_x_end = min(filter_w, input_w - in_x_origin)
-                out_base = ((batch * output_h + out_y) * output_w + out_x) * depth
+                values[:] = -128
+                for filter_y in range(filter_y_start, filter_y_end):
+                    row = (batch * input_h + in_y_origin + filter_y) * input_w
+                    for filter_x in range(filter_x_start, filter_x_end):
+                        src = _U((row + in_x_origin + filter_x) * depth)
+                        for channel in range(depth):
+                            values[channel] = max(values[channel], np.int32(input_data[src + _U(channel)]))
+                out_base = _U(((batch * output_h + out_y) * output_w + out_x) * depth)
                 for channel in range(depth):
-                    value = -128
-                    for filter_y in range(filter_y_start, filter_y_end):
-                        row = (batch * input_h + in_y_origin + filter_y) * input_w
-                        for filter_x in range(filter_x_start, filter_x_end):
-                            value = max(value, input_data[(row + in_x_origin + filter_x) * depth + channel])
-                    value = max(value, act_min)
-                    value = min(value, act_max)
-                    output_data[out_base + channel] = value
+                    output_data[out_base + _U(channel)] = min(max(values[channel], act_min), act_max)
 
 
 @njit(parallel=True, cache=True)
@@ -81,8 +86,13 @@ def average_pool_2d(params, input_shape, input_data, output_shape, output_data):
     _check_pool_shapes(input_shape, input_data, output_shape, output_data)
     batches, input_h, input_w, depth = input_shape
     _, output_h, output_w, _ = output_shape
-    # Loops.
+    # TFLite fails on an empty window; the first and last windows are the ones that can be.
+    if (pad_top >= filter_h or (output_h - 1) * stride_h - pad_top >= input_h
+            or pad_left >= filter_w or (output_w - 1) * stride_w - pad_left >= input_w):  # fmt: skip
+        raise ValueError("average_pool_2d: a window lies entirely in the padding")
+    # Loops: as max_pool_2d; integer sums do not depend on their order either.
     for batch in prange(batches):
+        totals = np.empty(depth, np.int32)
         for out_y in range(output_h):
             in_y_origin = out_y * stride_h - pad_top
             filter_y_start = max(0, -in_y_origin)
@@ -91,18 +101,16 @@ def average_pool_2d(params, input_shape, input_data, output_shape, output_data):
                 in_x_origin = out_x * stride_w - pad_left
                 filter_x_start = max(0, -in_x_origin)
                 filter_x_end = min(filter_w, input_w - in_x_origin)
-                count = max(0, filter_y_end - filter_y_start) * max(0, filter_x_end - filter_x_start)
-                if count == 0:
-                    raise ValueError("average_pool_2d: a window lies entirely in the padding")
-                out_base = ((batch * output_h + out_y) * output_w + out_x) * depth
+                count = (filter_y_end - filter_y_start) * (filter_x_end - filter_x_start)
+                # Overflow: filter_h*filter_w raw int8 values; int32 is exact below 2^24 taps.
+                totals[:] = 0
+                for filter_y in range(filter_y_start, filter_y_end):
+                    row = (batch * input_h + in_y_origin + filter_y) * input_w
+                    for filter_x in range(filter_x_start, filter_x_end):
+                        src = _U((row + in_x_origin + filter_x) * depth)
+                        for channel in range(depth):
+                            totals[channel] += input_data[src + _U(channel)]
+                out_base = _U(((batch * output_h + out_y) * output_w + out_x) * depth)
                 for channel in range(depth):
-                    # Overflow: at most filter_h*filter_w raw int8 values; int64 here, and TFLite's int32 is exact too.
-                    total = 0
-                    for filter_y in range(filter_y_start, filter_y_end):
-                        row = (batch * input_h + in_y_origin + filter_y) * input_w
-                        for filter_x in range(filter_x_start, filter_x_end):
-                            total += input_data[(row + in_x_origin + filter_x) * depth + channel]
-                    value = divide_rounding_half_away(total, count)
-                    value = max(value, act_min)
-                    value = min(value, act_max)
-                    output_data[out_base + channel] = value
+                    value = divide_rounding_half_away(np.int64(totals[channel]), count)
+                    output_data[out_base + _U(channel)] = min(max(value, act_min), act_max)

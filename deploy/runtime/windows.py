@@ -9,7 +9,9 @@ work out per image as a matrix product:
    with zeros where the window hangs over the edge. A zero there adds
    w * 0 = 0, exactly what skipping an outside tap does in TFLite.
 2. `gather_taps`: the taps matrix [tap][pixel], one row per
-   (filter_y, filter_x, in_channel), one column per (out_y, out_x).
+   (filter_y, filter_x, in_channel), one column per (out_y, out_x), for a
+   band of output rows small enough that the matrix stays in cache
+   (`band_rows`; a LeNet-5 layer fits in one band).
 3. `accumulate`: acc[pixel] += w[tap] * taps[tap][pixel], pixels innermost.
 4. `requantize`: bias -> MultiplyByQuantizedMultiplier -> output offset -> clamp -> int8.
 5. `store_nhwc`: channel planes back to NHWC.
@@ -31,6 +33,13 @@ from numba import njit
 from edgecnn.deploy.runtime.fixedpoint import multiply_by_quantized_multiplier, wrap_int32
 
 _U = np.uint64
+TAPS_BUDGET = 65536  # int32 entries of one taps matrix (256 kB)
+
+
+@njit(cache=True)
+def band_rows(taps_per_filter, out_h, out_w):
+    """Output rows per band so that taps_per_filter x rows x out_w stays within TAPS_BUDGET (at least 1)."""
+    return max(1, min(out_h, TAPS_BUDGET // max(1, taps_per_filter * out_w)))
 
 
 @njit(cache=True)
@@ -40,7 +49,8 @@ def plane_extent(in_size, out_size, pad_before, filter_size, stride, dilation):
 
 
 @njit(cache=True)
-def fill_padded_planes(input_data, start, height, width, depth, input_offset, pad_top, pad_left, plane_h, plane_w, planes):
+def fill_padded_planes(input_data, start, height, width, depth, input_offset, pad_top, pad_left, plane_h, plane_w,
+                       planes):  # fmt: skip
     """planes[c][pad_top + y][pad_left + x] = input[y, x, c] + input_offset; zero elsewhere.
 
     Range: int8 + offset with |offset| <= 128, so |value| <= 255.
@@ -57,20 +67,28 @@ def fill_padded_planes(input_data, start, height, width, depth, input_offset, pa
 @njit(cache=True)
 def gather_taps(
     planes, plane_h, plane_w, first_channel, channels, filter_h, filter_w,
-    stride_h, stride_w, dilation_h, dilation_w, out_h, out_w, taps,
+    stride_h, stride_w, dilation_h, dilation_w, first_out_y, out_rows, out_w, taps,
 ):  # fmt: skip
-    """taps[(filter_y*filter_w + filter_x)*channels + c][out_y*out_w + out_x] = the plane value that tap reads."""
-    pixels = out_h * out_w
+    """taps[(filter_y*filter_w + filter_x)*channels + c][(out_y - first_out_y)*out_w + out_x] = what that tap reads.
+
+    Covers output rows first_out_y .. first_out_y + out_rows - 1.
+    """
+    pixels = out_rows * out_w
     for filter_y in range(filter_h):
         for filter_x in range(filter_w):
             for c in range(channels):
                 row = (filter_y * filter_w + filter_x) * channels + c
-                for out_y in range(out_h):
+                for band_y in range(out_rows):
+                    out_y = first_out_y + band_y
                     src = _U(((first_channel + c) * plane_h + out_y * stride_h + filter_y * dilation_h) * plane_w
                              + filter_x * dilation_w)
-                    dst = _U(row * pixels + out_y * out_w)
-                    for out_x in range(out_w):
-                        taps[dst + _U(out_x)] = planes[src + _U(out_x * stride_w)]
+                    dst = _U(row * pixels + band_y * out_w)
+                    if stride_w == 1:  # a contiguous copy, which LLVM vectorizes
+                        for out_x in range(out_w):
+                            taps[dst + _U(out_x)] = planes[src + _U(out_x)]
+                    else:
+                        for out_x in range(out_w):
+                            taps[dst + _U(out_x)] = planes[src + _U(out_x * stride_w)]
 
 
 @njit(cache=True)

@@ -42,6 +42,7 @@ def run(args) -> int:
     for path in args.models:
         backend = open_backend(path, args.backend, fc_rescale=args.fc_rescale)
         x = backend.prepare(images)
+        backend.run(x[:1])  # warm-up: JIT compilation and allocation are not timed
         t0 = time.perf_counter()
         out = backend.run(x)
         seconds = time.perf_counter() - t0

@@ -45,3 +45,4 @@ from edgecnn.reference.subsample import (
     subsample_forward,
     subsample_forward_naive,
 )
+from edgecnn.reference.tuning import tune_for_training

@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit
 
 from edgecnn.errors import ShapeError
+from edgecnn.reference.taps import FAST
 
 # LeCun et al. 1998, appendix A: f(a) = A tanh(S a), chosen so that f(+-1) = +-1.
 SCALED_TANH_A = 1.7159
@@ -29,12 +30,33 @@ def _pass_where(dy, lo, hi, x, out):
     return out
 
 
-def _gate(dy, x, lo, hi):
-    dy = np.ascontiguousarray(dy, dtype=x.dtype)
-    if dy.shape != x.shape:
-        raise ShapeError(f"activation backward: dy {dy.shape} != forward shape {x.shape}")
+@njit(cache=True, fastmath=FAST)
+def _times_tanh_slope(dy, t, scale, out):
+    # out = dy * scale * (1 - t^2): one pass instead of numpy's four temporaries
+    for i in range(out.shape[0]):
+        out[i] = dy[i] * (scale * (1 - t[i] * t[i]))
+    return out
+
+
+@njit(cache=True, fastmath=FAST)
+def _times_sigmoid_slope(dy, y, out):
+    for i in range(out.shape[0]):
+        out[i] = dy[i] * (y[i] * (1 - y[i]))
+    return out
+
+
+def _flat_pair(dy, cache):
+    """dy cast to the cache's dtype and both flattened, after checking they match."""
+    dy = np.ascontiguousarray(dy, dtype=cache.dtype)
+    if dy.shape != cache.shape:
+        raise ShapeError(f"activation backward: dy {dy.shape} != forward shape {cache.shape}")
     out = np.empty_like(dy)
-    _pass_where(dy.reshape(-1), lo, hi, np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
+    return dy.reshape(-1), np.ascontiguousarray(cache).reshape(-1), out
+
+
+def _gate(dy, x, lo, hi):
+    dy_flat, x_flat, out = _flat_pair(dy, x)
+    _pass_where(dy_flat, lo, hi, x_flat, out.reshape(-1))
     return out
 
 
@@ -60,7 +82,9 @@ def tanh_forward(x):
 
 
 def tanh_backward(dy, y):
-    return dy * (1 - y * y)
+    dy_flat, y_flat, out = _flat_pair(dy, y)
+    _times_tanh_slope(dy_flat, y_flat, y.dtype.type(1.0), out.reshape(-1))
+    return out
 
 
 def sigmoid_forward(x):
@@ -72,7 +96,9 @@ def sigmoid_forward(x):
 
 
 def sigmoid_backward(dy, y):
-    return dy * (y * (1 - y))
+    dy_flat, y_flat, out = _flat_pair(dy, y)
+    _times_sigmoid_slope(dy_flat, y_flat, out.reshape(-1))
+    return out
 
 
 def scaled_tanh_forward(x):
@@ -84,4 +110,6 @@ def scaled_tanh_forward(x):
 
 def scaled_tanh_backward(dy, t):
     """dy * A S (1 - tanh(S x)^2); the cache is tanh(S x), not y."""
-    return dy * (dy.dtype.type(SCALED_TANH_A * SCALED_TANH_S) * (1 - t * t))
+    dy_flat, t_flat, out = _flat_pair(dy, t)
+    _times_tanh_slope(dy_flat, t_flat, t.dtype.type(SCALED_TANH_A * SCALED_TANH_S), out.reshape(-1))
+    return out

@@ -1,6 +1,6 @@
 """2-D convolution (NHWC, OHWI filters, groups, dilation), forward and backward.
 
-The fast path is Numba loops (see the note above _stream_taps). The naive path is plain loops
+The fast path is the Numba kernels in conv_kernels.py. The naive path is plain loops
 written as textbook convolutions of the upstream gradient; tests hold the two
 together.
 """
@@ -8,9 +8,17 @@ together.
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads
 
 from edgecnn.errors import ShapeError
+from edgecnn.reference.conv_kernels import (
+    VECTOR,
+    conv_bwd_w_direct,
+    conv_bwd_wide,
+    conv_bwd_x_direct,
+    conv_fwd_direct,
+    conv_fwd_wide,
+)
 from edgecnn.reference.padding import as_pair, normalize_pad
 
 
@@ -45,266 +53,43 @@ def _out_hw(in_hw, k_hw, stride, pad, dilation):
     return out_h, out_w
 
 
-# ----------------------------------------------------------------------------- fast path
-#
-# Stride-1 convolutions (all of LeNet) run on "wide planar" images: each image is
-# copied to a zero-padded channel-major buffer xp[c, iy*Wp + ix], and the output is
-# computed for every column 0..Wp-1 of each output row, not just 0..OW-1. Then the
-# tap (ky, kx, c) reads xp at one constant offset c*Hp*Wp + ky*dh*Wp + kx*dw from the
-# output index p = oy*Wp + ox, so each tap is one long contiguous multiply-add with a
-# scalar weight: the loop LLVM vectorizes best. The extra columns ox >= OW cost
-# (Wp - OW)/Wp of the work and are dropped; reads that wrap into the next row only
-# reach those columns. Backward, dy's extra columns are zeros, so they add nothing.
-# Strides > 1 take the direct loops further down.
-# Traps: Numba disables LLVM's SLP vectorizer, so hand-unrolled register blocks stay
-# scalar; only long runtime-length loops vectorize. And everything stays on Numba's
-# threads: BLAS calls between Numba parallel regions made the two spinning thread
-# pools fight over the 2 cores (3x slower).
-
-_FAST = {"reassoc", "contract"}  # lets LLVM vectorize sums and fuse FMAs; NaN/inf stay honest
-
-
-@njit(cache=True, inline="always")
-def _chunk(t, n_threads, n_img):
-    """Images [n0, n1) of thread t: one static chunk per thread, so scratch is allocated once."""
-    return t * n_img // n_threads, (t + 1) * n_img // n_threads
-
-
-@njit(cache=True, inline="always", fastmath=_FAST)
-def _stream_taps(out, src, offs, shift, wts, length):
-    # out[p] += sum_t wts[t] * src[shift + offs[t] + p] for p < length; 4 taps per pass over out
-    n_taps = offs.shape[0]
-    t = 0
-    while t + 4 <= n_taps:
-        w0, w1, w2, w3 = wts[t], wts[t + 1], wts[t + 2], wts[t + 3]
-        a0, a1, a2, a3 = shift + offs[t], shift + offs[t + 1], shift + offs[t + 2], shift + offs[t + 3]
-        s0, s1 = src[a0 : a0 + length], src[a1 : a1 + length]
-        s2, s3 = src[a2 : a2 + length], src[a3 : a3 + length]
-        for p in range(length):
-            out[p] += w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p]
-        t += 4
-    while t < n_taps:
-        w0, a0 = wts[t], shift + offs[t]
-        s0 = src[a0 : a0 + length]
-        for p in range(length):
-            out[p] += w0 * s0[p]
-        t += 1
-
-
-@njit(cache=True, inline="always", fastmath=_FAST)
-def _dot_taps(acc, a, src, offs, shift, length):
-    # acc[t] += sum_p a[p] * src[shift + offs[t] + p]; 4 taps per pass over a
-    n_taps = offs.shape[0]
-    t = 0
-    while t + 4 <= n_taps:
-        b0, b1, b2, b3 = shift + offs[t], shift + offs[t + 1], shift + offs[t + 2], shift + offs[t + 3]
-        s0, s1 = src[b0 : b0 + length], src[b1 : b1 + length]
-        s2, s3 = src[b2 : b2 + length], src[b3 : b3 + length]
-        r0 = r1 = r2 = r3 = acc.dtype.type(0.0)
-        for p in range(length):
-            r0 += a[p] * s0[p]
-            r1 += a[p] * s1[p]
-            r2 += a[p] * s2[p]
-            r3 += a[p] * s3[p]
-        acc[t] += r0
-        acc[t + 1] += r1
-        acc[t + 2] += r2
-        acc[t + 3] += r3
-        t += 4
-    while t < n_taps:
-        b0 = shift + offs[t]
-        s0 = src[b0 : b0 + length]
-        r0 = acc.dtype.type(0.0)
-        for p in range(length):
-            r0 += a[p] * s0[p]
-        acc[t] += r0
-        t += 1
-
-
-@njit(cache=True, inline="always")
-def _to_wide_planar(x, n, top, left, wp, xp):
-    # image n of x (N,H,W,C) -> xp[c*Hp*Wp + (iy+top)*Wp + ix+left]; the padding keeps its zeros
-    _, h, w, c_in = x.shape
-    plane = xp.shape[0] // c_in
-    for iy in range(h):
-        for ix in range(w):
-            q = (iy + top) * wp + ix + left
-            for c in range(c_in):
-                xp[c * plane + q] = x[n, iy, ix, c]
-
-
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def _conv_fwd_wide(x, w_flat, b, x_offs, groups, top, left, hp, wp, n_threads, y):
-    # x (N,H,W,C), w_flat (O, KH*KW*Cg), b (O,), x_offs (KH*KW*Cg,) -> y (N,OH,OW,O)
-    n_img, _, _, c_in = x.shape
-    _, oh, ow, c_out = y.shape
-    slack = x_offs.max() - (c_in // groups - 1) * hp * wp if x_offs.shape[0] else 0
-    out_len = oh * wp
-    og, cg = c_out // groups, c_in // groups
-    for t in prange(n_threads):
-        xp = np.zeros(c_in * hp * wp + slack, dtype=x.dtype)
-        yw = np.empty(out_len, dtype=x.dtype)
-        n0, n1 = _chunk(t, n_threads, n_img)
-        for n in range(n0, n1):
-            _to_wide_planar(x, n, top, left, wp, xp[: c_in * hp * wp])
-            for o in range(c_out):
-                yw[:] = b[o]
-                _stream_taps(yw, xp, x_offs, (o // og) * cg * hp * wp, w_flat[o], out_len)
-                for oy in range(oh):
-                    for ox in range(ow):
-                        y[n, oy, ox, o] = yw[oy * wp + ox]
-    return y
-
-
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def _conv_bwd_w_wide(x, dy, x_offs, groups, top, left, hp, wp, n_threads):
-    # x (N,H,W,C), dy (N,OH,OW,O) -> per-thread partial sums dw (T, O, KH*KW*Cg), db (T, O)
-    n_img, _, _, c_in = x.shape
-    _, oh, ow, c_out = dy.shape
-    slack = x_offs.max() - (c_in // groups - 1) * hp * wp if x_offs.shape[0] else 0
-    out_len = oh * wp
-    og, cg = c_out // groups, c_in // groups
-    dw_part = np.zeros((n_threads, c_out, x_offs.shape[0]), dtype=x.dtype)
-    db_part = np.zeros((n_threads, c_out), dtype=x.dtype)
-    for t in prange(n_threads):
-        xp = np.zeros(c_in * hp * wp + slack, dtype=x.dtype)
-        dyw = np.zeros((c_out, out_len), dtype=x.dtype)  # columns ox >= OW stay zero
-        n0, n1 = _chunk(t, n_threads, n_img)
-        for n in range(n0, n1):
-            _to_wide_planar(x, n, top, left, wp, xp[: c_in * hp * wp])
-            for oy in range(oh):
-                for ox in range(ow):
-                    for o in range(c_out):
-                        dyw[o, oy * wp + ox] = dy[n, oy, ox, o]
-            for o in range(c_out):
-                db_part[t, o] += dyw[o].sum()
-                _dot_taps(dw_part[t, o], dyw[o], xp, x_offs, (o // og) * cg * hp * wp, out_len)
-    return dw_part, db_part
-
-
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def _conv_bwd_x_wide(dy, w_cols, dy_offs, groups, top, left, hp, wp, lead, n_threads, dx):
-    # dy (N,OH,OW,O), w_cols (C, Og*KH*KW), dy_offs (Og*KH*KW,) -> dx (N,H,W,C)
-    # Gather form of the transposed conv: dxp[c, q] = sum w * dyz[o, lead + q - (ky*dh*Wp + kx*dw)],
-    # where dyz holds dy's wide rows after `lead` zeros, so every index stays >= 0.
-    n_img, h, w, c_in = dx.shape
-    _, oh, ow, c_out = dy.shape
-    og, cg = c_out // groups, c_in // groups
-    plane = hp * wp
-    row = lead + plane
-    for t in prange(n_threads):
-        dyz = np.zeros(c_out * row, dtype=dx.dtype)
-        dxp = np.empty(plane, dtype=dx.dtype)
-        n0, n1 = _chunk(t, n_threads, n_img)
-        for n in range(n0, n1):
-            for oy in range(oh):
-                for ox in range(ow):
-                    for o in range(c_out):
-                        dyz[o * row + lead + oy * wp + ox] = dy[n, oy, ox, o]
-            for c in range(c_in):
-                dxp[:] = 0.0
-                _stream_taps(dxp, dyz, dy_offs, (c // cg) * og * row, w_cols[c], plane)
-                for iy in range(h):
-                    for ix in range(w):
-                        dx[n, iy, ix, c] = dxp[(iy + top) * wp + ix + left]
-    return dx
-
-
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def _conv_fwd_direct(x, w, b, groups, sh, sw, dh, dw, top, left, y):
-    # x (N,H,W,C), w (O,KH,KW,C/G), b (O,) -> y (N,OH,OW,O); any stride, dilation, groups
-    n_img, h, wd, _ = x.shape
-    c_out, kh, kw, cg = w.shape
-    _, oh, ow, _ = y.shape
-    og = c_out // groups
-    for n in prange(n_img):
-        for oy in range(oh):
-            for ox in range(ow):
-                for o in range(c_out):
-                    c0 = (o // og) * cg
-                    acc = b[o]
-                    for ky in range(kh):
-                        iy = oy * sh - top + ky * dh
-                        if iy < 0 or iy >= h:
-                            continue
-                        for kx in range(kw):
-                            ix = ox * sw - left + kx * dw
-                            if ix < 0 or ix >= wd:
-                                continue
-                            for c in range(cg):
-                                acc += x[n, iy, ix, c0 + c] * w[o, ky, kx, c]
-                    y[n, oy, ox, o] = acc
-    return y
-
-
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def _conv_bwd_w_direct(x, dy, groups, sh, sw, dh, dw, top, left, dwt):
-    # x (N,H,W,C), dy (N,OH,OW,O) -> dwt (O,KH,KW,C/G); parallel over O, so no two threads share a row
-    n_img, h, wd, _ = x.shape
-    c_out, kh, kw, cg = dwt.shape
-    _, oh, ow, _ = dy.shape
-    og = c_out // groups
-    for o in prange(c_out):
-        c0 = (o // og) * cg
-        dwt[o] = 0.0
-        for n in range(n_img):
-            for oy in range(oh):
-                for ox in range(ow):
-                    g = dy[n, oy, ox, o]
-                    for ky in range(kh):
-                        iy = oy * sh - top + ky * dh
-                        if iy < 0 or iy >= h:
-                            continue
-                        for kx in range(kw):
-                            ix = ox * sw - left + kx * dw
-                            if ix < 0 or ix >= wd:
-                                continue
-                            for c in range(cg):
-                                dwt[o, ky, kx, c] += g * x[n, iy, ix, c0 + c]
-    return dwt
-
-
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def _conv_bwd_x_direct(dy, w, groups, sh, sw, dh, dw, top, left, dx):
-    # dy (N,OH,OW,O), w (O,KH,KW,C/G) -> dx (N,H,W,C), scattered per image (one thread per image)
-    n_img, h, wd, _ = dx.shape
-    c_out, kh, kw, cg = w.shape
-    _, oh, ow, _ = dy.shape
-    og = c_out // groups
-    for n in prange(n_img):
-        dx[n] = 0.0
-        for oy in range(oh):
-            for ox in range(ow):
-                for o in range(c_out):
-                    c0 = (o // og) * cg
-                    g = dy[n, oy, ox, o]
-                    for ky in range(kh):
-                        iy = oy * sh - top + ky * dh
-                        if iy < 0 or iy >= h:
-                            continue
-                        for kx in range(kw):
-                            ix = ox * sw - left + kx * dw
-                            if ix < 0 or ix >= wd:
-                                continue
-                            for c in range(cg):
-                                dx[n, iy, ix, c0 + c] += g * w[o, ky, kx, c]
-    return dx
-
-
 def _threads(n_img):
-    # get_num_threads() inside a kernel would stop Numba from caching it (a ctypes global)
     return max(1, min(get_num_threads(), n_img))
 
 
-def _wide_geometry(x_shape, w_shape, pad, dilation):
-    """(hp, wp, x_offs): padded plane size and each tap's offset into the wide planar image."""
-    _, h, wd, _ = x_shape
-    _, kh, kw, cg = w_shape
-    top, bottom, left, right = pad
+def _round_up(n, multiple):
+    return -(-n // multiple) * multiple
+
+
+class _WideGeometry(NamedTuple):
+    """Buffer sizes and tap offsets of the stride-1 kernels (see conv_kernels)."""
+    hp: int
+    wp: int
+    out_len: int        # OH*Wp rounded up to VECTOR
+    xp_len: int         # planar image + the slack the last taps read past its end
+    x_offs: np.ndarray  # (KH*KW*Cg,) offset of tap (ky, kx, c) into a group's planes
+    lead: int           # zeros before each dy row, so transposed-conv offsets stay >= 0
+    row_len: int        # lead + padded plane
+    plane_len: int      # Hp*Wp rounded up to VECTOR
+    dy_offs: np.ndarray  # (Og*KH*KW,) offset of tap (o, ky, kx) into a group's dy rows
+
+
+def _wide_geometry(x_shape, w_shape, pad, dilation, groups):
+    _, h, wd, c_in = x_shape
+    c_out, kh, kw, cg = w_shape
+    (top, bottom, left, right), (dh, dw) = pad, dilation
     hp, wp = h + top + bottom, wd + left + right
+    oh = hp - (kh - 1) * dh
+    out_len = _round_up(oh * wp, VECTOR)
     ky, kx, c = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(cg), indexing="ij")
-    x_offs = (c * hp * wp + ky * dilation[0] * wp + kx * dilation[1]).ravel().astype(np.int64)
-    return hp, wp, x_offs
+    x_offs = (c * hp * wp + ky * dh * wp + kx * dw).ravel().astype(np.int64)
+    xp_len = (c_in - 1) * hp * wp + (kh - 1) * dh * wp + (kw - 1) * dw + out_len
+    lead = (kh - 1) * dh * wp + (kw - 1) * dw
+    plane_len = _round_up(hp * wp, VECTOR)
+    row_len = lead + plane_len
+    o, ky, kx = np.meshgrid(np.arange(c_out // groups), np.arange(kh), np.arange(kw), indexing="ij")
+    dy_offs = (o * row_len + lead - ky * dh * wp - kx * dw).ravel().astype(np.int64)
+    return _WideGeometry(hp, wp, out_len, xp_len, x_offs, lead, row_len, plane_len, dy_offs)
 
 
 def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1):
@@ -326,10 +111,11 @@ def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), gr
     y = np.empty((n_img, oh, ow, c_out), dtype=x.dtype)
     bias = b if b is not None else np.zeros(c_out, dtype=x.dtype)
     if stride == (1, 1):
-        hp, wp, x_offs = _wide_geometry(x.shape, w.shape, pad, dilation)
-        _conv_fwd_wide(x, w.reshape(c_out, -1), bias, x_offs, groups, top, left, hp, wp, _threads(n_img), y)
+        g = _wide_geometry(x.shape, w.shape, pad, dilation, groups)
+        conv_fwd_wide(x, w.reshape(c_out, -1), bias, g.x_offs, groups, top, left, g.hp, g.wp, g.out_len, g.xp_len,
+                      _threads(n_img), y)
     else:
-        _conv_fwd_direct(x, w, bias, groups, *stride, *dilation, top, left, y)
+        conv_fwd_direct(x, w, bias, groups, *stride, *dilation, top, left, y)
     return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups)
 
 
@@ -349,24 +135,20 @@ def conv2d_backward(dy, cache, need_dx=True):
         raise ShapeError(f"conv2d_backward: dy {dy.shape} != forward output {(n_img, oh, ow, c_out)}")
     dx = np.empty_like(x) if need_dx else None
     if stride == (1, 1):
-        n_threads = _threads(n_img)
-        hp, wp, x_offs = _wide_geometry(x.shape, w.shape, pad, dilation)
-        dw_part, db_part = _conv_bwd_w_wide(x, dy, x_offs, groups, top, left, hp, wp, n_threads)
+        g = _wide_geometry(x.shape, w.shape, pad, dilation, groups)
+        # taps (o, ky, kx) of input channel c: w_cols[c] lists w[group*Og + o, ky, kx, c % Cg]
+        w_cols = np.ascontiguousarray(
+            w.reshape(groups, og, kh, kw, cg).transpose(0, 4, 1, 2, 3).reshape(c_in, og * kh * kw))
+        dw_part, db_part = conv_bwd_wide(
+            x, dy, g.x_offs, w_cols, g.dy_offs, groups, top, left, g.hp, g.wp, g.out_len, g.xp_len,
+            g.lead, g.row_len, g.plane_len, need_dx, _threads(n_img), dx if need_dx else x[:0])
         dw = dw_part.sum(axis=0).reshape(w.shape)
         db = db_part.sum(axis=0) if has_bias else None
-        if need_dx:
-            # taps (o, ky, kx) of input channel c: w_cols[c] lists w[g*Og + o, ky, kx, c % Cg]
-            w_cols = w.reshape(groups, og, kh, kw, cg).transpose(0, 4, 1, 2, 3).reshape(c_in, og * kh * kw)
-            lead = (kh - 1) * dilation[0] * wp + (kw - 1) * dilation[1]
-            o, ky, kx = np.meshgrid(np.arange(og), np.arange(kh), np.arange(kw), indexing="ij")
-            dy_offs = (o * (lead + hp * wp) + lead - ky * dilation[0] * wp - kx * dilation[1]).ravel()
-            _conv_bwd_x_wide(dy, np.ascontiguousarray(w_cols), dy_offs.astype(np.int64), groups,
-                             top, left, hp, wp, lead, n_threads, dx)
     else:
-        dw = _conv_bwd_w_direct(x, dy, groups, *stride, *dilation, top, left, np.empty_like(w))
+        dw = conv_bwd_w_direct(x, dy, groups, *stride, *dilation, top, left, np.empty_like(w))
         db = dy.reshape(-1, c_out).sum(axis=0) if has_bias else None
         if need_dx:
-            _conv_bwd_x_direct(dy, w, groups, *stride, *dilation, top, left, dx)
+            conv_bwd_x_direct(dy, w, groups, *stride, *dilation, top, left, dx)
     return dx, dw, db
 
 

@@ -3,9 +3,10 @@
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit
 
 from edgecnn.errors import ShapeError
+from edgecnn.reference.taps import FAST, dot_taps, dot_taps2, stream_taps, stream_taps2
 
 
 class DenseCache(NamedTuple):
@@ -15,72 +16,44 @@ class DenseCache(NamedTuple):
 
 
 # Numba kernels rather than np.dot: BLAS threads and Numba's OpenMP threads, both
-# spinning between calls, slowed the conv kernels down 3x on 2 cores (see conv.py).
+# spinning between calls, slowed the conv kernels down 3x on 2 cores (see conv_kernels.py).
+# Each is the tap loop of taps.py over rows of a flat matrix, two outputs per pass.
+# Single-threaded on purpose: LeNet's largest dense layer takes ~0.1 ms, about what
+# waking a second thread twice costs on a busy VM.
 
-_FAST = {"reassoc", "contract"}
 
-
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def _dense_fwd(x, w, b, y):
-    # x (N,D), w (U,D), b (U,) -> y (N,U): one dot product of length D per output
+@njit(cache=True, fastmath=FAST)
+def _dense_fwd(x, w_flat, row_offs, b, y):
+    # y[n, u] = b[u] + x[n] . w[u]: dot products of x rows with the U rows of w_flat (U*D,)
     n_rows, depth = x.shape
-    units = w.shape[0]
-    for n in prange(n_rows):
-        xr = x[n]
-        for u in range(units):
-            wr = w[u]
-            acc = b[u]
-            for d in range(depth):
-                acc += xr[d] * wr[d]
-            y[n, u] = acc
+    for pair in range((n_rows + 1) // 2):
+        n = 2 * pair
+        y[n, :] = b
+        if n + 1 < n_rows:
+            y[n + 1, :] = b
+            dot_taps2(y[n], y[n + 1], x[n], x[n + 1], w_flat, row_offs, 0, depth)
+        else:
+            dot_taps(y[n], x[n], w_flat, row_offs, 0, depth)
     return y
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def _dense_bwd_w(x, dy, n_threads, dw):
-    # dw (U,D) = dy^T x, split over units: row u of dw is a sum of rows of x scaled by dy[:, u]
-    n_rows, depth = x.shape
-    units = dy.shape[1]
-    for t in prange(n_threads):
-        for u in range(t * units // n_threads, (t + 1) * units // n_threads):
-            acc = dw[u]
-            acc[:] = 0.0
-            n = 0
-            while n + 4 <= n_rows:
-                g0, g1, g2, g3 = dy[n, u], dy[n + 1, u], dy[n + 2, u], dy[n + 3, u]
-                x0, x1, x2, x3 = x[n], x[n + 1], x[n + 2], x[n + 3]
-                for d in range(depth):
-                    acc[d] += g0 * x0[d] + g1 * x1[d] + g2 * x2[d] + g3 * x3[d]
-                n += 4
-            while n < n_rows:
-                g0, x0 = dy[n, u], x[n]
-                for d in range(depth):
-                    acc[d] += g0 * x0[d]
-                n += 1
-    return dw
+@njit(cache=True, fastmath=FAST)
+def _rows_times_matrix(coef, mat_flat, row_offs, depth, out):
+    # out[i] = sum_k coef[i, k] * mat[k] for each row i: a tap per row k of mat (flat, K*D)
+    n_out = out.shape[0]
+    for pair in range((n_out + 1) // 2):
+        i = 2 * pair
+        out[i, :] = 0.0
+        if i + 1 < n_out:
+            out[i + 1, :] = 0.0
+            stream_taps2(out[i], out[i + 1], mat_flat, row_offs, 0, coef[i], coef[i + 1], depth)
+        else:
+            stream_taps(out[i], mat_flat, row_offs, 0, coef[i], depth)
+    return out
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def _dense_bwd_x(dy, w, dx):
-    # dx (N,D) = dy w: row n of dx is a sum of rows of w scaled by dy[n]
-    n_rows, units = dy.shape
-    depth = w.shape[1]
-    for n in prange(n_rows):
-        acc = dx[n]
-        acc[:] = 0.0
-        u = 0
-        while u + 4 <= units:
-            g0, g1, g2, g3 = dy[n, u], dy[n, u + 1], dy[n, u + 2], dy[n, u + 3]
-            w0, w1, w2, w3 = w[u], w[u + 1], w[u + 2], w[u + 3]
-            for d in range(depth):
-                acc[d] += g0 * w0[d] + g1 * w1[d] + g2 * w2[d] + g3 * w3[d]
-            u += 4
-        while u < units:
-            g0, w0 = dy[n, u], w[u]
-            for d in range(depth):
-                acc[d] += g0 * w0[d]
-            u += 1
-    return dx
+def _row_offsets(n_rows, depth):
+    return np.arange(n_rows, dtype=np.int64) * depth
 
 
 def dense_forward(x, w, b):
@@ -91,8 +64,9 @@ def dense_forward(x, w, b):
         raise ShapeError(f"dense wants x (N,D) and w (U,D), got {x.shape} and {w.shape}")
     if b is not None and np.shape(b) != (w.shape[0],):
         raise ShapeError(f"dense: bias shape {np.shape(b)} != ({w.shape[0]},)")
-    bias = np.zeros(w.shape[0], dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
-    y = _dense_fwd(x, w, bias, np.empty((x.shape[0], w.shape[0]), dtype=x.dtype))
+    units, depth = w.shape
+    bias = np.zeros(units, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    y = _dense_fwd(x, w.reshape(-1), _row_offsets(units, depth), bias, np.empty((x.shape[0], units), dtype=x.dtype))
     return y, DenseCache(x, w, b is not None)
 
 
@@ -102,9 +76,11 @@ def dense_backward(dy, cache):
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     if dy.shape != (x.shape[0], w.shape[0]):
         raise ShapeError(f"dense_backward: dy {dy.shape} != forward output {(x.shape[0], w.shape[0])}")
-    n_threads = max(1, min(get_num_threads(), w.shape[0]))
-    dw = _dense_bwd_w(x, dy, n_threads, np.empty_like(w))
-    dx = _dense_bwd_x(dy, w, np.empty_like(x))
+    (n_rows, depth), units = x.shape, w.shape[0]
+    # dw[u] = sum_n dy[n, u] x[n];  dx[n] = sum_u dy[n, u] w[u]
+    dw = _rows_times_matrix(np.ascontiguousarray(dy.T), x.reshape(-1), _row_offsets(n_rows, depth), depth,
+                            np.empty_like(w))
+    dx = _rows_times_matrix(dy, w.reshape(-1), _row_offsets(units, depth), depth, np.empty_like(x))
     db = dy.sum(axis=0) if has_bias else None
     return dx, dw, db
 

@@ -8,7 +8,7 @@ model trains on exactly what the int8 kernels will compute.
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from edgecnn.errors import ShapeError
 from edgecnn.reference.padding import as_pair, normalize_pad
@@ -44,36 +44,55 @@ def _window(o, stride, pad, size, limit):
 
 
 # ----------------------------------------------------------------------------- max pool
+#
+# Single-threaded: a LeNet pool takes 0.1-0.3 ms, so a second thread saves less than
+# its wake-ups cost once OpenMP waits passively (see tuning.py).
+# Both pools run in two stages per output row: first reduce the window's rows
+# elementwise over the flat (ix, c) row, a long contiguous loop that vectorizes,
+# then reduce each window's columns in that short row. x arrives as (N, H, W*C).
 
-@njit(cache=True, parallel=True)
-def _max_pool_fwd(x, kh, kw, sh, sw, top, left, y, argmax):
-    # x (N,H,W,C) -> y (N,OH,OW,C), argmax (N,OH,OW,C) = iy*W + ix of the first max, row-major
-    n_img, h, w, c_in = x.shape
+@njit(cache=True)
+def _max_pool_fwd(x, c_in, kh, kw, sh, sw, top, left, y, argmax):
+    # x (N,H,W*C) -> y (N,OH,OW,C), argmax (N,OH,OW,C) = iy*W + ix of the window's first max, row-major
+    n_img, h, row_len = x.shape
+    w = row_len // c_in
     _, oh, ow, _ = y.shape
-    for n in prange(n_img):
+    for n in range(n_img):
+        col_max = np.empty(row_len, dtype=x.dtype)
+        col_row = np.empty(row_len, dtype=np.int32)  # which row holds col_max
         for oy in range(oh):
             y0, y1 = _window(oy, sh, top, kh, h)
+            col_max[:] = x[n, y0]
+            col_row[:] = y0
+            for iy in range(y0 + 1, y1):
+                xr = x[n, iy]
+                for j in range(row_len):
+                    v = xr[j]
+                    later = v > col_max[j]  # strict: on ties the earlier row wins
+                    col_max[j] = v if later else col_max[j]
+                    col_row[j] = iy if later else col_row[j]
             for ox in range(ow):
                 x0, x1 = _window(ox, sw, left, kw, w)
-                best, best_at = y[n, oy, ox], argmax[n, oy, ox]
                 for c in range(c_in):
-                    best[c] = x[n, y0, x0, c]
-                    best_at[c] = y0 * w + x0
-                for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        for c in range(c_in):
-                            v = x[n, iy, ix, c]
-                            if v > best[c]:  # strict: ties keep the earlier element
-                                best[c] = v
-                                best_at[c] = iy * w + ix
+                    best, best_row, best_col = col_max[x0 * c_in + c], col_row[x0 * c_in + c], x0
+                    for ix in range(x0 + 1, x1):
+                        v, r = col_max[ix * c_in + c], col_row[ix * c_in + c]
+                        # row-major: a tie goes to the earlier row, then the earlier column.
+                        # Selects, not branches: random data made the branch a coin toss.
+                        later = (v > best) | ((v == best) & (r < best_row))
+                        best = v if later else best
+                        best_row = r if later else best_row
+                        best_col = ix if later else best_col
+                    y[n, oy, ox, c] = best
+                    argmax[n, oy, ox, c] = best_row * w + best_col
     return y
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _max_pool_bwd(dy, argmax, dx):
     # dy (N,OH,OW,C) -> dx (N,H*W,C), which must start at zero
     n_img, oh, ow, c_in = dy.shape
-    for n in prange(n_img):
+    for n in range(n_img):
         for oy in range(oh):
             for ox in range(ow):
                 for c in range(c_in):
@@ -85,14 +104,15 @@ def max_pool2d_forward(x, size=(2, 2), stride=(2, 2), pad=(0, 0, 0, 0)):
     """y = max over each window, padding ignored. x (N,H,W,C) -> y (N,OH,OW,C)."""
     x = np.ascontiguousarray(x)
     size, stride, pad, (oh, ow) = _pool_geometry(x, size, stride, pad)
-    y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
+    n_img, h, w, c_in = x.shape
+    y = np.empty((n_img, oh, ow, c_in), dtype=x.dtype)
     argmax = np.empty(y.shape, dtype=np.int32)
-    _max_pool_fwd(x, *size, *stride, pad[0], pad[2], y, argmax)
+    _max_pool_fwd(x.reshape(n_img, h, w * c_in), c_in, *size, *stride, pad[0], pad[2], y, argmax)
     return y, PoolCache(x.shape, size, stride, pad, argmax)
 
 
 def max_pool2d_backward(dy, cache):
-    """dx: each dy goes to its window's (first) max. dy (N,OH,OW,C) -> dx (N,H,W,C)."""
+    """dx: each dy goes to its window's first max (row-major). dy (N,OH,OW,C) -> dx (N,H,W,C)."""
     n_img, h, w, c_in = cache.x_shape
     dy = np.ascontiguousarray(dy)
     if dy.shape != cache.argmax.shape:
@@ -104,42 +124,54 @@ def max_pool2d_backward(dy, cache):
 
 # ----------------------------------------------------------------------------- average pool
 
-@njit(cache=True, parallel=True)
-def _avg_pool_fwd(x, kh, kw, sh, sw, top, left, y):
-    n_img, h, w, c_in = x.shape
+@njit(cache=True)
+def _avg_pool_fwd(x, c_in, kh, kw, sh, sw, top, left, y):
+    # x (N,H,W*C) -> y (N,OH,OW,C): mean over each window's in-bounds elements
+    n_img, h, row_len = x.shape
+    w = row_len // c_in
     _, oh, ow, _ = y.shape
-    for n in prange(n_img):
+    for n in range(n_img):
+        col_sum = np.empty(row_len, dtype=x.dtype)
         for oy in range(oh):
             y0, y1 = _window(oy, sh, top, kh, h)
+            col_sum[:] = x[n, y0]
+            for iy in range(y0 + 1, y1):
+                xr = x[n, iy]
+                for j in range(row_len):
+                    col_sum[j] += xr[j]
             for ox in range(ow):
                 x0, x1 = _window(ox, sw, left, kw, w)
-                acc = y[n, oy, ox]
-                acc[:] = 0.0
-                for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        for c in range(c_in):
-                            acc[c] += x[n, iy, ix, c]
-                scale = 1.0 / ((y1 - y0) * (x1 - x0))
+                count = (y1 - y0) * (x1 - x0)
                 for c in range(c_in):
-                    acc[c] *= scale
+                    acc = col_sum[x0 * c_in + c]
+                    for ix in range(x0 + 1, x1):
+                        acc += col_sum[ix * c_in + c]
+                    y[n, oy, ox, c] = acc / count
     return y
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _avg_pool_bwd(dy, kh, kw, sh, sw, top, left, dx):
-    # dx must start at zero; each window spreads dy / (in-bounds count) over its in-bounds elements
-    n_img, h, w, c_in = dx.shape
-    _, oh, ow, _ = dy.shape
-    for n in prange(n_img):
+    # dy (N,OH,OW,C) -> dx (N,H,W*C), which must start at zero: each window spreads
+    # dy / count over its in-bounds elements; a row's share is built once, then added to each row
+    n_img, h, row_len = dx.shape
+    _, oh, ow, c_in = dy.shape
+    w = row_len // c_in
+    for n in range(n_img):
+        share = np.empty(row_len, dtype=dx.dtype)
         for oy in range(oh):
             y0, y1 = _window(oy, sh, top, kh, h)
+            share[:] = 0.0
             for ox in range(ow):
                 x0, x1 = _window(ox, sw, left, kw, w)
-                scale = 1.0 / ((y1 - y0) * (x1 - x0))
-                for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        for c in range(c_in):
-                            dx[n, iy, ix, c] += dy[n, oy, ox, c] * scale
+                count = (y1 - y0) * (x1 - x0)
+                for ix in range(x0, x1):
+                    for c in range(c_in):
+                        share[ix * c_in + c] += dy[n, oy, ox, c] / count
+            for iy in range(y0, y1):
+                dxr = dx[n, iy]
+                for j in range(row_len):
+                    dxr[j] += share[j]
     return dx
 
 
@@ -147,17 +179,23 @@ def avg_pool2d_forward(x, size=(2, 2), stride=(2, 2), pad=(0, 0, 0, 0)):
     """y = mean over the in-bounds part of each window. x (N,H,W,C) -> y (N,OH,OW,C)."""
     x = np.ascontiguousarray(x)
     size, stride, pad, (oh, ow) = _pool_geometry(x, size, stride, pad)
-    y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
-    _avg_pool_fwd(x, *size, *stride, pad[0], pad[2], y)
+    n_img, h, w, c_in = x.shape
+    y = np.empty((n_img, oh, ow, c_in), dtype=x.dtype)
+    _avg_pool_fwd(x.reshape(n_img, h, w * c_in), c_in, *size, *stride, pad[0], pad[2], y)
     return y, PoolCache(x.shape, size, stride, pad, None)
 
 
 def avg_pool2d_backward(dy, cache):
     """dx from dy (N,OH,OW,C)."""
+    n_img, h, w, c_in = cache.x_shape
     dy = np.ascontiguousarray(dy)
-    dx = np.zeros(cache.x_shape, dtype=dy.dtype)
+    (kh, kw), (sh, sw), (top, bottom, left, right) = cache.size, cache.stride, cache.pad
+    out_shape = (n_img, (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1, c_in)
+    if dy.shape != out_shape:
+        raise ShapeError(f"avg_pool2d_backward: dy {dy.shape} != forward output {out_shape}")
+    dx = np.zeros((n_img, h, w * c_in), dtype=dy.dtype)
     _avg_pool_bwd(dy, *cache.size, *cache.stride, cache.pad[0], cache.pad[2], dx)
-    return dx
+    return dx.reshape(cache.x_shape)
 
 
 # ----------------------------------------------------------------------------- naive reference

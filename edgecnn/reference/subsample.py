@@ -9,8 +9,10 @@ map, which is how the int8 graph expresses it (DEPTHWISE_CONV_2D).
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from edgecnn.errors import ShapeError
+from edgecnn.reference.taps import FAST
 
 
 class SubsampleCache(NamedTuple):
@@ -30,33 +32,73 @@ def _check_subsample(x, coef, bias, size):
         raise ShapeError(f"subsample: window {size} does not fit input {x.shape[1]}x{x.shape[2]}")
 
 
+@njit(cache=True, fastmath=FAST)
+def _subsample_fwd(x, c_in, coef, bias, size, window_sum, y):
+    # x (N,H,W*C) -> window_sum, y (N,OH,OW,C); rows first (a long vector loop), then columns
+    n_img, _, row_len = x.shape
+    _, oh, ow, _ = y.shape
+    col_sum = np.empty(row_len, dtype=x.dtype)
+    for n in range(n_img):
+        for oy in range(oh):
+            col_sum[:] = x[n, oy * size]
+            for i in range(1, size):
+                xr = x[n, oy * size + i]
+                for j in range(row_len):
+                    col_sum[j] += xr[j]
+            for ox in range(ow):
+                for c in range(c_in):
+                    acc = col_sum[ox * size * c_in + c]
+                    for k in range(1, size):
+                        acc += col_sum[(ox * size + k) * c_in + c]
+                    window_sum[n, oy, ox, c] = acc
+                    y[n, oy, ox, c] = coef[c] * acc + bias[c]
+    return y
+
+
+@njit(cache=True, fastmath=FAST)
+def _subsample_bwd(dy, window_sum, coef, size, dx, dcoef, dbias):
+    # dy (N,OH,OW,C) -> dx (N,H,W*C), fully written; dcoef, dbias (C,) start at zero
+    n_img, oh, ow, c_in = dy.shape
+    _, h, row_len = dx.shape
+    share = np.zeros(row_len, dtype=dx.dtype)  # columns past the last window stay 0
+    for n in range(n_img):
+        for oy in range(oh):
+            for ox in range(ow):
+                for c in range(c_in):
+                    g = dy[n, oy, ox, c]
+                    dcoef[c] += g * window_sum[n, oy, ox, c]
+                    dbias[c] += g
+                    for k in range(size):
+                        share[(ox * size + k) * c_in + c] = coef[c] * g
+            for i in range(size):
+                dx[n, oy * size + i, :] = share
+        dx[n, oh * size:, :] = 0.0
+    return dx
+
+
 def subsample_forward(x, coef, bias, size=2):
     """x (N,H,W,C), coef (C,), bias (C,) -> y (N,H//size,W//size,C), in x's dtype."""
-    x = np.asarray(x)
-    coef, bias = np.asarray(coef, dtype=x.dtype), np.asarray(bias, dtype=x.dtype)
+    x = np.ascontiguousarray(x)
+    coef, bias = np.ascontiguousarray(coef, dtype=x.dtype), np.ascontiguousarray(bias, dtype=x.dtype)
     _check_subsample(x, coef, bias, size)
     n_img, h, w, c_in = x.shape
-    oh, ow = h // size, w // size
-    windows = x[:, : oh * size, : ow * size, :].reshape(n_img, oh, size, ow, size, c_in)
-    window_sum = windows.sum(axis=(2, 4))
-    y = window_sum * coef + bias
+    out_shape = (n_img, h // size, w // size, c_in)
+    window_sum, y = np.empty(out_shape, dtype=x.dtype), np.empty(out_shape, dtype=x.dtype)
+    _subsample_fwd(x.reshape(n_img, h, w * c_in), c_in, coef, bias, size, window_sum, y)
     return y, SubsampleCache(x.shape, coef, window_sum, size)
 
 
 def subsample_backward(dy, cache):
     """(dx, dcoef, dbias) from dy (N,OH,OW,C)."""
     x_shape, coef, window_sum, size = cache
-    dy = np.asarray(dy, dtype=coef.dtype)
+    dy = np.ascontiguousarray(dy, dtype=coef.dtype)
     if dy.shape != window_sum.shape:
         raise ShapeError(f"subsample_backward: dy {dy.shape} != forward output {window_sum.shape}")
-    n_img, oh, ow, c_in = dy.shape
-    dcoef = (dy * window_sum).sum(axis=(0, 1, 2))
-    dbias = dy.sum(axis=(0, 1, 2))
-    dx = np.zeros(x_shape, dtype=dy.dtype)
-    # every element of a window gets coef * dy of that window
-    spread = np.broadcast_to((dy * coef)[:, :, None, :, None, :], (n_img, oh, size, ow, size, c_in))
-    dx[:, : oh * size, : ow * size, :] = spread.reshape(n_img, oh * size, ow * size, c_in)
-    return dx, dcoef, dbias
+    n_img, h, w, c_in = x_shape
+    dx = np.empty((n_img, h, w * c_in), dtype=dy.dtype)
+    dcoef, dbias = np.zeros(c_in, dtype=dy.dtype), np.zeros(c_in, dtype=dy.dtype)
+    _subsample_bwd(dy, window_sum, coef, size, dx, dcoef, dbias)
+    return dx.reshape(x_shape), dcoef, dbias
 
 
 # ----------------------------------------------------------------------------- naive reference
