@@ -6,15 +6,19 @@ included. Prints median and best ms per call, and the epoch time the median step
 implies for 60,000 images (optimizer and data loading not included).
 
     python benchmarks/kernel_speed.py [--batch 64] [--steps 200] [--dtype float32] [--no-tune]
+                                      [--threads N] [--clock wall|cpu]
 
-By default it first applies edgecnn.reference.tuning.tune_for_training(), as the
-trainer should; --no-tune measures the process as Python leaves it.
+By default it first applies edgecnn.tuning.tune_for_training(), as the
+trainer should; --no-tune measures the process as Python leaves it. On a machine
+shared with other jobs wall time swings widely; `--threads 1 --clock cpu` counts
+only this process's CPU time, a steadier measure of the kernels themselves.
 """
 
 import argparse
 import time
 from collections import defaultdict
 
+import numba
 import numpy as np
 
 from edgecnn.reference import (
@@ -29,7 +33,7 @@ from edgecnn.reference import (
     softmax_cross_entropy_backward,
     softmax_cross_entropy_forward,
 )
-from edgecnn.reference.tuning import tune_for_training
+from edgecnn.tuning import tune_for_training
 
 
 def lenet5_params(rng, dtype):
@@ -45,13 +49,16 @@ def lenet5_params(rng, dtype):
     }
 
 
+CLOCK = time.perf_counter
+
+
 def train_step(x, labels, params, timings):
     """One forward + backward pass; adds each call's seconds to timings[(layer, 'fwd'|'bwd')]."""
 
     def timed(key, fn, *args, **kwargs):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         out = fn(*args, **kwargs)
-        timings[key].append(time.perf_counter() - t0)
+        timings[key].append(CLOCK() - t0)
         return out
 
     p = params
@@ -91,9 +98,17 @@ def main():
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--no-tune", action="store_true", help="skip tune_for_training()")
+    parser.add_argument("--threads", type=int, default=None, help="Numba threads (default: all cores)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu = this process's CPU time (all threads; spinning counts too)")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
     if not args.no_tune:
         print("tuning:", tune_for_training())
+    if args.threads:
+        numba.set_num_threads(args.threads)
+    print(f"numba threads: {numba.get_num_threads()}, clock: {args.clock}")
 
     rng = np.random.default_rng(0)
     dtype = np.dtype(args.dtype)
@@ -108,9 +123,9 @@ def main():
     timings = defaultdict(list)
     step_times = []
     for _ in range(args.steps):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         train_step(x, labels, params, timings)
-        step_times.append(time.perf_counter() - t0)
+        step_times.append(CLOCK() - t0)
 
     print(f"\nbatch {args.batch}, {args.dtype}, {args.steps} steps; ms per call (median / best)")
     print(f"{'layer':8s} {'fwd':>15s} {'bwd':>15s}")

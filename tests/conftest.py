@@ -13,6 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecnn.tuning import tune_process
+
+tune_process()  # OpenMP waits passively: two xdist workers share 2 cores
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -155,3 +155,19 @@ def test_backward_rejects_wrong_dy():
     y, cache = conv2d_forward(np.zeros((1, 5, 5, 1)), np.zeros((2, 3, 3, 1)), None)
     with pytest.raises(ShapeError):
         conv2d_backward(np.zeros((1, 4, 4, 2)), cache)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_kernel_covering_the_input_matches_naive(stride):
+    """LeNet's C5 shape (one window over the whole input) takes the dense route; same results."""
+    rng = np.random.default_rng(2)
+    x, w, b = rng.standard_normal((3, 5, 4, 2)), rng.standard_normal((7, 5, 4, 2)), rng.standard_normal(7)
+    y, cache = conv2d_forward(x, w, b, stride=stride)
+    assert cache.path == "dense"
+    y_ref, cache_ref = conv2d_forward_naive(x, w, b, stride=stride)
+    assert_close(y, y_ref)
+    dy = rng.standard_normal(y.shape)
+    for got, want in zip(conv2d_backward(dy, cache), conv2d_backward_naive(dy, cache_ref)):
+        assert_close(got, want)
+    assert conv2d_backward(dy, cache, need_dx=False)[0] is None
+    _fd_check(x[:1], w[:2], b[:2], dict(stride=(stride, stride)), rng, conv2d_backward)

@@ -8,7 +8,7 @@ import sys
 SCRIPT = r"""
 import json, os
 import numpy as np
-from edgecnn.reference import tuning
+from edgecnn import tuning
 from edgecnn.reference.conv import conv2d_forward
 before = tuning.openmp_already_loaded()
 applied = tuning.tune_for_training()

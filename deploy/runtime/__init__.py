@@ -8,12 +8,14 @@ prepare (Int8Graph op -> kernel call, with LiteRT's load-time checks), one
 module per kernel family (conv, depthwise_conv, fully_connected, pooling,
 activations, softmax, reshape), naive (plain-Python references for tests).
 Importing compiles nothing; each kernel compiles on first use and is cached
-on disk, keyed by a hash of all the runtime's sources (see jitcache.py).
+on disk, keyed by a hash of all the runtime's sources (see edgecnn/jitcache.py).
 """
 
-from edgecnn.deploy.runtime import jitcache
+import os
 
-jitcache.install()  # before any kernel module is imported: Numba picks cache locators at decoration
+from edgecnn import jitcache
+
+jitcache.install(os.path.dirname(__file__))  # before any kernel module: Numba picks cache locators at decoration
 
 from edgecnn.deploy.runtime.interpreter import Runtime  # noqa: E402
 

@@ -41,6 +41,9 @@ class Runtime:
 
     def __init__(self, graph: Int8Graph, fc_rescale: str = "float", chunk_size: int = DEFAULT_CHUNK,
                  num_threads: int | None = None):  # fmt: skip
+        from edgecnn.tuning import tune_process
+
+        tune_process()  # before the first parallel kernel; speed only
         self.graph = graph
         self.fc_rescale = fc_rescale
         self.chunk_size = int(chunk_size)

@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from edgecnn.errors import EdgecnnError
+    from edgecnn.tuning import tune_process
 
+    tune_process()  # before Numba starts its thread pool; changes speed only, never results
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -94,8 +94,9 @@ class Layer:
         y, self._act_cache = _activation_forward(self.activation, y)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx: bool = True):
         dy = _activation_backward(self.activation, dy, self._act_cache)
+        self._need_dx = need_dx
         return self._backward(dy)
 
     def _forward(self, x):
@@ -205,7 +206,7 @@ class Conv2D(Layer):
     def _backward(self, dy):
         from edgecnn.reference.conv import conv2d_backward
 
-        dx, dw, db = conv2d_backward(dy, self._cache)
+        dx, dw, db = conv2d_backward(dy, self._cache, need_dx=getattr(self, "_need_dx", True))
         m = self.mask()
         if m is not None:
             dw = dw * m.astype(dw.dtype)

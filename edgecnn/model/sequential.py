@@ -76,9 +76,10 @@ class Sequential:
         return x
 
     def backward(self, dlogits):
+        """Fill every layer's grads. The first layer skips dL/dx, which nothing reads."""
         d = dlogits
-        for layer in reversed(self.layers):
-            d = layer.backward(d)
+        for i in range(len(self.layers) - 1, -1, -1):
+            d = self.layers[i].backward(d, need_dx=i > 0)
         return d
 
     def forward_trace(self, x):

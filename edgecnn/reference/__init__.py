@@ -3,8 +3,15 @@
 Each op is a `*_forward(...) -> (y, cache)` / `*_backward(dy, cache)` pair, with a
 plain-loop `*_naive` twin wherever the fast version is optimized. All accept float32
 (training) and float64 (gradient checks) and return the input's dtype. Importing this
-package compiles nothing: Numba kernels compile (or load from cache) on first call.
+package compiles nothing: Numba kernels compile (or load from cache) on first call,
+cached on disk under a hash of every source in this folder (see edgecnn/jitcache.py).
 """
+
+import os
+
+from edgecnn import jitcache
+
+jitcache.install(os.path.dirname(__file__))  # before any kernel module is imported
 
 from edgecnn.reference.activations import (
     SCALED_TANH_A,
@@ -45,4 +52,4 @@ from edgecnn.reference.subsample import (
     subsample_forward,
     subsample_forward_naive,
 )
-from edgecnn.reference.tuning import tune_for_training
+from edgecnn.tuning import tune_for_training  # noqa: F401  (re-exported)

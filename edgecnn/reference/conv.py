@@ -19,6 +19,7 @@ from edgecnn.reference.conv_kernels import (
     conv_fwd_direct,
     conv_fwd_wide,
 )
+from edgecnn.reference.dense import DenseCache, dense_backward, dense_forward
 from edgecnn.reference.padding import as_pair, normalize_pad
 
 
@@ -30,6 +31,7 @@ class Conv2dCache(NamedTuple):
     pad: tuple
     dilation: tuple
     groups: int
+    path: str  # "dense" (the kernel covers the whole input), "wide" (stride 1) or "direct"
 
 
 def _check_conv(x, w, b, groups):
@@ -108,15 +110,22 @@ def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), gr
     top, _, left, _ = pad = normalize_pad(pad)
     stride, dilation = as_pair(stride, "stride"), as_pair(dilation, "dilation")
     oh, ow = _out_hw((h, wd), (kh, kw), stride, pad, dilation)
-    y = np.empty((n_img, oh, ow, c_out), dtype=x.dtype)
     bias = b if b is not None else np.zeros(c_out, dtype=x.dtype)
+    if groups == 1 and pad == (0, 0, 0, 0) and dilation == (1, 1) and (kh, kw) == (h, wd):
+        # One window over the whole image (LeNet's C5): exactly a dense layer on the flat image.
+        # The wide kernels would run 1-pixel rows, where per-pass overhead is everything.
+        y, _ = dense_forward(x.reshape(n_img, -1), w.reshape(c_out, -1), bias)
+        return y.reshape(n_img, 1, 1, c_out), Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "dense")
+    y = np.empty((n_img, oh, ow, c_out), dtype=x.dtype)
     if stride == (1, 1):
         g = _wide_geometry(x.shape, w.shape, pad, dilation, groups)
         conv_fwd_wide(x, w.reshape(c_out, -1), bias, g.x_offs, groups, top, left, g.hp, g.wp, g.out_len, g.xp_len,
                       _threads(n_img), y)
+        path = "wide"
     else:
         conv_fwd_direct(x, w, bias, groups, *stride, *dilation, top, left, y)
-    return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups)
+        path = "direct"
+    return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, path)
 
 
 def conv2d_backward(dy, cache, need_dx=True):
@@ -124,7 +133,7 @@ def conv2d_backward(dy, cache, need_dx=True):
 
     need_dx=False skips dx (returns None): the first layer's input needs no gradient.
     """
-    x, w, has_bias, stride, pad, dilation, groups = cache
+    x, w, has_bias, stride, pad, dilation, groups, path = cache
     n_img, h, wd, c_in = x.shape
     c_out, kh, kw, cg = w.shape
     og = c_out // groups
@@ -133,8 +142,12 @@ def conv2d_backward(dy, cache, need_dx=True):
     oh, ow = _out_hw((h, wd), (kh, kw), stride, pad, dilation)
     if dy.shape != (n_img, oh, ow, c_out):
         raise ShapeError(f"conv2d_backward: dy {dy.shape} != forward output {(n_img, oh, ow, c_out)}")
+    if path == "dense":
+        flat_dx, dw, db = dense_backward(dy.reshape(n_img, c_out), DenseCache(x.reshape(n_img, -1),
+                                                                             w.reshape(c_out, -1), has_bias))
+        return (flat_dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), db
     dx = np.empty_like(x) if need_dx else None
-    if stride == (1, 1):
+    if path == "wide":
         g = _wide_geometry(x.shape, w.shape, pad, dilation, groups)
         # taps (o, ky, kx) of input channel c: w_cols[c] lists w[group*Og + o, ky, kx, c % Cg]
         w_cols = np.ascontiguousarray(

@@ -46,7 +46,7 @@ def _window(o, stride, pad, size, limit):
 # ----------------------------------------------------------------------------- max pool
 #
 # Single-threaded: a LeNet pool takes 0.1-0.3 ms, so a second thread saves less than
-# its wake-ups cost once OpenMP waits passively (see tuning.py).
+# its wake-ups cost once OpenMP waits passively (see edgecnn/tuning.py).
 # Both pools run in two stages per output row: first reduce the window's rows
 # elementwise over the flat (ix, c) row, a long contiguous loop that vectorizes,
 # then reduce each window's columns in that short row. x arrives as (N, H, W*C).

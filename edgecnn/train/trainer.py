@@ -50,6 +50,9 @@ def train(model: Sequential, train_xy, test_xy, config: TrainConfig, *, state: T
           opt_state: dict | None = None, progress: bool | None = None, on_epoch=None) -> TrainState:
     """Train in place. `on_epoch(model, state, optimizer)` runs after each epoch (checkpointing)."""
     from edgecnn.reference.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+    from edgecnn.tuning import tune_process
+
+    tune_process()
 
     x_train, y_train = train_xy
     x_test, y_test = test_xy

@@ -1,4 +1,4 @@
-"""Process settings that keep the float kernels fast on a small, shared CPU.
+"""Process settings that keep the Numba kernels (float and int8) fast on a small, shared CPU.
 
 Call `tune_for_training()` once at the start of a training process, before the
 first kernel runs. Neither setting changes any result; both only change speed.
@@ -7,10 +7,12 @@ Measured on 2 cores, LeNet-5, batch 64 (benchmarks/kernel_speed.py):
 - glibc returns freed blocks of 128 KB and more to the OS, so each step's fresh
   1.2 MB activations page-faulted again: ~1 ms of a ~4.5 ms step. Raising malloc's
   mmap and trim thresholds makes it reuse them.
-- libgomp (Numba's default thread pool here) busy-waits ~300,000 spins after each
-  parallel region. With other processes on the machine a spinning thread takes the
-  core the other worker needs, and steps went from 5 ms to 30-180 ms. PASSIVE waiting
-  sleeps at once; it costs a wake-up per region when the machine is idle.
+- libgomp (Numba's default thread pool here) busy-waits ~3 ms after each parallel
+  region. With other jobs on the machine the spinning thread takes the core the
+  other worker needs: steps went from ~4.5 ms to 30-180 ms. PASSIVE waiting sleeps at
+  once and held ~4.3-4.8 ms per step idle or loaded; on an idle, dedicated machine
+  OMP_WAIT_POLICY=ACTIVE is faster (3.4 ms), since waking a sleeping vCPU is slow.
+  A policy already in the environment is left alone.
 """
 
 import ctypes
@@ -61,3 +63,6 @@ def passive_openmp_wait():
 def tune_for_training():
     """Apply both settings; returns what took effect, for logs."""
     return {"malloc_keeps_freed_memory": keep_freed_memory(), "omp_wait_policy": passive_openmp_wait()}
+
+
+tune_process = tune_for_training  # the CLI, trainer and runtime all want the same two settings
