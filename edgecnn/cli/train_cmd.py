@@ -35,7 +35,7 @@ def run(args) -> int:
     from edgecnn.train.trainer import TrainConfig, TrainState, config_dict, train
 
     out = Path(args.out)
-    model = build(args.arch)  # validates the name before any data is read
+    build(args.arch)  # an unknown name fails here, before any data is read
     x_train, y_train, _ = load_lenet_split(args, "train", args.limit)
     x_test, y_test, _ = load_lenet_split(args, "test")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
@@ -60,16 +60,12 @@ def run(args) -> int:
 
     state = train(model, (x_train, y_train), (x_test, y_test), config, state=state, opt_state=opt_state,
                   progress=False if args.quiet or args.json else None, on_epoch=checkpoint)
-    if state.epoch and not state.history:
-        pass
-    test_acc = state.history[-1]["test_accuracy"] if state.history else float("nan")
+    test_acc = state.history[-1]["test_accuracy"] if state.history else None
     result = {"arch": model.arch, "epochs": state.epoch, "seconds": round(state.seconds, 3),
               "test_accuracy": test_acc, "out": str(out)}
-    if not out.exists():  # --resume of a finished run: nothing to do, still write the file
-        save_checkpoint(out, model, {"epoch": state.epoch, "history": state.history})
     if args.json:
         emit_json(result)
     else:
         print(f"trained {model.arch} for {state.epoch} epochs in {state.seconds:.1f}s: "
-              f"test accuracy {test_acc:.2%}, saved {out}")
+              f"test accuracy {test_acc if test_acc is None else format(test_acc, '.2%')}, saved {out}")
     return 0
