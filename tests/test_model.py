@@ -168,3 +168,19 @@ def test_masked_weights_stay_zero_in_forward():
     c3 = m.layers[2]
     mask = c3.mask()[:, 0, 0, :]
     assert np.all(c3.params["w"][mask[:, None, None, :].repeat(5, 1).repeat(5, 2) == 0] == 0)
+
+
+def test_summary_of_a_tflite_file(tmp_path):
+    from edgecnn.deploy.tflite import write_tflite
+    from edgecnn.quantize.ptq import quantize_model
+
+    m = build("lenet5").init_params(0)
+    qm = quantize_model(m, np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 1)).astype(np.float32), progress=False)
+    p = tmp_path / "m.tflite"
+    write_tflite(qm.graph, p)
+    rc, out, err = run_cli("summary", p, "--json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["total_params"] == 61_706 and doc["arch"] == "lenet5"
+    assert [layer["kind"] for layer in doc["layers"]][:2] == ["conv_2d", "max_pool_2d"]
+    assert doc["layers"][0]["connections"] == 122_304

@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         print(f"edgecnn {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `edgecnn ... | head`: the reader left; not an error worth a traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"edgecnn {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -9,21 +9,25 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser("summary", help="per-layer output shapes, parameters and connections",
                        description="Print each layer's output shape, parameter count and connection count.")
-    p.add_argument("model", metavar="ARCH|MODEL", help="an architecture name (lenet5, lenet5-classic) or a model.npz")
+    p.add_argument("model", metavar="ARCH|MODEL",
+                   help="an architecture name (lenet5, lenet5-classic), a float model.npz or an int8 model.tflite")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from edgecnn.model import ARCHS, build
-    from edgecnn.model.summary import format_summary, summarize
+    from edgecnn.model.summary import format_summary, summarize, summarize_graph
 
     if args.model in ARCHS or not Path(args.model).suffix:
-        model = build(args.model)
+        s = summarize(build(args.model))
+    elif Path(args.model).suffix.lower() == ".tflite":
+        from edgecnn.deploy.tflite import read_tflite
+
+        s = summarize_graph(read_tflite(Path(args.model)))
     else:
         from edgecnn.model.checkpoint import load_checkpoint
 
-        model = load_checkpoint(args.model)
-    s = summarize(model)
+        s = summarize(load_checkpoint(args.model))
     print(json.dumps(s) if args.json else format_summary(s))
     return 0
