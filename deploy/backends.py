@@ -81,6 +81,41 @@ class LiteRTBackend(Int8Backend):
         return self.runner.run(x)
 
 
+class OnnxBackend(Int8Backend):
+    """onnxruntime (CPU) on an edgecnn ONNX export; qparams and labels come from its metadata."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model_bytes: bytes, num_threads: int = 1, source: str = "model"):
+        import json
+
+        try:
+            import onnx
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailableError(f"the onnxruntime backend needs onnx and onnxruntime ({exc}); "
+                                          "pip install edgecnn[onnx]") from None
+        try:
+            model = onnx.load_from_string(model_bytes)
+        except Exception as exc:  # protobuf's DecodeError and friends
+            raise EdgecnnError(f"{source}: not a valid ONNX file ({exc})") from None
+        props = {p.key: p.value for p in model.metadata_props}
+        if "input_scale" not in props or "input_zero_point" not in props:
+            raise EdgecnnError(f"{source}: not an edgecnn ONNX export (no input_scale/input_zero_point metadata); "
+                               "make one with `edgecnn export model.tflite --out model.onnx`")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_shape = tuple(self.session.get_inputs()[0].shape[1:])
+        self._scale, self._zp = float(props["input_scale"]), int(props["input_zero_point"])
+        outputs = int(np.prod(self.session.get_outputs()[0].shape[1:]))
+        self.labels = json.loads(props["labels"]) if "labels" in props else [str(i) for i in range(outputs)]
+
+    def run(self, x):
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.int8)})[0]
+
+
 class FloatBackend:
     name = "float"
     is_int8 = False
@@ -104,7 +139,7 @@ def open_backend(path, backend: str | None = None, *, fc_rescale: str = "float",
     path = Path(path)
     suffix = path.suffix.lower()
     if backend is None:
-        backend = "float" if suffix == ".npz" else "numba"
+        backend = {".npz": "float", ".onnx": "onnxruntime"}.get(suffix, "numba")
     if backend not in BACKENDS:
         raise EdgecnnError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if suffix == ".npz":
@@ -112,8 +147,12 @@ def open_backend(path, backend: str | None = None, *, fc_rescale: str = "float",
             raise EdgecnnError(f"{path.name} is a float checkpoint; backend {backend} runs int8 .tflite models "
                                f"(make one with `edgecnn quantize {path.name} --out model.tflite`)")
         return FloatBackend(path)
+    if suffix == ".onnx":
+        if backend != "onnxruntime":
+            raise EdgecnnError(f"{path.name} is an ONNX model; only the onnxruntime backend runs it")
+        return OnnxBackend(path.read_bytes(), num_threads=num_threads, source=path.name)
     if suffix != ".tflite":
-        raise EdgecnnError(f"{path.name}: unknown model type (expected .npz or .tflite)")
+        raise EdgecnnError(f"{path.name}: unknown model type (expected .npz, .tflite or .onnx)")
     if backend == "float":
         raise EdgecnnError(f"{path.name} is an int8 model; the float backend runs .npz checkpoints")
     from edgecnn.deploy.tflite.reader import read_tflite
@@ -126,6 +165,11 @@ def open_backend(path, backend: str | None = None, *, fc_rescale: str = "float",
         except ImportError as exc:
             raise BackendUnavailableError(f"the numba backend needs numba ({exc}); pip install numba") from None
     if backend == "onnxruntime":
-        raise BackendUnavailableError("the onnxruntime backend needs an ONNX export, which is not implemented yet")
+        try:
+            from edgecnn.deploy.export.onnx import to_bytes
+        except ImportError as exc:
+            raise BackendUnavailableError(f"the onnxruntime backend needs onnx and onnxruntime ({exc}); "
+                                          "pip install edgecnn[onnx]") from None
+        return OnnxBackend(to_bytes(graph, fc_rescale), num_threads=num_threads, source=path.name)  # in memory
     resolver = {"litert": "default", "litert-ref": "ref", "litert-builtin": "builtin"}[backend]
     return LiteRTBackend(graph, data, resolver, num_threads=num_threads)

@@ -1,8 +1,8 @@
 """`edgecnn demo`: the main job, end to end.
 
-find MNIST -> train lenet5 -> quantize -> write model.tflite -> evaluate
-float vs int8 (Numba) vs LiteRT, and print one table: accuracy, agreement,
-size, speed.
+find MNIST -> train lenet5 -> quantize -> write model.tflite, model.onnx,
+model.c -> evaluate float vs int8 (Numba) vs LiteRT vs onnxruntime, and print
+one table: accuracy, agreement, size, speed.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def run(args) -> int:
     say(f"wrote {tflite} ({result['bytes']:,} bytes)")
     exports = _exports(out, tflite)
 
-    rows = _compare(npz, tflite, test_images, test_labels, np)
+    rows = _compare(npz, tflite, out / "model.onnx", test_images, test_labels, np)
     print(_table(rows, exports))
     return 0
 
@@ -97,12 +97,15 @@ def _exports(out: Path, tflite: Path) -> list[str]:
     return done
 
 
-def _compare(npz, tflite, images, labels, np):
+def _compare(npz, tflite, onnx, images, labels, np):
     from edgecnn.deploy.backends import open_backend
     from edgecnn.deploy.bench import set_threads
 
     rows, reference = [], None
-    for path, name in ((npz, "float"), (tflite, "numba"), (tflite, "litert-ref"), (tflite, "litert")):
+    runs = [(npz, "float"), (tflite, "numba"), (tflite, "litert-ref"), (tflite, "litert")]
+    if onnx.exists():
+        runs.append((onnx, "onnxruntime"))
+    for path, name in runs:
         try:
             b = open_backend(path, name, num_threads=2)
         except Exception as exc:

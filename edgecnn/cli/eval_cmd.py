@@ -13,10 +13,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("eval", help="evaluate models on the test split",
                        description="Run models on the test split and report accuracy and time.")
-    p.add_argument("models", nargs="+", metavar="MODEL", help=".npz (float) or .tflite (int8) models")
+    p.add_argument("models", nargs="+", metavar="MODEL", help=".npz (float), .tflite (int8) or .onnx (int8, from `edgecnn export`) models")
     add_data_args(p)
     p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="default: float for .npz, numba for .tflite")
+                   help="default: float for .npz, numba for .tflite, onnxruntime for .onnx")
     p.add_argument("--fc-rescale", choices=("float", "integer"), default="float",
                    help="numba FULLY_CONNECTED rescale: float (LiteRT >= 1.3) or integer (older runtimes)")
     p.add_argument("--limit", type=positive_int, default=None, help="first N test images only")
