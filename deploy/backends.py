@@ -137,6 +137,8 @@ class FloatBackend:
 
 def open_backend(path, backend: str | None = None, *, fc_rescale: str = "float", num_threads: int = 1):
     path = Path(path)
+    if path.is_dir():
+        raise EdgecnnError(f"{path} is a folder, not a model file")
     suffix = path.suffix.lower()
     if backend is None:
         backend = {".npz": "float", ".onnx": "onnxruntime"}.get(suffix, "numba")
@@ -157,8 +159,8 @@ def open_backend(path, backend: str | None = None, *, fc_rescale: str = "float",
         raise EdgecnnError(f"{path.name} is an int8 model; the float backend runs .npz checkpoints")
     from edgecnn.deploy.tflite.reader import read_tflite
 
+    graph = read_tflite(path)  # errors name the file
     data = path.read_bytes()
-    graph = read_tflite(data)
     if backend == "numba":
         try:
             return NumbaBackend(graph, fc_rescale=fc_rescale)

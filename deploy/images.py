@@ -41,6 +41,16 @@ def read_image(path) -> np.ndarray:
     except (ValueError, zlib.error, struct.error, IndexError, EOFError) as exc:
         raise ImageError(f"{path.name}: corrupt image ({exc})") from None
     img = np.asarray(img)
+    if img.dtype.kind not in "uif":
+        raise ImageError(f"{path.name}: pixels must be numbers, not {img.dtype}")
+    if img.size == 0:
+        raise ImageError(f"{path.name}: the image is empty")
+    if img.dtype.kind == "f" and not np.all(np.isfinite(img)):
+        raise ImageError(f"{path.name}: the image holds NaN or infinite values")
+    if img.dtype.kind in "iu" and (img.min() < 0 or img.max() > 255):
+        raise ImageError(f"{path.name}: pixel values must lie in 0..255")
+    if img.dtype.kind == "f" and (img.min() < 0 or img.max() > 255):
+        raise ImageError(f"{path.name}: pixel values must lie in 0..1 or 0..255")
     if img.ndim == 3 and img.shape[2] in (3, 4):
         img = img[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         img = np.floor(img + 0.5)
@@ -56,18 +66,25 @@ def read_image(path) -> np.ndarray:
 def _read_pgm(data: bytes) -> np.ndarray:
     tokens, pos = [], 2
     while len(tokens) < 3:
-        while data[pos:pos + 1].isspace():
+        while pos < len(data) and data[pos:pos + 1].isspace():
             pos += 1
+        if pos >= len(data):
+            raise ImageError("truncated PGM header")
         if data[pos:pos + 1] == b"#":
-            pos = data.index(b"\n", pos) + 1
+            pos = data.find(b"\n", pos)
+            if pos < 0:
+                raise ImageError("truncated PGM header")
+            pos += 1
             continue
         start = pos
-        while not data[pos:pos + 1].isspace():
+        while pos < len(data) and not data[pos:pos + 1].isspace():
             pos += 1
         tokens.append(int(data[start:pos]))
     w, h, maxval = tokens
-    if maxval > 255:
-        raise ImageError("16-bit PGM is not supported")
+    if not 0 < maxval <= 255:
+        raise ImageError(f"PGM maxval {maxval} is not in 1..255 (16-bit PGM is not supported)")
+    if data[:2] == b"P5" and len(data) < pos + 1 + w * h:
+        raise ImageError("truncated PGM")
     if data[:2] == b"P5":
         px = np.frombuffer(data, np.uint8, count=w * h, offset=pos + 1)
     else:

@@ -53,6 +53,10 @@ class UnsupportedOpError(ModelError):
     """A model uses an operator edgecnn does not implement."""
 
 
+class TrainingError(EdgecnnError):
+    """Training cannot go on: the loss became NaN or infinite."""
+
+
 class QuantizationError(EdgecnnError):
     """A float model cannot be quantized (NaN weights, unsupported layer, ...)."""
 

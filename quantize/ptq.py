@@ -141,6 +141,9 @@ def calibrate(model: Sequential, calib_x: np.ndarray, method: str = "minmax", ba
 def quantize_model(model: Sequential, calib_x: np.ndarray, calibration: str = "minmax", per_tensor: bool = False,
                    progress: bool | None = None) -> QuantizedModel:
     """Calibrate on `calib_x` (float NHWC in [0, 1]) and build the int8 graph."""
+    for layer in model.layers:
+        if isinstance(layer, (Conv2D, Dense, Subsampling)) and not layer.params:
+            raise QuantizationError(f"{layer.name}: the model has no weights (call init_params or load a checkpoint)")
     for key, value in model.named_params():
         if not np.all(np.isfinite(value)):
             raise QuantizationError(f"{key}: the weights hold NaN or infinite values")

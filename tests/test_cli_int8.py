@@ -17,7 +17,7 @@ from edgecnn.deploy.images import read_image, write_png
 def tflite_model(tmp_path_factory, lenet5_path, mnist_root):
     out = tmp_path_factory.mktemp("cli") / "lenet5.tflite"
     rc, stdout, err = run_cli("quantize", lenet5_path, "--data", mnist_root, "--calib-samples", "300",
-                              "--out", out, "--json")
+                              "--out", out, "--also", out.with_suffix(".onnx"), "--json")
     assert rc == 0, err
     return out, json.loads(stdout)
 
@@ -26,6 +26,7 @@ def test_quantize_json_contract(tflite_model):
     out, doc = tflite_model
     assert set(doc) >= {"out", "float_accuracy", "int8_accuracy", "bytes", "layers"}
     assert doc["out"] == str(out) and doc["bytes"] == out.stat().st_size
+    assert out.with_suffix(".onnx").stat().st_size > 0 and doc["also"] == [str(out.with_suffix(".onnx"))]
     assert abs(doc["float_accuracy"] - doc["int8_accuracy"]) <= 0.003
     assert [r["name"] for r in doc["layers"]][:2] == ["conv1", "pool1"]
     assert all(isinstance(r["sqnr_db"], float) for r in doc["layers"])

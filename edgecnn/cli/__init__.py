@@ -50,17 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     except EdgecnnError as exc:
         print(f"edgecnn {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except FileNotFoundError as exc:
-        print(f"edgecnn {args.command}: error: no such file: {exc.filename}", file=sys.stderr)
-        return 1
-    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        print(f"edgecnn {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
-        return 1
     except BrokenPipeError:  # `edgecnn ... | head`: the reader left; not an error worth a traceback
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except FileNotFoundError as exc:
+        print(f"edgecnn {args.command}: error: no such file: {exc.filename}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # permissions, a folder where a file should be, a full disk, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"edgecnn {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"edgecnn {args.command}: error: out of memory (try a smaller --batch or --limit)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"edgecnn {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgecnn.cli.common import positive_int
+from edgecnn.cli.common import positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -13,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--backend", default=None, help="numba, litert, litert-ref, litert-builtin or float")
     p.add_argument("--batch", type=positive_int, default=1)
     p.add_argument("--threads", type=positive_int, default=None, help="threads for the backend (default: all cores)")
-    p.add_argument("--seconds", type=float, default=2.0, help="time budget for the measurement")
+    p.add_argument("--seconds", type=positive_float, default=2.0, help="time budget for the measurement")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
 
@@ -24,7 +24,8 @@ def run(args) -> int:
     from edgecnn.cli.common import emit_json
     from edgecnn.deploy.bench import bench
 
-    threads = args.threads or os.cpu_count() or 1
+    cores = os.cpu_count() or 1
+    threads = min(args.threads or cores, cores)  # more threads than cores only adds contention
     r = bench(args.model, args.backend, batch=args.batch, threads=threads, seconds=args.seconds)
     if args.json:
         emit_json(r)

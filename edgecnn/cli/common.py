@@ -23,6 +23,32 @@ def positive_int(text: str) -> int:
     return v
 
 
+def nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number, got {text}")
+    return v
+
+
+def nonnegative_float(text: str) -> float:
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return positive_float(text)
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help="folder holding one folder per dataset (default: $EDGECNN_DATA, "
                    "~/.cache/edgecnn, /usr/share/datasets)")
@@ -36,6 +62,10 @@ def load_lenet_split(args, split: str, limit: int | None = None):
     images, labels = load_split(args.dataset, split, args.data)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
+    if len(images) == 0:
+        from edgecnn.errors import DataError
+
+        raise DataError(f"the {split} split of {args.dataset} holds no images")
     return lenet_input(images), labels.astype("int64"), images
 
 

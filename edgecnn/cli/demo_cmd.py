@@ -42,8 +42,7 @@ def run(args) -> int:
     from edgecnn.train.trainer import TrainConfig, train
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = build(args.arch)
+    build(args.arch)  # an unknown name fails before anything is written
     try:
         folder = find_dataset("mnist", args.data)
     except DatasetNotFoundError:
@@ -56,6 +55,7 @@ def run(args) -> int:
     test_images, test_labels = load_split("mnist", "test", args.data)
     x_train, x_test = lenet_input(train_images), lenet_input(test_images)
 
+    out.mkdir(parents=True, exist_ok=True)
     say(f"training {args.arch} for {args.epochs} epochs (Adam, batch 64, cosine schedule)")
     model = build(args.arch).init_params(args.seed)
     state = train(model, (x_train, train_labels), (x_test, test_labels), TrainConfig(epochs=args.epochs, seed=args.seed),

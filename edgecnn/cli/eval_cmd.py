@@ -38,6 +38,10 @@ def run(args) -> int:
     images, labels = load_split(args.dataset, "test", args.data)
     if args.limit:
         images, labels = images[:args.limit], labels[:args.limit]
+    if len(images) == 0:
+        from edgecnn.errors import DataError
+
+        raise DataError(f"the test split of {args.dataset} holds no images")
     results = []
     for path in args.models:
         backend = open_backend(path, args.backend, fc_rescale=args.fc_rescale)

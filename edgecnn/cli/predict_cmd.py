@@ -30,7 +30,8 @@ def run(args) -> int:
     if len({img.shape for img in images}) != 1:
         from edgecnn.errors import ShapeError
 
-        raise ShapeError("all images must have the same size")
+        sizes = ", ".join(f"{Path(p).name} {img.shape[0]}x{img.shape[1]}" for p, img in zip(args.images, images))
+        raise ShapeError(f"all images must have the same size: {sizes}")
     images = np.stack(images)
     out = np.asarray(b.run(b.prepare(images))).reshape(len(images), -1)
     rows = []
@@ -49,6 +50,8 @@ def run(args) -> int:
 def _default_backend(model: str) -> str:
     if model.lower().endswith(".npz"):
         return "float"
+    if model.lower().endswith(".onnx"):
+        return "onnxruntime"
     import importlib.util
 
     for mod in ("ai_edge_litert", "tflite_runtime"):

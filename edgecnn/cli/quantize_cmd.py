@@ -38,7 +38,6 @@ def run(args) -> int:
     for extra in args.also:
         if Path(extra).suffix.lower() not in (".onnx", ".c"):
             raise EdgecnnError(f"--also must name a .onnx or .c file, got {extra}")
-        raise EdgecnnError(f"export to {Path(extra).suffix} is not implemented yet")
     result, report = quantize_and_export(args)
     if args.json:
         emit_json(result)
@@ -72,15 +71,20 @@ def quantize_and_export(args):
     rng = np.random.default_rng(0)
     n = min(args.calib_samples, len(x_train))
     calib = x_train[np.sort(rng.choice(len(x_train), n, replace=False))]
+    x_test, y_test, _ = load_lenet_split(args, "test", getattr(args, "eval_limit", None))  # bad data fails early
     qm = quantize_model(model, calib, args.calibration, per_tensor=args.per_tensor, progress=progress)
-    write_tflite(qm.graph, args.out)
     report = layer_sqnr(model, qm, calib)
-    x_test, y_test, _ = load_lenet_split(args, "test", getattr(args, "eval_limit", None))
     float_acc = float(np.mean(np.argmax(model.predict(x_test), 1) == y_test))
     inp = qm.graph.input
     int8_out = Runtime(qm.graph).run(quantize_input(x_test, inp.scale[0], inp.zero_point[0]))
     int8_acc = float(np.mean(np.argmax(int8_out.reshape(len(y_test), -1), 1) == y_test))
+    write_tflite(qm.graph, args.out)  # last: a failure above leaves no model behind
+    for extra in getattr(args, "also", []):
+        from edgecnn.deploy.export import export_model
+
+        export_model(qm.graph, extra)
     result = {"out": str(args.out), "float_accuracy": float_acc, "int8_accuracy": int8_acc,
+              "also": [str(p) for p in getattr(args, "also", [])],
               "bytes": Path(args.out).stat().st_size, "samples": int(len(y_test)),
               "calibration": args.calibration, "layers": report}
     if not args.quiet and not args.json:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edgecnn.cli.common import add_data_args, emit_json, labels_for, load_lenet_split, positive_int
+from edgecnn.cli.common import (add_data_args, emit_json, labels_for, load_lenet_split, nonnegative_float,
+                                nonnegative_int, positive_float, positive_int)
 
 
 def register(sub) -> None:
@@ -16,11 +17,11 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--lr", type=float, default=None, help="base learning rate (default: adam 1e-3, sgd 0.05)")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--lr", type=positive_float, default=None, help="base learning rate (default: adam 1e-3, sgd 0.05)")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=0.0)
     p.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine")
-    p.add_argument("--augment-shift", type=int, default=0, metavar="PIXELS", help="random shift augmentation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment-shift", type=nonnegative_int, default=0, metavar="PIXELS", help="random shift augmentation")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
     p.add_argument("--resume", action="store_true", help="continue the training saved in --out")
     p.add_argument("--out", required=True, metavar="MODEL.npz")
@@ -30,11 +31,17 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import numpy as np
+
     from edgecnn.model import build
     from edgecnn.model.checkpoint import load_checkpoint, save_checkpoint
     from edgecnn.train.trainer import TrainConfig, TrainState, config_dict, train
 
+    from edgecnn.errors import CheckpointError, EdgecnnError
+
     out = Path(args.out)
+    if out.suffix.lower() != ".npz":
+        raise EdgecnnError(f"--out must name a .npz checkpoint, got {out.name}")
     build(args.arch)  # an unknown name fails here, before any data is read
     x_train, y_train, _ = load_lenet_split(args, "train", args.limit)
     x_test, y_test, _ = load_lenet_split(args, "test")
@@ -44,6 +51,11 @@ def run(args) -> int:
     state, opt_state = TrainState(), None
     if args.resume and out.exists():
         model, saved, opt_state = load_checkpoint(out, with_state=True)
+        if model.arch != args.arch:
+            raise CheckpointError(f"{out} holds a {model.arch} model, not {args.arch}; cannot resume it as {args.arch}")
+        for key, value in opt_state.items():
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                raise CheckpointError(f"{out}: optimizer state {key} holds NaN or infinite values")
         state = TrainState(epoch=saved.get("epoch", 0), seconds=saved.get("seconds", 0.0),
                            history=saved.get("history", []))
     else:
@@ -58,6 +70,9 @@ def run(args) -> int:
             print(f"epoch {h['epoch']}: loss {h['loss']:.4f}  train {h['train_accuracy']:.4%}  "
                   f"test {h['test_accuracy']:.4%}  {h['seconds']:.1f}s", file=sys.stderr)
 
+    if state.epoch >= config.epochs and not args.json and not args.quiet:
+        print(f"{out} already has {state.epoch} epochs; nothing to resume (raise --epochs to train further)",
+              file=sys.stderr)
     state = train(model, (x_train, y_train), (x_test, y_test), config, state=state, opt_state=opt_state,
                   progress=False if args.quiet or args.json else None, on_epoch=checkpoint)
     test_acc = state.history[-1]["test_accuracy"] if state.history else None

@@ -52,12 +52,19 @@ def save_checkpoint(path, model: Sequential, train_state: dict | None = None, op
 def load_checkpoint(path, with_state: bool = False):
     """Load a model (and optionally its train/optimizer state) without pickle."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc):  # numpy refuses object arrays: never load them
+            raise CheckpointError(f"{path}: not an edgecnn checkpoint (it holds Python objects, which edgecnn "
+                                  f"never loads)") from None
+        raise CheckpointError(f"{path}: not an edgecnn checkpoint ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise CheckpointError(f"{path}: not an edgecnn checkpoint ({exc.__class__.__name__}: {exc})") from None
     if "__magic__" not in data or data["__magic__"].tobytes() != MAGIC:
         raise CheckpointError(f"{path}: not an edgecnn checkpoint (no edgecnn magic)")
@@ -77,6 +84,8 @@ def load_checkpoint(path, with_state: bool = False):
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint ({exc})") from None
     for key, value in model.named_params():
+        if data[f"param/{key}"].dtype.kind != "f":
+            raise CheckpointError(f"{path}: {key} is {data[f'param/{key}'].dtype}, not floating point")
         if not np.all(np.isfinite(value)):
             raise CheckpointError(f"{path}: {key} holds NaN or infinite values")
     if not with_state:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from edgecnn.errors import ShapeError
+from edgecnn.errors import ShapeError, TrainingError
 from edgecnn.model.sequential import Sequential
 from edgecnn.train.augment import random_shift
 from edgecnn.train.optim import lr_at, make_optimizer
@@ -49,7 +49,6 @@ def accuracy(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 
 def train(model: Sequential, train_xy, test_xy, config: TrainConfig, *, state: TrainState | None = None,
           opt_state: dict | None = None, progress: bool | None = None, on_epoch=None) -> TrainState:
     """Train in place. `on_epoch(model, state, optimizer)` runs after each epoch (checkpointing)."""
-    from edgecnn.reference.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
     from edgecnn.tuning import tune_process
 
     tune_process()
@@ -58,21 +57,31 @@ def train(model: Sequential, train_xy, test_xy, config: TrainConfig, *, state: T
     x_test, y_test = test_xy
     if x_train.ndim != 4 or x_train.shape[1:] != model.input_shape:
         raise ShapeError(f"training images have shape {x_train.shape[1:]}, the model wants {model.input_shape}")
+    if len(x_train) == 0:
+        raise ShapeError("there are no training images")
     if len(x_train) != len(y_train):
         raise ShapeError(f"{len(x_train)} training images but {len(y_train)} labels")
     n_classes = model.output_shape[0]
     if len(y_train) and (y_train.min() < 0 or y_train.max() >= n_classes):
-        raise ShapeError(f"labels must lie in 0..{n_classes - 1}")
+        raise ShapeError(f"training labels must lie in 0..{n_classes - 1}, found {y_train.min()}..{y_train.max()}")
+    if len(y_test) and (y_test.min() < 0 or y_test.max() >= n_classes):
+        raise ShapeError(f"test labels must lie in 0..{n_classes - 1}, found {y_test.min()}..{y_test.max()}")
     state = state or TrainState()
     opt = make_optimizer(config.optimizer, config.lr, config.weight_decay)
     if opt_state:
         opt.load_state(opt_state)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is reported below, once
+        return _epochs(model, x_train, y_train, x_test, y_test, config, state, opt, progress, on_epoch)
+
+
+def _epochs(model, x_train, y_train, x_test, y_test, config, state, opt, progress, on_epoch):
+    from edgecnn.reference.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+
     base_lr = opt.lr
     steps_per_epoch = -(-len(x_train) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_epochs * steps_per_epoch)
     params = dict(model.named_params())
-
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng([config.seed, epoch])
@@ -85,6 +94,9 @@ def train(model: Sequential, train_xy, test_xy, config: TrainConfig, *, state: T
             yb = y_train[idx]
             logits = model.forward(xb, train=True)
             loss, cache = softmax_cross_entropy_forward(logits, yb)
+            if not np.isfinite(loss):
+                raise TrainingError(f"training diverged: the loss is {float(loss)} at epoch {epoch + 1}, "
+                                    f"batch {b + 1}; lower the learning rate")
             model.backward(softmax_cross_entropy_backward(cache))
             lr = lr_at(config.schedule, base_lr, epoch * steps_per_epoch + b, total_steps, warmup)
             opt.step(params, dict(model.named_grads()), lr)
