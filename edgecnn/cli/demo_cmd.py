@@ -101,7 +101,7 @@ def _compare(npz, tflite, onnx, images, labels, np):
     from edgecnn.deploy.backends import open_backend
     from edgecnn.deploy.bench import set_threads
 
-    rows, reference = [], None
+    rows, reference, x_ref = [], None, None
     runs = [(npz, "float"), (tflite, "numba"), (tflite, "litert-ref"), (tflite, "litert")]
     if onnx.exists():
         runs.append((onnx, "onnxruntime"))
@@ -119,19 +119,50 @@ def _compare(npz, tflite, onnx, images, labels, np):
         secs = time.perf_counter() - t0
         acc = float(np.mean(np.argmax(y, 1) == labels))
         if name == "numba":
-            reference = y
+            reference, x_ref = y, x
         agree = ""
         if b.is_int8 and reference is not None:
             agree = f"{np.mean(np.all(y == reference, axis=1)):.2%}"
         rows.append((name, acc, agree, Path(path).stat().st_size, len(labels) / secs))
+    c_row = _c_row(Path(tflite).with_suffix(".c"), reference, x_int8=x_ref if reference is not None else None,
+                   labels=labels, np=np)
+    if c_row:
+        rows.append(c_row)
     return rows
 
 
+def _c_row(c_file: Path, reference, x_int8, labels, np):
+    """Compile the C export with gcc (when present) and run it on the same int8 inputs."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if not c_file.exists() or shutil.which("gcc") is None or reference is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "model"
+        build = subprocess.run(["gcc", "-std=c99", "-O3", "-DEDGECNN_MAIN", str(c_file), "-o", str(exe)],
+                               capture_output=True, text=True)
+        if build.returncode != 0:
+            say(f"gcc could not build {c_file.name}: {build.stderr.strip().splitlines()[-1:]}")
+            return None
+        t0 = time.perf_counter()
+        run = subprocess.run([str(exe)], input=np.ascontiguousarray(x_int8).tobytes(), capture_output=True)
+        secs = time.perf_counter() - t0
+    if run.returncode != 0:
+        say(f"the compiled C model failed: {run.stderr.decode(errors='replace').strip()}")
+        return None
+    y = np.frombuffer(run.stdout, dtype=np.int8).reshape(len(labels), -1)
+    acc = float(np.mean(np.argmax(y, 1) == labels))
+    agree = f"{np.mean(np.all(y == reference, axis=1)):.2%}"
+    return ("c (gcc -O3)", acc, agree, c_file.stat().st_size, len(labels) / secs)
+
+
 def _table(rows, exports) -> str:
-    lines = ["", f"{'backend':<12} {'accuracy':>9} {'identical to numba':>19} {'file bytes':>11} {'images/s':>10}",
-             "-" * 66]
+    lines = ["", f"{'backend':<13} {'accuracy':>9} {'identical to numba':>19} {'file bytes':>11} {'images/s':>10}",
+             "-" * 67]
     for name, acc, agree, size, ips in rows:
-        lines.append(f"{name:<12} {acc:>9.2%} {agree:>19} {size:>11,} {ips:>10,.0f}")
+        lines.append(f"{name:<13} {acc:>9.2%} {agree:>19} {size:>11,} {ips:>10,.0f}")
     lines.append("")
     lines.append("identical = every element of the int8 output tensor equal, over the 10,000 MNIST test images")
     if exports:
