@@ -28,7 +28,7 @@ def choose_qparams(lo, hi, *, symmetric: bool = False, qmin: int = INT8_MIN, qma
     - the asymmetric zero point is rounded half away from zero and clamped.
 
     >>> s, z = choose_qparams(0.0, 1.0)
-    >>> float(s[0]) == np.float32(1 / 255), int(z[0])
+    >>> bool(s[0] == np.float32(1 / 255)), int(z[0])
     (True, -128)
     """
     lo = np.atleast_1d(np.asarray(lo, dtype=np.float64))

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgecnn.deploy.graph import Int8Graph
 from edgecnn.deploy.runtime.prepare import PreparedOp, prepare_graph
-from edgecnn.errors import ShapeError
+from edgecnn.errors import ModelError, ShapeError
 
 DEFAULT_CHUNK = 1024  # images per pass through the graph: bounds memory (~10 kB per LeNet image per tensor)
 SERIAL_BELOW = 16  # smaller batches run on one thread: a parallel region's barrier costs more than they do
@@ -87,7 +87,11 @@ class Runtime:
             args = [op.params, source.shape, source.reshape(-1)]
             for shape, data in op.constants:
                 args += [shape, data]
-            op.kernel(*args, out.shape, out.reshape(-1))
+            try:
+                op.kernel(*args, out.shape, out.reshape(-1))
+            except (ValueError, SystemError) as exc:  # a kernel's own check; inside prange it arrives as SystemError
+                cause = exc.__cause__ if isinstance(exc, SystemError) and exc.__cause__ else exc
+                raise ModelError(f"op {i} ({getattr(op.kernel, '__name__', 'kernel')}): {cause}") from None
             buffers[op.output] = out
             if not keep_all:
                 for t in [t for t in buffers if self._last_use.get(t, -1) <= i and t != op.output]:
