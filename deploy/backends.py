@@ -135,13 +135,30 @@ class FloatBackend:
         return self.model.predict(x)
 
 
+def default_backend(path) -> str:
+    """float for .npz, onnxruntime for .onnx; for .tflite the bit-exact numba runtime, or LiteRT where
+    Numba is not installed (a light device install)."""
+    import importlib.util
+
+    suffix = Path(path).suffix.lower()
+    if suffix in (".npz", ".onnx"):
+        return {".npz": "float", ".onnx": "onnxruntime"}[suffix]
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        for module in ("ai_edge_litert", "tflite_runtime"):
+            if importlib.util.find_spec(module) is not None:
+                return "litert"
+    return "numba"
+
+
 def open_backend(path, backend: str | None = None, *, fc_rescale: str = "float", num_threads: int = 1):
     path = Path(path)
     if path.is_dir():
         raise EdgecnnError(f"{path} is a folder, not a model file")
     suffix = path.suffix.lower()
     if backend is None:
-        backend = {".npz": "float", ".onnx": "onnxruntime"}.get(suffix, "numba")
+        backend = default_backend(path)
     if backend not in BACKENDS:
         raise EdgecnnError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if suffix == ".npz":

@@ -138,3 +138,20 @@ def test_predict_bad_image(tflite_model, tmp_path):
     p.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     rc, _, err = run_cli("predict", out, p, "--backend", "numba")
     assert_clean_error(rc, err, "x.png")
+
+
+def test_light_device_install_without_numba(tflite_model, tmp_path, mnist_test):
+    """With Numba absent (the `device` extra), summary, predict, eval and bench still work, on LiteRT."""
+    out, _ = tflite_model
+    p = tmp_path / "d.npy"
+    np.save(p, mnist_test[0][0])
+    code = ("import sys, json; sys.modules['numba'] = None\n"
+            "from edgecnn.cli import main\n"
+            "assert main(['summary', 'lenet5', '--json']) == 0\n"
+            "assert main(['predict', %r, %r, '--json']) == 0\n"
+            "assert main(['bench', %r, '--seconds', '0.1', '--json']) == 0\n") % (str(out), str(p), str(out))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    docs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith(("{", "["))]
+    assert docs[1][0]["label"] == str(mnist_test[1][0])
+    assert docs[2]["backend"] == "litert"

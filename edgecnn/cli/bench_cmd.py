@@ -10,7 +10,8 @@ def register(sub) -> None:
                        description="Time a model on a backend with random images, after a warm-up run "
                                    "(JIT compilation is reported apart, never in the figures).")
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--backend", default=None, help="numba, litert, litert-ref, litert-builtin or float")
+    p.add_argument("--backend", default=None, help="numba, litert, litert-ref, litert-builtin, onnxruntime or float "
+                   "(default: numba when installed, else litert; float for .npz, onnxruntime for .onnx)")
     p.add_argument("--batch", type=positive_int, default=1)
     p.add_argument("--threads", type=positive_int, default=None, help="threads for the backend (default: all cores)")
     p.add_argument("--seconds", type=positive_float, default=2.0, help="time budget for the measurement")

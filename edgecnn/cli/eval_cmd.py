@@ -16,7 +16,8 @@ def register(sub) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL", help=".npz (float), .tflite (int8) or .onnx (int8, from `edgecnn export`) models")
     add_data_args(p)
     p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="default: float for .npz, numba for .tflite, onnxruntime for .onnx")
+                   help="default: float for .npz, onnxruntime for .onnx, and for .tflite numba when "
+                        "installed, else litert")
     p.add_argument("--fc-rescale", choices=("float", "integer"), default="float",
                    help="numba FULLY_CONNECTED rescale: float (LiteRT >= 1.3) or integer (older runtimes)")
     p.add_argument("--limit", type=positive_int, default=None, help="first N test images only")

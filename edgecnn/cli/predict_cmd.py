@@ -12,7 +12,7 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--backend", default=None,
                    help="numba, litert, litert-ref, litert-builtin (.tflite) or float (.npz); "
-                        "default: litert when installed, else numba")
+                        "default: numba when installed, else litert; float for .npz, onnxruntime for .onnx")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
 
@@ -24,8 +24,7 @@ def run(args) -> int:
     from edgecnn.deploy.backends import open_backend
     from edgecnn.deploy.images import read_image
 
-    backend = args.backend or _default_backend(args.model)
-    b = open_backend(args.model, backend)
+    b = open_backend(args.model, args.backend)
     images = [read_image(p) for p in args.images]
     if len({img.shape for img in images}) != 1:
         from edgecnn.errors import ShapeError
@@ -45,16 +44,3 @@ def run(args) -> int:
         for r in rows:
             print(f"{Path(r['image']).name}: {r['label']}")
     return 0
-
-
-def _default_backend(model: str) -> str:
-    if model.lower().endswith(".npz"):
-        return "float"
-    if model.lower().endswith(".onnx"):
-        return "onnxruntime"
-    import importlib.util
-
-    for mod in ("ai_edge_litert", "tflite_runtime"):
-        if importlib.util.find_spec(mod) is not None:
-            return "litert"
-    return "numba"
