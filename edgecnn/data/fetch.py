@@ -54,7 +54,7 @@ MIRRORS: dict[str, list[str]] = {
 }
 
 CHECKSUMS: dict[str, dict[str, FileChecksum]] = {
-    # Raw IDX bytes; /work/shared/data/mnist/SHA256SUMS (checked against the files).
+    # Raw IDX bytes of the original LeCun files (the SHA256SUMS of the reference copy CI uses).
     # Only raw hashes: mirrors may recompress, which changes the gz bytes, never the raw ones.
     "mnist": {
         "train-images-idx3-ubyte": FileChecksum(
