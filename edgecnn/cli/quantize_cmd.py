@@ -14,7 +14,8 @@ def register(sub) -> None:
     p = sub.add_parser("quantize", help="quantize a float model to TFLite int8 and export it",
                        description="Calibrate a float model on training images, quantize it to the TFLite int8 "
                                    "spec, write the .tflite, and report accuracy and per-layer SQNR.")
-    p.add_argument("model", metavar="MODEL.npz", help="float checkpoint from `edgecnn train`")
+    p.add_argument("model", metavar="MODEL.{npz,onnx}",
+                   help="float checkpoint from `edgecnn train`, or a float ONNX CNN of the LeNet class")
     add_data_args(p)
     p.add_argument("--calib-samples", type=positive_int, default=1000, metavar="N",
                    help="calibration images from the train split (default 1000)")
@@ -57,15 +58,17 @@ def quantize_and_export(args):
     from edgecnn.cli.common import load_lenet_split
     from edgecnn.deploy.runtime import Runtime
     from edgecnn.deploy.tflite.writer import write_tflite
-    from edgecnn.errors import EdgecnnError
     from edgecnn.model.checkpoint import load_checkpoint
     from edgecnn.quantize.ptq import quantize_model
     from edgecnn.quantize.report import layer_sqnr, quantize_input
 
     src = Path(args.model)
     if src.suffix.lower() == ".onnx":
-        raise EdgecnnError("importing ONNX float models is not implemented yet; quantize an edgecnn .npz")
-    model = load_checkpoint(src)
+        from edgecnn.model.onnx_import import import_onnx
+
+        model = import_onnx(src)
+    else:
+        model = load_checkpoint(src)
     progress = False if (args.quiet or args.json) else None
     x_train, _, _ = load_lenet_split(args, "train")
     rng = np.random.default_rng(0)

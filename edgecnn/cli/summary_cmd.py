@@ -25,6 +25,10 @@ def run(args) -> int:
         from edgecnn.deploy.tflite import read_tflite
 
         s = summarize_graph(read_tflite(Path(args.model)))
+    elif Path(args.model).suffix.lower() == ".onnx":
+        from edgecnn.model.onnx_import import import_onnx
+
+        s = summarize(import_onnx(args.model))
     else:
         from edgecnn.model.checkpoint import load_checkpoint
 
