@@ -20,6 +20,24 @@ def _umask() -> int:
     return mask
 
 
+def _temp_beside(path: Path) -> str:
+    """Create an empty temp file in `path`'s folder (making the folder); errors name `path`."""
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return tmp
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now, with OutputError, if `path` could not be written later (before hours of work)."""
+    os.unlink(_temp_beside(Path(path)))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temp path beside `path`; on success rename it over `path`.
@@ -29,14 +47,7 @@ def atomic_path(path: str | os.PathLike):
     `open()` would give (mkstemp's are 0600). Errors name `path`, never the temp file.
     """
     path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    tmp = _temp_beside(path)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())

@@ -27,6 +27,7 @@ from edgecnn.deploy.graph import Int8Graph, Op, Tensor
 from edgecnn.errors import CalibrationError, QuantizationError
 from edgecnn.model.layers import Activation, AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, Subsampling
 from edgecnn.model.sequential import Sequential
+from edgecnn.progress import progress_bar
 from edgecnn.quantize.fold import scaled_tanh_factors
 from edgecnn.quantize.observers import make_observer
 from edgecnn.quantize.qparams import choose_qparams
@@ -121,20 +122,19 @@ def calibrate(model: Sequential, calib_x: np.ndarray, method: str = "minmax", ba
     plan = _plan(model)
     observers = {i: make_observer(method, name=layer.name) for i, (layer, _) in enumerate(plan)
                  if isinstance(layer, (Conv2D, Dense, Subsampling))}
-    bar = _bar(len(calib_x), "calibrating", progress)
+    bar = progress_bar(len(calib_x), "calibrating", progress, unit="img")
     dtype = model.layers[0].params["w"].dtype if "w" in model.layers[0].params else np.float32
     for start in range(0, len(calib_x), batch_size):
-        x = calib_x[start:start + batch_size].astype(dtype)
+        batch = calib_x[start:start + batch_size]
+        x = batch.astype(dtype)
         for i, (layer, act) in enumerate(plan):
             if i in observers:
                 observed, x = _layer_values(layer, act, x)
                 observers[i].update(observed)
             else:
                 x = layer.forward(x)
-        if bar is not None:
-            bar.update(len(calib_x[start:start + batch_size]))
-    if bar is not None:
-        bar.close()
+        bar.update(len(batch))
+    bar.close()
     return observers
 
 
@@ -255,12 +255,3 @@ def _tflite_padding(layer: Layer, dilation) -> str:
             return name
     raise QuantizationError(f"{layer.name}: padding {layer.pad} is neither SAME nor VALID, which TFLite needs")
 
-
-def _bar(total, desc, enabled):
-    if enabled is False:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="img", disable=None if enabled is None else not enabled)

@@ -13,40 +13,24 @@ DATASET_LABELS = {
 }
 
 
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def _number(convert, minimum, strict: bool, what: str):
+    """An argparse type: `convert` the text, then require a finite value above (strict) or at `minimum`."""
+    def parse(text: str):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (v > minimum if strict else v >= minimum) or v == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return v
+
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
-
-
-def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a positive, finite number, got {text}")
-    return v
-
-
-def nonnegative_float(text: str) -> float:
-    if text.strip() in ("0", "0.0"):
-        return 0.0
-    return positive_float(text)
+positive_int = _number(int, 1, False, "a positive integer")
+nonnegative_int = _number(int, 0, False, "an integer >= 0")
+positive_float = _number(float, 0.0, True, "a positive, finite number")
+nonnegative_float = _number(float, 0.0, False, "a finite number >= 0")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -55,20 +39,25 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="mnist", help="dataset name (default: mnist)")
 
 
-def load_lenet_split(args, split: str, limit: int | None = None):
-    """(float32 NHWC inputs, int64 labels, uint8 raw images) for a split, LeNet preprocessing."""
-    from edgecnn.data.datasets import lenet_input, load_split
+def load_images(args, split: str, limit: int | None = None):
+    """Raw uint8 images and int64 labels of a split, first `limit` only; an empty split is an error."""
+    from edgecnn.data.datasets import load_split
+    from edgecnn.errors import DataError
 
     images, labels = load_split(args.dataset, split, args.data)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     if len(images) == 0:
-        from edgecnn.errors import DataError
-
         raise DataError(f"the {split} split of {args.dataset} holds no images")
-    return lenet_input(images), labels.astype("int64"), images
+    return images, labels.astype("int64")
 
 
+def load_lenet_split(args, split: str, limit: int | None = None):
+    """(float32 NHWC inputs, int64 labels, uint8 raw images) for a split, LeNet preprocessing."""
+    from edgecnn.data.datasets import lenet_input
+
+    images, labels = load_images(args, split, limit)
+    return lenet_input(images), labels, images
 
 
 def emit_json(obj) -> None:

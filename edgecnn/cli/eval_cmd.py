@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from edgecnn.cli.common import add_data_args, emit_json, positive_int
+from edgecnn.cli.common import add_data_args, emit_json, load_images, positive_int
 
 
 def register(sub) -> None:
@@ -29,20 +29,13 @@ def register(sub) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from edgecnn.data.datasets import load_split
     from edgecnn.deploy.backends import open_backend
     from edgecnn.errors import EdgecnnError
     from edgecnn.fileio import atomic_path
 
     if args.save_outputs and len(args.models) > 1:
         raise EdgecnnError("--save-outputs takes one model at a time")
-    images, labels = load_split(args.dataset, "test", args.data)
-    if args.limit:
-        images, labels = images[:args.limit], labels[:args.limit]
-    if len(images) == 0:
-        from edgecnn.errors import DataError
-
-        raise DataError(f"the test split of {args.dataset} holds no images")
+    images, labels = load_images(args, "test", args.limit)
     results = []
     for path in args.models:
         backend = open_backend(path, args.backend, fc_rescale=args.fc_rescale)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -39,12 +38,13 @@ def run(args) -> int:
     from edgecnn.train.trainer import TrainConfig, TrainState, config_dict, train
 
     from edgecnn.errors import CheckpointError, EdgecnnError
+    from edgecnn.fileio import check_writable
 
     out = Path(args.out)
     if out.suffix.lower() != ".npz":
         raise EdgecnnError(f"--out must name a .npz checkpoint, got {out.name}")
     build(args.arch)  # an unknown name fails here, before any data is read
-    _check_writable(out)  # fail now, not after the first epoch
+    check_writable(out)  # fail now, not after the first epoch
     x_train, y_train, _ = load_lenet_split(args, "train", args.limit)
     x_test, y_test, _ = load_lenet_split(args, "test")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
@@ -86,21 +86,3 @@ def run(args) -> int:
         print(f"trained {model.arch} for {state.epoch} epochs in {state.seconds:.1f}s: "
               f"test accuracy {test_acc if test_acc is None else format(test_acc, '.2%')}, saved {out}")
     return 0
-
-
-
-def _check_writable(path: Path) -> None:
-    """Create and remove a temp file beside `path`: a bad --out fails now, not after an epoch."""
-    import tempfile
-
-    from edgecnn.fileio import OutputError
-
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None

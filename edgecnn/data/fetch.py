@@ -29,6 +29,7 @@ from typing import Mapping, NamedTuple, Sequence
 from edgecnn.data.datasets import search_roots
 from edgecnn.errors import ChecksumError, DatasetNotFoundError, DownloadError
 from edgecnn.fileio import atomic_path, atomic_write_bytes
+from edgecnn.progress import progress_bar
 
 CHUNK = 1 << 20
 SUMS_FILE = "SHA256SUMS"
@@ -309,24 +310,7 @@ def _decompress(gz_path: Path, raw_path: Path) -> str:
     return h.hexdigest()
 
 
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n):
-        pass
-
-
 def _progress(total: int | None, label: str, quiet: bool):
-    """A tqdm bar on stderr when it is a terminal; tqdm is optional (not in the device install)."""
-    if quiet or not sys.stderr.isatty():
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
-                file=sys.stderr, leave=False)
+    """A byte-counting bar on stderr when it is a terminal (tqdm decides), none when quiet."""
+    return progress_bar(total, label, False if quiet else None, unit="B", unit_scale=True, unit_divisor=1024,
+                        file=sys.stderr, leave=False)

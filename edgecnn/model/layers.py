@@ -60,6 +60,7 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
+        self._need_dx = True  # the first layer's backward may skip dL/dx, which nothing reads
 
     # -- shapes and counts -------------------------------------------------
     def build(self, input_shape, rng: np.random.Generator | None = None, dtype=np.float32):
@@ -206,7 +207,7 @@ class Conv2D(Layer):
     def _backward(self, dy):
         from edgecnn.reference.conv import conv2d_backward
 
-        dx, dw, db = conv2d_backward(dy, self._cache, need_dx=getattr(self, "_need_dx", True))
+        dx, dw, db = conv2d_backward(dy, self._cache, need_dx=self._need_dx)
         m = self.mask()
         if m is not None:
             dw = dw * m.astype(dw.dtype)

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgecnn.errors import ShapeError, TrainingError
 from edgecnn.model.sequential import Sequential
+from edgecnn.progress import progress_bar
 from edgecnn.train.augment import random_shift
 from edgecnn.train.optim import lr_at, make_optimizer
 
@@ -86,7 +87,8 @@ def _epochs(model, x_train, y_train, x_test, y_test, config, state, opt, progres
         t0 = time.perf_counter()
         rng = np.random.default_rng([config.seed, epoch])
         order = rng.permutation(len(x_train))
-        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
+        bar = progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress, unit="batch",
+                           leave=True, dynamic_ncols=True)
         loss_sum, correct, seen = 0.0, 0, 0
         for b in range(steps_per_epoch):
             idx = order[b * config.batch_size:(b + 1) * config.batch_size]
@@ -103,14 +105,13 @@ def _epochs(model, x_train, y_train, x_test, y_test, config, state, opt, progres
             loss_sum += float(loss) * len(idx)
             correct += int(np.sum(np.argmax(logits, axis=1) == yb))
             seen += len(idx)
-            if bar is not None and (b % 20 == 0 or b == steps_per_epoch - 1):
+            if b % 20 == 0 or b == steps_per_epoch - 1:
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
                 bar.update(b + 1 - bar.n)
         train_seconds = time.perf_counter() - t0
         test_acc = accuracy(model, x_test, y_test)
-        if bar is not None:
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", test=f"{test_acc:.4f}")
-            bar.close()
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", test=f"{test_acc:.4f}")
+        bar.close()
         state.epoch = epoch + 1
         state.seconds += train_seconds
         state.history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
@@ -118,17 +119,6 @@ def _epochs(model, x_train, y_train, x_test, y_test, config, state, opt, progres
         if on_epoch is not None:
             on_epoch(model, state, opt)
     return state
-
-
-def _progress(total, desc, enabled):
-    if enabled is False:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is a training extra; training works without it
-        return None
-    return tqdm(total=total, desc=desc, unit="batch", leave=True, disable=None if enabled is None else not enabled,
-                dynamic_ncols=True)
 
 
 def config_dict(config: TrainConfig) -> dict:
