@@ -55,7 +55,8 @@ def quantize_and_export(args):
     """Shared by `quantize` and `demo`: returns (JSON result, SQNR rows)."""
     import numpy as np
 
-    from edgecnn.cli.common import load_lenet_split
+    from edgecnn.cli.common import load_images, load_lenet_split
+    from edgecnn.data.datasets import lenet_input
     from edgecnn.deploy.runtime import Runtime
     from edgecnn.deploy.tflite.writer import write_tflite
     from edgecnn.model.checkpoint import load_checkpoint
@@ -70,10 +71,10 @@ def quantize_and_export(args):
     else:
         model = load_checkpoint(src)
     progress = False if (args.quiet or args.json) else None
-    x_train, _, _ = load_lenet_split(args, "train")
+    train_images, _ = load_images(args, "train")
     rng = np.random.default_rng(0)
-    n = min(args.calib_samples, len(x_train))
-    calib = x_train[np.sort(rng.choice(len(x_train), n, replace=False))]
+    n = min(args.calib_samples, len(train_images))
+    calib = lenet_input(train_images[np.sort(rng.choice(len(train_images), n, replace=False))])  # only N converted
     x_test, y_test, _ = load_lenet_split(args, "test", getattr(args, "eval_limit", None))  # bad data fails early
     qm = quantize_model(model, calib, args.calibration, per_tensor=args.per_tensor, progress=progress)
     report = layer_sqnr(model, qm, calib)
