@@ -1,8 +1,10 @@
 """One interface over every way edgecnn runs a model: float, Numba int8, LiteRT, onnxruntime.
 
 `open_backend(path, name)` returns an object with `prepare(images)` (uint8
-images (N, H, W) -> the model's input array) and `run(x)` (outputs, int8
-for int8 models). Imports happen per backend, so the device path (numba or
+images (N, H, W) -> the model's input array), `prepare_values(x)` (float
+input values of any shape, for models whose input is not an image),
+`run(x)` (outputs, int8 for int8 models) and `dequantize(y)` (outputs as
+real numbers). Imports happen per backend, so the device path (numba or
 litert on a .tflite) never loads the trainer or onnx.
 """
 
@@ -15,6 +17,8 @@ import numpy as np
 from edgecnn.errors import BackendUnavailableError, EdgecnnError, ShapeError
 
 BACKENDS = ("float", "numba", "litert", "litert-ref", "litert-builtin", "onnxruntime")
+TRAIN_EXTRA = 'pip install "edgecnn[train]"'
+ONNX_EXTRA = 'pip install "edgecnn[onnx]"'
 
 
 def pad_to(images: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -32,6 +36,16 @@ def pad_to(images: np.ndarray, h: int, w: int) -> np.ndarray:
     return out
 
 
+def image_size(input_shape, model: str = "the model") -> tuple[int, int]:
+    """(H, W) of a one-channel image input; ShapeError for any other input (features, RGB, ...)."""
+    shape = tuple(input_shape)
+    if len(shape) != 3 or shape[2] != 1:
+        dims = "x".join(map(str, shape))
+        raise ShapeError(f"{model} takes input of shape {dims}, not a one-channel image; "
+                         "give `edgecnn predict` a .npy file of that shape")
+    return int(shape[0]), int(shape[1])
+
+
 class Int8Backend:
     """Shared preprocessing for int8 models: pixel/255 quantized with the input's qparams."""
 
@@ -40,17 +54,31 @@ class Int8Backend:
     def __init__(self, graph):
         self.graph = graph
         t = graph.input
-        self.input_shape = t.shape[1:]
-        self.labels = graph.metadata.get("labels") or [str(i) for i in range(int(np.prod(graph.output.shape[1:])))]
+        self.input_shape = tuple(t.shape[1:])
+        self.metadata = graph.metadata
+        self.labels = _labels(graph.metadata.get("labels"), int(np.prod(graph.output.shape[1:])))
         self._scale, self._zp = float(t.scale[0]), int(t.zero_point[0])
+        self.output_scale, self.output_zero_point = float(graph.output.scale[0]), int(graph.output.zero_point[0])
+
+    def prepare_values(self, x: np.ndarray) -> np.ndarray:
+        """Real input values (N, *input_shape) -> int8 with the input's qparams; int8 arrays pass as they are."""
+        x = np.asarray(x)
+        if x.dtype == np.int8:
+            return x
+        from edgecnn.int8.rules import quantize_input
+
+        return quantize_input(x.astype(np.float32), self._scale, self._zp)
+
+    def dequantize(self, y: np.ndarray) -> np.ndarray:
+        return (np.asarray(y, np.float64) - self.output_zero_point) * self.output_scale
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        h, w, _ = self.input_shape
+        h, w = image_size(self.input_shape)
         px = pad_to(np.asarray(images), h, w).astype(np.int32)
         if abs(self._scale - 1 / 255) < 1e-9:  # the lossless path: q = pixel + zp
             q = px + self._zp
         else:
-            from edgecnn.quantize.report import quantize_input
+            from edgecnn.int8.rules import quantize_input
 
             return quantize_input(px[..., None] / 255.0, self._scale, self._zp)
         return np.clip(q, -128, 127).astype(np.int8)[..., None]
@@ -92,9 +120,8 @@ class OnnxBackend(Int8Backend):
         try:
             import onnx
             import onnxruntime as ort
-        except ImportError as exc:
-            raise BackendUnavailableError(f"the onnxruntime backend needs onnx and onnxruntime ({exc}); "
-                                          "pip install edgecnn[onnx]") from None
+        except ImportError:
+            raise BackendUnavailableError(f"the onnxruntime backend needs onnx and onnxruntime: {ONNX_EXTRA}") from None
         try:
             model = onnx.load_from_string(model_bytes)
         except Exception as exc:  # protobuf's DecodeError and friends
@@ -108,9 +135,16 @@ class OnnxBackend(Int8Backend):
         self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.input_shape = tuple(self.session.get_inputs()[0].shape[1:])
-        self._scale, self._zp = float(props["input_scale"]), int(props["input_zero_point"])
-        outputs = int(np.prod(self.session.get_outputs()[0].shape[1:]))
-        self.labels = json.loads(props["labels"]) if "labels" in props else [str(i) for i in range(outputs)]
+        try:
+            self._scale, self._zp = float(props["input_scale"]), int(props["input_zero_point"])
+            self.output_scale = float(props.get("output_scale", "1"))
+            self.output_zero_point = int(props.get("output_zero_point", "0"))
+            outputs = int(np.prod([d if isinstance(d, int) else 1 for d in self.session.get_outputs()[0].shape[1:]]))
+            labels = json.loads(props["labels"]) if "labels" in props else None
+        except (ValueError, RecursionError) as exc:
+            raise EdgecnnError(f"{source}: malformed edgecnn metadata ({type(exc).__name__})") from None
+        self.metadata = {k: v for k, v in props.items()}
+        self.labels = _labels(labels, outputs)
 
     def run(self, x):
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.int8)})[0]
@@ -124,15 +158,34 @@ class FloatBackend:
         from edgecnn.model.checkpoint import load_checkpoint
 
         self.model = load_checkpoint(path)
-        self.input_shape = self.model.input_shape
-        self.labels = self.model.labels
+        self.input_shape = tuple(self.model.input_shape)
+        self.labels = list(self.model.labels)
+        self.metadata = {"labels": self.labels}
 
     def prepare(self, images):
-        h, w, _ = self.input_shape
+        h, w = image_size(self.input_shape)
         return (pad_to(np.asarray(images), h, w).astype(np.float32) / 255.0)[..., None]
+
+    def prepare_values(self, x):
+        return np.asarray(x, np.float32)
 
     def run(self, x):
         return self.model.predict(x)
+
+    def dequantize(self, y):
+        return np.asarray(y, np.float64)
+
+
+def _missing(exc: ModuleNotFoundError, *names: str) -> bool:
+    """True when `exc` is about one of the optional packages `names`, not a bug inside edgecnn."""
+    return (exc.name or "").split(".")[0] in names
+
+
+def _labels(labels, n: int) -> list[str]:
+    """The model's class names when its metadata holds a list of n strings, else "0".."n-1"."""
+    if isinstance(labels, list) and len(labels) == n and all(isinstance(v, str) for v in labels):
+        return labels
+    return [str(i) for i in range(n)]
 
 
 def default_backend(path) -> str:
@@ -181,14 +234,18 @@ def open_backend(path, backend: str | None = None, *, fc_rescale: str = "float",
     if backend == "numba":
         try:
             return NumbaBackend(graph, fc_rescale=fc_rescale)
-        except ImportError as exc:
-            raise BackendUnavailableError(f"the numba backend needs numba ({exc}); pip install numba") from None
+        except ModuleNotFoundError as exc:
+            if not _missing(exc, "numba"):
+                raise
+            raise BackendUnavailableError(f"the numba backend needs numba, which is not installed: {TRAIN_EXTRA} "
+                                          "(or use --backend litert)") from None
     if backend == "onnxruntime":
         try:
             from edgecnn.deploy.export.onnx import to_bytes
-        except ImportError as exc:
-            raise BackendUnavailableError(f"the onnxruntime backend needs onnx and onnxruntime ({exc}); "
-                                          "pip install edgecnn[onnx]") from None
+        except ModuleNotFoundError as exc:
+            if not _missing(exc, "onnx", "onnxruntime"):
+                raise
+            raise BackendUnavailableError(f"the onnxruntime backend needs onnx and onnxruntime: {ONNX_EXTRA}") from None
         return OnnxBackend(to_bytes(graph, fc_rescale), num_threads=num_threads, source=path.name)  # in memory
     resolver = {"litert": "default", "litert-ref": "ref", "litert-builtin": "builtin"}[backend]
     return LiteRTBackend(graph, data, resolver, num_threads=num_threads)

@@ -28,14 +28,21 @@ def time_calls(fn, seconds: float = 2.0, min_calls: int = 5, max_calls: int = 10
     return np.array(times)
 
 
+def random_input(b, batch: int) -> np.ndarray:
+    """A seeded random batch in the model's input form: pixels for image models, values in [0, 1) otherwise."""
+    rng = np.random.default_rng(0)
+    shape = tuple(b.input_shape)
+    if len(shape) == 3 and shape[2] == 1:
+        return b.prepare(rng.integers(0, 256, size=(batch, shape[0], shape[1]), dtype=np.uint8))
+    return b.prepare_values(rng.random((batch, *shape), dtype=np.float32))
+
+
 def bench(model_path, backend: str | None = None, batch: int = 1, threads: int = 1, seconds: float = 2.0) -> dict:
     from edgecnn.deploy.backends import open_backend
 
     b = open_backend(model_path, backend, num_threads=threads)
     set_threads(b.name, threads)
-    h, w, _ = b.input_shape
-    images = np.random.default_rng(0).integers(0, 256, size=(batch, h, w), dtype=np.uint8)
-    x = b.prepare(images)
+    x = random_input(b, batch)
     t0 = time.perf_counter()
     b.run(x)  # warm-up: JIT compilation, allocation, interpreter resize
     warmup = time.perf_counter() - t0

@@ -1,167 +1,265 @@
-"""Image files for `edgecnn predict`: PNG (8-bit gray/RGB/RGBA, via zlib), PGM (P2/P5) and .npy.
+"""Image files for `edgecnn predict`: decoded by Pillow, then fitted to the model's input.
 
-Only the standard library and numpy, so the device install needs no Pillow.
-RGB is converted to gray with the ITU-R 601 weights.
+Pillow reads PNG of every kind, JPEG, PGM/PPM, BMP, GIF, TIFF and WebP. What edgecnn adds:
+- limits checked before any pixel is decoded (file bytes, pixel count), so a
+  small file claiming 20000x20000 pixels costs nothing;
+- the corruption checks Pillow skips: every PNG chunk CRC, and PGM samples
+  above the header's maxval;
+- alpha composited onto a background that contrasts with the strokes, so a
+  digit drawn on a transparent canvas does not read as all black;
+- polarity: models trained on MNIST expect white strokes on black, while
+  paper and drawing apps give black on white (`invert="auto"` detects it);
+- MNIST framing for larger images: the strokes' bounding box scaled into a
+  20x20 box and placed in 28x28 by centre of mass, as LeCun's MNIST was made.
+`.npy` files are parsed by `deploy.npy` (no pickle, bounded).
 """
 
 from __future__ import annotations
 
+import io
 import struct
+import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
 
+MAX_FILE_BYTES = 64 << 20
+MAX_PIXELS = 6000 * 6000  # ~36 Mpixel: at most a few hundred MB while converting
+FORMATS = ("PNG", "JPEG", "PPM", "BMP", "GIF", "TIFF", "WEBP")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MNIST_BOX, MNIST_SIDE = 20, 28
 
 
 class ImageError(EdgecnnError):
     """An image file is unreadable or in a form edgecnn does not take."""
 
 
-def read_image(path) -> np.ndarray:
-    """uint8 grayscale (H, W)."""
-    path = Path(path)
-    data = path.read_bytes()
-    try:
-        if data.startswith(PNG_MAGIC):
-            img = _read_png(data)
-        elif data[:2] in (b"P2", b"P5"):
-            img = _read_pgm(data)
-        elif path.suffix.lower() == ".npy":
-            import io
+@dataclass(frozen=True)
+class FittedImage:
+    """One image as the model will see it, and what was done to get there."""
 
-            img = np.load(io.BytesIO(data), allow_pickle=False)
-        else:
-            raise ImageError("not a PNG, PGM or .npy file")
+    pixels: np.ndarray  # uint8 (H, W), white strokes on black
+    inverted: bool
+    framing: str  # "as-is", "mnist" or "resize"
+
+
+def read_image(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """uint8 grayscale (H, W) of an image file; transparency composited, polarity untouched."""
+    path = Path(path)
+    data = _read_bounded(path)
+    if path.suffix.lower() == ".npy" or data[:6] == b"\x93NUMPY":
+        from edgecnn.deploy.npy import read_npy_bytes
+
+        return pixels_from_array(read_npy_bytes(data, path.name), path.name)
+    try:
+        return _decode(data, max_pixels)
     except ImageError as exc:
         raise ImageError(f"{path.name}: {exc}") from None
-    except (ValueError, zlib.error, struct.error, IndexError, EOFError) as exc:
-        raise ImageError(f"{path.name}: corrupt image ({exc})") from None
-    img = np.asarray(img)
-    if img.dtype.kind not in "uif":
-        raise ImageError(f"{path.name}: pixels must be numbers, not {img.dtype}")
+
+
+def pixels_from_array(array: np.ndarray, name: str) -> np.ndarray:
+    """uint8 (H, W) from a numeric array of pixels: 0..255, or floats in 0..1."""
+    img = np.asarray(array)
+    if img.dtype.kind not in "uifb":
+        raise ImageError(f"{name}: pixels must be numbers, not {img.dtype}")
     if img.size == 0:
-        raise ImageError(f"{path.name}: the image is empty")
-    if img.dtype.kind == "f" and not np.all(np.isfinite(img)):
-        raise ImageError(f"{path.name}: the image holds NaN or infinite values")
-    if img.dtype.kind in "iu" and (img.min() < 0 or img.max() > 255):
-        raise ImageError(f"{path.name}: pixel values must lie in 0..255")
-    if img.dtype.kind == "f" and (img.min() < 0 or img.max() > 255):
-        raise ImageError(f"{path.name}: pixel values must lie in 0..1 or 0..255")
-    if img.ndim == 3 and img.shape[2] in (3, 4):
-        img = img[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        img = np.floor(img + 0.5)
+        raise ImageError(f"{name}: the image is empty")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     if img.ndim != 2:
-        raise ImageError(f"{path.name}: expected a 2-D grayscale image, got shape {img.shape}")
-    if img.dtype.kind == "f" and img.size and img.max() <= 1.0:
+        raise ImageError(f"{name}: expected a 2-D grayscale image, got shape {img.shape}")
+    img = img.astype(np.float64)
+    if not np.all(np.isfinite(img)):
+        raise ImageError(f"{name}: the image holds NaN or infinite values")
+    if img.min() < 0 or img.max() > 255:
+        raise ImageError(f"{name}: pixel values must lie in 0..1 or 0..255")
+    if array.dtype.kind == "f" and img.max() <= 1.0:
         img = img * 255.0
-    return np.clip(np.floor(np.asarray(img, np.float64) + 0.5) if img.dtype.kind == "f" else img, 0, 255).astype(np.uint8)
+    return np.floor(img + 0.5).astype(np.uint8)
 
 
-def _read_pgm(data: bytes) -> np.ndarray:
+def _read_bounded(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"{path.name}: {size:,} bytes is more than the {MAX_FILE_BYTES:,} edgecnn reads")
+        return f.read(MAX_FILE_BYTES + 1)
+
+
+def _decode(data: bytes, max_pixels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if data.startswith(PNG_MAGIC):
+        check_png_crcs(data)
+    elif data[:2] in (b"P2", b"P5"):
+        check_pgm_samples(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+                w, h = im.size
+                if w * h > max_pixels or w <= 0 or h <= 0:
+                    raise ImageError(f"{w}x{h} pixels is more than the {max_pixels:,} edgecnn reads")
+                im.load()
+                return to_gray(im)
+        except UnidentifiedImageError:
+            raise ImageError("not an image edgecnn reads (PNG, JPEG, PGM, BMP, GIF, TIFF, WebP or .npy)") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(f"refused as a decompression bomb ({exc})") from None
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, IndexError,
+                TypeError, KeyError, OverflowError, MemoryError) as exc:
+            # Pillow's plugins raise all of these on malformed files.
+            raise ImageError(f"corrupt image ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else "no details"
+
+
+def check_png_crcs(data: bytes) -> None:
+    """Every PNG chunk's CRC-32, which Pillow does not verify for image data."""
+    pos = len(PNG_MAGIC)
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        end = pos + 12 + length
+        if end > len(data):
+            raise ImageError("truncated PNG: a chunk runs past the end of the file")
+        kind_and_body = data[pos + 4:end - 4]
+        (crc,) = struct.unpack(">I", data[end - 4:end])
+        if zlib.crc32(kind_and_body) & 0xFFFFFFFF != crc:
+            raise ImageError(f"corrupt PNG: bad CRC in the {kind_and_body[:4].decode('latin-1')!r} chunk")
+        if kind_and_body[:4] == b"IEND":
+            return
+        pos = end
+    raise ImageError("truncated PNG: no IEND chunk")
+
+
+def check_pgm_samples(data: bytes) -> None:
+    """Binary PGM samples above the header's maxval: Pillow clips them silently."""
+    if data[:2] != b"P5":
+        return  # Pillow refuses plain (P2) samples above maxval itself
     tokens, pos = [], 2
     while len(tokens) < 3:
         while pos < len(data) and data[pos:pos + 1].isspace():
             pos += 1
-        if pos >= len(data):
-            raise ImageError("truncated PGM header")
         if data[pos:pos + 1] == b"#":
             pos = data.find(b"\n", pos)
             if pos < 0:
-                raise ImageError("truncated PGM header")
-            pos += 1
+                return
             continue
         start = pos
-        while pos < len(data) and not data[pos:pos + 1].isspace():
+        while pos < len(data) and data[pos:pos + 1].isdigit():
             pos += 1
+        if start == pos or pos - start > 9:
+            return  # a malformed header: Pillow gives the error
         tokens.append(int(data[start:pos]))
     w, h, maxval = tokens
-    if not 0 < maxval <= 255:
-        raise ImageError(f"PGM maxval {maxval} is not in 1..255 (16-bit PGM is not supported)")
-    if data[:2] == b"P5" and len(data) < pos + 1 + w * h:
-        raise ImageError("truncated PGM")
-    if data[:2] == b"P5":
-        px = np.frombuffer(data, np.uint8, count=w * h, offset=pos + 1)
-    else:
-        px = np.array(data[pos:].split()[: w * h], dtype=np.int64)
-        if px.size != w * h:
-            raise ImageError("truncated PGM")
-    img = px.reshape(h, w).astype(np.float64)
-    return np.floor(img * 255.0 / maxval + 0.5).astype(np.uint8) if maxval != 255 else img.astype(np.uint8)
+    if maxval > 255 or w * h == 0:
+        return
+    samples = np.frombuffer(data, np.uint8, count=min(w * h, len(data) - pos - 1), offset=min(pos + 1, len(data)))
+    if samples.size and int(samples.max()) > maxval:
+        raise ImageError(f"corrupt PGM: a sample of {int(samples.max())} is above maxval {maxval}")
 
 
-def _read_png(data: bytes) -> np.ndarray:
-    pos, idat, header = 8, [], None
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if len(body) != length:
-            raise ImageError("truncated PNG")
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if header is None:
-        raise ImageError("PNG without a header")
-    w, h, depth, color, _, _, interlace = header
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(color)
-    if depth != 8 or channels is None or interlace:
-        raise ImageError("only 8-bit, non-interlaced gray/RGB/RGBA PNG is supported")
-    raw = zlib.decompress(b"".join(idat))
-    stride = w * channels
-    if len(raw) != h * (stride + 1):
-        raise ImageError("truncated PNG data")
-    rows = np.frombuffer(raw, np.uint8).reshape(h, stride + 1)
-    out = np.zeros((h, stride), np.int32)
-    prev = np.zeros(stride, np.int32)
-    for y in range(h):
-        f, line = rows[y, 0], rows[y, 1:].astype(np.int32)
-        cur = np.zeros(stride, np.int32)
-        if f == 0:
-            cur = line
-        elif f == 2:
-            cur = (line + prev) & 255
-        else:
-            for x in range(stride):  # sub, average, paeth depend on the pixel to the left
-                a = cur[x - channels] if x >= channels else 0
-                b = prev[x]
-                c = prev[x - channels] if x >= channels else 0
-                if f == 1:
-                    pred = a
-                elif f == 3:
-                    pred = (a + b) // 2
-                elif f == 4:
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                else:
-                    raise ImageError(f"bad PNG filter {f}")
-                cur[x] = (line[x] + pred) & 255
-        out[y] = cur
-        prev = cur
-    img = out.reshape(h, w, channels).astype(np.uint8)
-    if channels == 2:  # gray + alpha
-        img = img[..., 0]
-    return img
+def to_gray(im) -> np.ndarray:
+    """uint8 (H, W) from any Pillow image: 16-bit scaled, colour to ITU-R 601 luma, alpha composited."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        if mode == "F" and a.max() <= 1.0:
+            top = 1.0
+        if not np.all(np.isfinite(a)):
+            raise ImageError("the image holds NaN or infinite values")
+        return np.clip(np.floor(a * (255.0 / top) + 0.5), 0, 255).astype(np.uint8)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if not has_alpha:
+        return np.asarray(im.convert("L"), dtype=np.uint8)
+    rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
+    gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])
+    alpha = rgba[..., 3] / 255.0
+    return np.floor(composite(gray, alpha) + 0.5).astype(np.uint8)
+
+
+def composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Blend onto the background that contrasts with the opaque strokes: dark ink on white, light on black."""
+    weight = alpha.sum()
+    ink = (gray * alpha).sum() / weight if weight > 0 else 0.0
+    background = 255.0 if ink < 128 else 0.0
+    return gray * alpha + background * (1.0 - alpha)
+
+
+def light_background(img: np.ndarray) -> bool:
+    """True when the border is mostly light: the strokes are dark, as on paper."""
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    return float(np.median(border)) > 127
+
+
+def fit_image(img: np.ndarray, height: int, width: int, invert: str = "auto", framing: str = "auto",
+              content: tuple[int, int] | None = None) -> FittedImage:
+    """Polarity and size for a (height, width) single-channel model input.
+
+    Images no larger than the model's input are only zero-padded (centred), so a
+    28x28 MNIST digit stays bit-identical. Larger ones are framed: `mnist` puts
+    the strokes in a 20x20 box centred by mass in 28x28 (`content`, the input
+    minus the model's padding); `resize` scales the whole image to fit `content`.
+    """
+    if invert not in ("auto", "yes", "no"):
+        raise ImageError(f"invert must be auto, yes or no, not {invert!r}")
+    flip = invert == "yes" or (invert == "auto" and light_background(img))
+    if flip:
+        img = 255 - img
+    ch, cw = content or (height, width)
+    if img.shape[0] <= height and img.shape[1] <= width:
+        return FittedImage(img, flip, "as-is")
+    if framing == "auto":
+        framing = "mnist" if (ch, cw) == (MNIST_SIDE, MNIST_SIDE) else "resize"
+    if framing == "mnist":
+        return FittedImage(mnist_frame(img, MNIST_BOX * ch // MNIST_SIDE, ch), flip, "mnist")
+    return FittedImage(resize_to_fit(img, ch, cw), flip, "resize")
+
+
+def resize_to_fit(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scale (keeping the aspect ratio, Lanczos) to fit height x width, centred on black."""
+    from PIL import Image
+
+    scale = min(height / img.shape[0], width / img.shape[1])
+    h, w = max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale))
+    small = np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.LANCZOS))
+    out = np.zeros((height, width), np.uint8)
+    top, left = (height - h) // 2, (width - w) // 2
+    out[top:top + h, left:left + w] = small
+    return out
+
+
+def mnist_frame(img: np.ndarray, box: int = MNIST_BOX, side: int = MNIST_SIDE) -> np.ndarray:
+    """The strokes' bounding box scaled into box x box, placed in side x side with the centre of mass in the middle."""
+    mask = img >= max(1, int(img.max()) // 5)  # faint noise (JPEG, scanner grey) stays out of the box
+    if not mask.any():
+        return resize_to_fit(img, side, side)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    crop = img[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    digit = resize_to_fit(crop, box, box).astype(np.float64)
+    ys, xs = np.nonzero(digit)
+    mass = digit[ys, xs]
+    cy, cx = (ys * mass).sum() / mass.sum(), (xs * mass).sum() / mass.sum()
+    top = int(np.clip(round(side / 2 - 0.5 - cy), 0, side - box))
+    left = int(np.clip(round(side / 2 - 0.5 - cx), 0, side - box))
+    out = np.zeros((side, side), np.uint8)
+    out[top:top + box, left:left + box] = digit.astype(np.uint8)
+    return out
 
 
 def write_png(path, img: np.ndarray) -> None:
-    """8-bit grayscale PNG, filter 0: enough for tests and examples."""
-    img = np.asarray(img, np.uint8)
-    h, w = img.shape
+    """Write a grayscale (H, W) or RGB/RGBA (H, W, C) uint8 PNG, for tests and examples."""
+    from PIL import Image
 
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    from edgecnn.fileio import atomic_path
 
-    raw = b"".join(b"\x00" + img[y].tobytes() for y in range(h))
-    png = PNG_MAGIC + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + \
-        chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    Path(path).write_bytes(png)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(img, np.uint8)).save(tmp, format="PNG")

@@ -8,11 +8,20 @@ Resolvers:
 - "builtin": the optimized kernels (ruy) without XNNPACK; may differ by ±1
   on exact-half rounding ties;
 - "default": what LiteRT does out of the box (XNNPACK where it applies).
+
+LiteRT's C++ side prints "INFO: Created TensorFlow Lite XNNPACK delegate" on
+file descriptor 2 when it builds an interpreter. That would break the CLI's
+"one JSON document on stdout, one line on error" contract, so native output
+is captured while an interpreter is built or resized and dropped; set
+EDGECNN_LITERT_LOG=1 to see it. LiteRT's errors still arrive, as exceptions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +85,9 @@ class LiteRTRunner:
             raise BackendUnavailableError(f"{module.__name__} is too old to select the {resolver!r} op resolver")
         self.resolver = resolver
         try:
-            self.interpreter = module.Interpreter(**kwargs)
-            self.interpreter.allocate_tensors()
+            with native_stderr_quiet():
+                self.interpreter = module.Interpreter(**kwargs)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise TFLiteFormatError(f"{self.source}: LiteRT cannot load the model: {_one_line(e)}") from None
         inputs = self.interpreter.get_input_details()
@@ -105,8 +115,9 @@ class LiteRTRunner:
             dims = ", ".join(map(str, self.input_shape))
             raise ShapeError(f"LiteRT input has shape {x.shape}, the model takes (N, {dims})")
         if x.shape[0] != self._batch:
-            self.interpreter.resize_tensor_input(self._input["index"], list(x.shape))
-            self.interpreter.allocate_tensors()
+            with native_stderr_quiet():
+                self.interpreter.resize_tensor_input(self._input["index"], list(x.shape))
+                self.interpreter.allocate_tensors()
             self._batch = x.shape[0]
         self.interpreter.set_tensor(self._input["index"], np.ascontiguousarray(x))
         self.interpreter.invoke()
@@ -118,3 +129,26 @@ class LiteRTRunner:
 def _one_line(e: Exception) -> str:
     lines = [s.strip() for s in str(e).splitlines() if s.strip()]
     return "; ".join(lines) or type(e).__name__
+
+
+@contextlib.contextmanager
+def native_stderr_quiet():
+    """Capture what C++ code writes to fd 2 meanwhile; pass it on only if EDGECNN_LITERT_LOG=1."""
+    if os.environ.get("EDGECNN_LITERT_LOG") == "1":
+        yield
+        return
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (embedded, pytest capture)
+        fd = 2
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), fd)
+            try:
+                yield
+            finally:
+                os.dup2(saved, fd)
+    finally:
+        os.close(saved)

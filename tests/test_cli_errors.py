@@ -67,6 +67,7 @@ def test_train_rejects_bad_numbers(tmp_path, mnist_root, args, needle):
     assert not (tmp_path / "m.npz").exists()
 
 
+@pytest.mark.slow
 def test_train_divergence_is_an_error(tmp_path, mnist_root):
     rc, _, err = run_cli("train", "--arch", "lenet5", "--data", mnist_root, "--limit", "640", "--epochs", "1",
                          "--lr", "1e6", "--out", tmp_path / "m.npz")

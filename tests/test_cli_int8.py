@@ -14,6 +14,20 @@ from edgecnn.deploy.images import read_image, write_png
 
 
 @pytest.fixture(scope="module")
+def untrained_tflite(tmp_path_factory):
+    """A quantized, untrained lenet5: enough for the CLI's contracts, and built in a second."""
+    from edgecnn.deploy.tflite import write_tflite
+    from edgecnn.model import build
+    from edgecnn.quantize.ptq import quantize_model
+
+    m = build("lenet5").init_params(0)
+    qm = quantize_model(m, np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 1)).astype(np.float32), progress=False)
+    p = tmp_path_factory.mktemp("untrained") / "m.tflite"
+    write_tflite(qm.graph, p)
+    return p
+
+
+@pytest.fixture(scope="module")
 def tflite_model(tmp_path_factory, lenet5_path, mnist_root):
     out = tmp_path_factory.mktemp("cli") / "lenet5.tflite"
     rc, stdout, err = run_cli("quantize", lenet5_path, "--data", mnist_root, "--calib-samples", "300",
@@ -22,6 +36,7 @@ def tflite_model(tmp_path_factory, lenet5_path, mnist_root):
     return out, json.loads(stdout)
 
 
+@pytest.mark.slow
 def test_quantize_json_contract(tflite_model):
     out, doc = tflite_model
     assert set(doc) >= {"out", "float_accuracy", "int8_accuracy", "bytes", "layers"}
@@ -32,6 +47,7 @@ def test_quantize_json_contract(tflite_model):
     assert all(isinstance(r["sqnr_db"], float) for r in doc["layers"])
 
 
+@pytest.mark.slow
 def test_eval_numba_equals_litert_ref_on_all_test_images(tflite_model, mnist_root, tmp_path):
     out, _ = tflite_model
     outputs = {}
@@ -47,6 +63,7 @@ def test_eval_numba_equals_litert_ref_on_all_test_images(tflite_model, mnist_roo
     assert np.array_equal(outputs["numba"], outputs["litert-ref"])
 
 
+@pytest.mark.slow
 def test_eval_float_and_several_models(tflite_model, lenet5_path, mnist_root):
     out, _ = tflite_model
     rc, stdout, err = run_cli("eval", lenet5_path, "--data", mnist_root, "--limit", "500", "--json")
@@ -55,6 +72,7 @@ def test_eval_float_and_several_models(tflite_model, lenet5_path, mnist_root):
     assert doc[0]["backend"] == "float" and doc[0]["samples"] == 500
 
 
+@pytest.mark.slow
 def test_predict_png_pgm_npy(tflite_model, mnist_test, tmp_path):
     out, _ = tflite_model
     images, labels = mnist_test
@@ -77,8 +95,8 @@ def test_predict_png_pgm_npy(tflite_model, mnist_test, tmp_path):
         assert all(len(d["scores"]) == 10 for d in doc)
 
 
-def test_bench_json(tflite_model):
-    out, _ = tflite_model
+def test_bench_json(untrained_tflite):
+    out = untrained_tflite
     rc, stdout, err = run_cli("bench", out, "--backend", "numba", "--batch", "16", "--seconds", "0.2", "--json")
     assert rc == 0, err
     doc = json.loads(stdout)
@@ -86,9 +104,9 @@ def test_bench_json(tflite_model):
     assert doc["images_per_second"] > 0 and doc["latency_ms_p99"] >= doc["latency_ms_p50"] > 0
 
 
-def test_device_path_imports_nothing_heavy(tflite_model, tmp_path, mnist_test):
+def test_device_path_imports_nothing_heavy(untrained_tflite, tmp_path, mnist_test):
     """`predict` on LiteRT must not import the trainer, onnx, Numba or the Numba runtime."""
-    out, _ = tflite_model
+    out = untrained_tflite
     p = tmp_path / "d.npy"
     np.save(p, mnist_test[0][0])
     code = ("import sys; from edgecnn.cli import main; rc = main(['predict', %r, %r, '--backend', 'litert']);"
@@ -112,15 +130,19 @@ def test_eval_bad_tflite_files(tmp_path, mnist_root, content, needle):
     assert_clean_error(rc, err)
 
 
-def test_truncated_tflite(tflite_model, tmp_path, mnist_root):
-    out, _ = tflite_model
+def test_truncated_tflite(untrained_tflite, tmp_path, mnist_root):
+    out = untrained_tflite
     p = tmp_path / "trunc.tflite"
     p.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
     rc, _, err = run_cli("eval", p, "--data", mnist_root, "--limit", "10")
     assert_clean_error(rc, err)
 
 
-def test_quantize_bad_inputs(tmp_path, mnist_root, lenet5_path):
+def test_quantize_bad_inputs(tmp_path, mnist_root):
+    from edgecnn.model import build
+    from edgecnn.model.checkpoint import save_checkpoint
+
+    lenet5_path = save_checkpoint(tmp_path / "untrained.npz", build("lenet5").init_params(0))
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"PK\x03\x04 not really")
     rc, _, err = run_cli("quantize", junk, "--data", mnist_root, "--out", tmp_path / "m.tflite")
@@ -132,14 +154,15 @@ def test_quantize_bad_inputs(tmp_path, mnist_root, lenet5_path):
     assert not (tmp_path / "m.tflite").exists()
 
 
-def test_predict_bad_image(tflite_model, tmp_path):
-    out, _ = tflite_model
+def test_predict_bad_image(untrained_tflite, tmp_path):
+    out = untrained_tflite
     p = tmp_path / "x.png"
     p.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     rc, _, err = run_cli("predict", out, p, "--backend", "numba")
     assert_clean_error(rc, err, "x.png")
 
 
+@pytest.mark.slow
 def test_light_device_install_without_numba(tflite_model, tmp_path, mnist_test):
     """With Numba absent (the `device` extra), summary, predict, eval and bench still work, on LiteRT."""
     out, _ = tflite_model

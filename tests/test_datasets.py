@@ -59,34 +59,49 @@ def test_named_subfolder_beats_files_in_data_dir(isolated):
 
 
 def test_search_order(isolated, monkeypatch):
-    explicit, env, cache = isolated / "explicit", isolated / "env", isolated / "home" / ".cache" / "edgecnn"
-    system = isolated / "usr-share-datasets"
-    monkeypatch.setenv("EDGECNN_DATA", str(env))
-    assert search_roots(explicit) == [explicit, env, cache, system]
-    assert search_roots() == [env, cache, system]
-
+    cache, system = isolated / "home" / ".cache" / "edgecnn", isolated / "usr-share-datasets"
+    assert search_roots() == [cache, system]
     make_dataset(system / "ds")
     assert find_dataset("ds") == system / "ds"
     make_dataset(cache / "ds")
     assert find_dataset("ds") == cache / "ds"
+
+
+def test_a_named_folder_is_the_only_place_looked(isolated, monkeypatch):
+    """`--data` or $EDGECNN_DATA without the dataset is an error, never a fall-back to other data."""
+    explicit, env, cache = isolated / "explicit", isolated / "env", isolated / "home" / ".cache" / "edgecnn"
+    make_dataset(cache / "ds")
     make_dataset(env / "ds")
+    monkeypatch.setenv("EDGECNN_DATA", str(env))
+    assert search_roots(explicit) == [explicit]
+    assert search_roots() == [env]
     assert find_dataset("ds") == env / "ds"
+    (isolated / "nothing-here").mkdir()
+    with pytest.raises(DatasetNotFoundError, match="--data folder .*nothing-here"):
+        find_dataset("ds", isolated / "nothing-here")
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        find_dataset("ds", isolated / "typo")
+    monkeypatch.setenv("EDGECNN_DATA", str(isolated / "typo"))
+    with pytest.raises(DatasetNotFoundError, match=r"\$EDGECNN_DATA folder .*typo does not exist"):
+        find_dataset("ds")
     make_dataset(explicit / "ds")
     assert find_dataset("ds", explicit) == explicit / "ds"
-    # An explicit root without the dataset falls through to the others.
-    assert find_dataset("ds", isolated / "nothing-here") == env / "ds"
 
 
 def test_missing_dataset_message(isolated, monkeypatch):
-    monkeypatch.setenv("EDGECNN_DATA", str(isolated / "env"))
+    (isolated / "given").mkdir()
     with pytest.raises(DatasetNotFoundError) as info:
         load_split("fashion-mnist", "train", data_dir=isolated / "given")
     message = str(info.value)
-    for place in [isolated / "given" / "fashion-mnist", isolated / "given", isolated / "env" / "fashion-mnist",
-                  isolated / "home" / ".cache" / "edgecnn" / "fashion-mnist",
+    assert str(isolated / "given" / "fashion-mnist") in message and "--data" in message
+    assert "edgecnn data fetch fashion-mnist" in message
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_split("fashion-mnist", "train")
+    message = str(info.value)
+    for place in [isolated / "home" / ".cache" / "edgecnn" / "fashion-mnist",
                   isolated / "usr-share-datasets" / "fashion-mnist"]:
         assert str(place) in message
-    assert "edgecnn data fetch fashion-mnist" in message
+    assert "--data DIR" in message
 
 
 def test_missing_split(isolated):

@@ -161,10 +161,10 @@ def test_default_target_is_env_then_cache(isolated, server, monkeypatch):
     folder = fetch("tiny", mirrors=[server.mirror("good")], quiet=True, checksums=RAW_TABLE)
     assert folder == isolated / "home" / ".cache" / "edgecnn" / "tiny"
     monkeypatch.setenv("EDGECNN_DATA", str(isolated / "env"))
-    # Already verified in the cache, so nothing moves to $EDGECNN_DATA.
-    assert fetch("tiny", mirrors=[server.mirror("good")], quiet=True, checksums=RAW_TABLE) == folder
-    folder2 = fetch("other", mirrors=[server.mirror("good")], quiet=True, checksums=RAW_TABLE)
-    assert folder2 == isolated / "env" / "other"
+    # $EDGECNN_DATA is the only place later commands look, so the data must land there.
+    folder2 = fetch("tiny", mirrors=[server.mirror("good")], quiet=True, checksums=RAW_TABLE)
+    assert folder2 == isolated / "env" / "tiny"
+    assert load_split("tiny", "train")[0].shape == (6, 28, 28)
 
 
 def test_all_mirrors_bad(isolated, server, refused_mirror):
@@ -226,7 +226,7 @@ def test_offline_gz_only_folder(isolated, refused_mirror, table):
     folder.mkdir(parents=True)
     for name in NAMES:
         (folder / f"{name}.gz").write_bytes(GZ[name])
-    assert fetch("tiny", isolated / "dest", mirrors=[refused_mirror], quiet=True, checksums=table) == folder
+    assert fetch("tiny", mirrors=[refused_mirror], quiet=True, checksums=table) == folder
     assert load_split("tiny", "train")[0].shape == (6, 28, 28)
 
 
@@ -236,7 +236,17 @@ def test_found_in_env_location(isolated, refused_mirror, monkeypatch):
     folder.mkdir(parents=True)
     for name in NAMES:
         (folder / name).write_bytes(RAW[name])
-    assert fetch("tiny", isolated / "dest", mirrors=[refused_mirror], quiet=True, checksums=RAW_TABLE) == folder
+    assert fetch("tiny", mirrors=[refused_mirror], quiet=True, checksums=RAW_TABLE) == folder
+
+
+def test_offline_says_which_files_go_where(isolated, refused_mirror):
+    with pytest.raises(DownloadError) as info:
+        fetch("tiny", isolated / "dest", mirrors=[refused_mirror], quiet=True, timeout=5, checksums=RAW_TABLE)
+    message = str(info.value)
+    assert "\n" not in message and "Offline?" in message
+    assert str(isolated / "dest" / "tiny") in message
+    for name in NAMES:
+        assert name in message
 
 
 def test_corrupt_local_file_is_replaced(isolated, server):

@@ -14,6 +14,23 @@ import sys
 
 COMMANDS = ("demo", "data", "summary", "train", "quantize", "export", "eval", "predict", "bench")
 
+# Optional packages -> the extra that installs them. A command needing one that is
+# missing says so in one line instead of a ModuleNotFoundError traceback.
+EXTRA_OF_MODULE = {
+    "numba": "train", "llvmlite": "train", "tqdm": "train",
+    "onnx": "onnx", "onnxruntime": "onnx",
+    "ai_edge_litert": "device", "tflite_runtime": "device", "PIL": "device",
+}
+
+
+def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
+    """One line naming the extra to install, or None when the missing module is not an optional one."""
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    return f"this needs {module}, which is not installed: pip install \"edgecnn[{extra}]\""
+
 
 def build_parser() -> argparse.ArgumentParser:
     from edgecnn import __version__
@@ -45,10 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    from edgecnn.cli.common import flush_notes
+
     try:
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        flush_notes()
+        return rc
     except EdgecnnError as exc:
         print(f"edgecnn {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc)
+        if message is None:
+            raise
+        print(f"edgecnn {args.command}: error: {message}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `edgecnn ... | head`: the reader left; not an error worth a traceback
         import os

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from edgecnn.cli.common import positive_float, positive_int
+from edgecnn.cli.common import add_command, positive_float, positive_int
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="measure throughput and latency",
+    p = add_command(sub, "bench", help="measure throughput and latency",
                        description="Time a model on a backend with random images, after a warm-up run "
                                    "(JIT compilation is reported apart, never in the figures).")
-    p.add_argument("model", metavar="MODEL")
+    p.add_argument("model", metavar="MODEL", help=".tflite, .npz or .onnx model")
     p.add_argument("--backend", default=None, help="numba, litert, litert-ref, litert-builtin, onnxruntime or float "
                    "(default: numba when installed, else litert; float for .npz, onnxruntime for .onnx)")
-    p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--batch", type=positive_int, default=1, help="images per call")
     p.add_argument("--threads", type=positive_int, default=None, help="threads for the backend (default: all cores)")
     p.add_argument("--seconds", type=positive_float, default=2.0, help="time budget for the measurement")
     p.add_argument("--json", action="store_true", help="print one JSON document")

@@ -1,4 +1,4 @@
-"""Pieces several commands share: data arguments, positive ints, JSON output."""
+"""Pieces several commands share: data arguments, positive ints, JSON output, help with defaults."""
 
 from __future__ import annotations
 
@@ -33,10 +33,61 @@ positive_float = _number(float, 0.0, True, "a positive, finite number")
 nonnegative_float = _number(float, 0.0, False, "a finite number >= 0")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already states it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (action.option_strings and default not in (None, False, argparse.SUPPRESS, [])
+                and "default" not in text and "%(default)" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
+def add_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand parser whose --help shows every default."""
+    return sub.add_parser(name, formatter_class=HelpFormatter, **kwargs)
+
+
+DATA_HELP = ("the only folder looked in: it holds one folder per dataset, or is the dataset folder itself "
+             "(default: $EDGECNN_DATA if set, else ~/.cache/edgecnn, then /usr/share/datasets)")
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", metavar="DIR", help="folder holding one folder per dataset (default: $EDGECNN_DATA, "
-                   "~/.cache/edgecnn, /usr/share/datasets)")
-    p.add_argument("--dataset", default="mnist", help="dataset name (default: mnist)")
+    p.add_argument("--data", metavar="DIR", help=DATA_HELP)
+    p.add_argument("--dataset", default="mnist", help="dataset name")
+
+
+_NOTES_AT_EXIT: list[str] = []
+
+
+def note(msg: str) -> None:
+    """An informational stderr line: now on a terminal, else once the command has succeeded.
+
+    Programs reading stderr thus see exactly one line when a command fails.
+    """
+    if sys.stderr.isatty():
+        print(msg, file=sys.stderr, flush=True)
+    else:
+        _NOTES_AT_EXIT.append(msg)
+
+
+def flush_notes() -> None:
+    """Print the deferred notes (called by `main` after a command succeeded)."""
+    while _NOTES_AT_EXIT:
+        print(_NOTES_AT_EXIT.pop(0), file=sys.stderr, flush=True)
+
+
+def data_folder(args) -> str:
+    """The folder holding args.dataset, said once on stderr (the same path goes in JSON as `data`)."""
+    from edgecnn.data.datasets import find_dataset
+
+    if getattr(args, "data_folder", None) is None:
+        args.data_folder = str(find_dataset(args.dataset, args.data))
+        if not getattr(args, "quiet", False):
+            note(f"data: {args.data_folder}")
+    return args.data_folder
 
 
 def load_images(args, split: str, limit: int | None = None):
@@ -44,7 +95,7 @@ def load_images(args, split: str, limit: int | None = None):
     from edgecnn.data.datasets import load_split
     from edgecnn.errors import DataError
 
-    images, labels = load_split(args.dataset, split, args.data)
+    images, labels = load_split(args.dataset, split, data_folder(args))
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     if len(images) == 0:

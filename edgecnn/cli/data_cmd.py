@@ -12,18 +12,21 @@ import sys
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "data", help="download and verify datasets",
+    from edgecnn.cli.common import add_command
+
+    parser = add_command(
+        subparsers, "data", help="download and verify datasets",
         description="Manage the IDX datasets edgecnn trains and evaluates on.")
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
-    fetch = actions.add_parser(
-        "fetch", help="download MNIST or Fashion-MNIST and verify SHA-256",
+    fetch = add_command(
+        actions, "fetch", help="download MNIST or Fashion-MNIST and verify SHA-256",
         description="Download a dataset from its public mirrors (trying each in turn), verify SHA-256, "
                     "and print the folder holding it. Does nothing if verified files are already in "
-                    "--dir, $EDGECNN_DATA, ~/.cache/edgecnn or /usr/share/datasets.")
+                    "--dir (or, without --dir, in $EDGECNN_DATA if set, else ~/.cache/edgecnn or "
+                    "/usr/share/datasets).")
     fetch.add_argument("name", metavar="{mnist,fashion-mnist}", help="dataset to fetch")
     fetch.add_argument("--dir", metavar="DIR",
-                       help="data root to download into (default: $EDGECNN_DATA, else ~/.cache/edgecnn)")
+                       help="data root to download into (default: $EDGECNN_DATA if set, else ~/.cache/edgecnn)")
     fetch.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     fetch.add_argument("--quiet", "-q", action="store_true", help="no progress bar or messages on stderr")
     parser.set_defaults(func=run, data_parser=parser)

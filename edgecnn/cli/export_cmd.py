@@ -4,11 +4,13 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export an int8 .tflite to ONNX or C99",
+    from edgecnn.cli.common import add_command
+
+    p = add_command(sub, "export", help="export an int8 .tflite to ONNX or C99",
                        description="Export an int8 .tflite model to ONNX (runs in onnxruntime) or to a C99 "
                                    "source file for microcontrollers, bit-exact with the Numba runtime.")
-    p.add_argument("model", metavar="MODEL.tflite")
-    p.add_argument("--out", required=True, metavar="PATH.{onnx,c}")
+    p.add_argument("model", metavar="MODEL.tflite", help="an int8 .tflite (from `edgecnn quantize` or the TF converter)")
+    p.add_argument("--out", required=True, metavar="PATH.{onnx,c}", help="the file to write; its suffix picks the format")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
 

@@ -1,18 +1,35 @@
-"""`edgecnn predict`: classify image files. Device-light: no trainer, no onnx, no Numba unless asked."""
+"""`edgecnn predict`: classify image files, or run a model on .npy inputs.
+
+Device-light: Pillow and numpy, no trainer, no onnx, no Numba unless asked.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from edgecnn.cli.common import add_command
+
+TOP_K = 3
+
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="classify PNG, PGM or .npy images",
-                       description="Classify grayscale images (PNG, PGM or .npy) with a .tflite or .npz model.")
+    p = add_command(sub, "predict", help="classify images (PNG, JPEG, PGM, ...) or run on .npy inputs",
+                    description="Classify images with a .tflite, .npz or .onnx model and print each one's "
+                                "softmax probabilities. Images are converted to gray, transparency is "
+                                "composited, dark-on-light drawings are inverted (see --invert), and images "
+                                "larger than the model's input are framed like MNIST digits. Models whose "
+                                "input is not an image take .npy files of the input's shape.")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--backend", default=None,
                    help="numba, litert, litert-ref, litert-builtin (.tflite) or float (.npz); "
                         "default: numba when installed, else litert; float for .npz, onnxruntime for .onnx")
+    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                   help="make strokes white on black as in MNIST: auto inverts images with a light border")
+    p.add_argument("--framing", choices=("auto", "mnist", "resize"), default="auto",
+                   help="for images larger than the model's input: mnist puts the strokes in a 20x20 box "
+                        "centred by mass in 28x28; resize scales the whole image; auto picks mnist for "
+                        "28x28 digit models")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
 
@@ -22,25 +39,85 @@ def run(args) -> int:
 
     from edgecnn.cli.common import emit_json
     from edgecnn.deploy.backends import open_backend
-    from edgecnn.deploy.images import read_image
 
     b = open_backend(args.model, args.backend)
-    images = [read_image(p) for p in args.images]
-    if len({img.shape for img in images}) != 1:
-        from edgecnn.errors import ShapeError
-
-        sizes = ", ".join(f"{Path(p).name} {img.shape[0]}x{img.shape[1]}" for p, img in zip(args.images, images))
-        raise ShapeError(f"all images must have the same size: {sizes}")
-    images = np.stack(images)
-    out = np.asarray(b.run(b.prepare(images))).reshape(len(images), -1)
+    shape = tuple(int(d) for d in b.input_shape)
+    if len(shape) == 3 and shape[2] == 1:
+        fitted = [_fit(path, b, shape, args) for path in args.images]
+        x = b.prepare(np.stack([f.pixels for f in fitted]))
+        notes = [{"inverted": f.inverted, "framing": f.framing} for f in fitted]
+    else:
+        x = b.prepare_values(np.stack([_values(path, shape) for path in args.images]))
+        notes = [{} for _ in args.images]
+    raw = np.asarray(b.run(x)).reshape(len(args.images), -1)
+    probs = probabilities(b, raw)
     rows = []
-    for path, scores in zip(args.images, out):
-        k = int(np.argmax(scores))
-        label = b.labels[k] if k < len(b.labels) else str(k)
-        rows.append({"image": str(path), "label": label, "scores": scores.astype(float if not b.is_int8 else int).tolist()})
+    for path, p, r, note in zip(args.images, probs, raw, notes):
+        k = int(np.argmax(p))
+        rows.append({"image": str(path), "label": b.labels[k], "probability": float(p[k]),
+                     "scores": [round(float(v), 6) for v in p], "labels": list(b.labels),
+                     "outputs": r.astype(int if b.is_int8 else float).tolist(), **note})
     if args.json:
         emit_json(rows)
-    else:
-        for r in rows:
-            print(f"{Path(r['image']).name}: {r['label']}")
+        return 0
+    for row in rows:
+        order = np.argsort(row["scores"])[::-1][:TOP_K]
+        top = "  ".join(f"{row['labels'][i]} {row['scores'][i]:.1%}" for i in order)
+        extra = " (inverted)" if row.get("inverted") else ""
+        print(f"{Path(row['image']).name}: {row['label']}  [{top}]{extra}")
     return 0
+
+
+def probabilities(backend, raw):
+    """Softmax of the real-valued outputs; outputs that already are probabilities are kept as they are."""
+    import numpy as np
+
+    y = backend.dequantize(raw)
+    if np.all(y >= -1e-6) and np.all(y <= 1 + 1e-6) and np.allclose(y.sum(axis=1), 1.0, atol=0.02):
+        return np.clip(y, 0.0, 1.0)  # a softmax output layer (int8 softmax: scale 1/256, zero point -128)
+    e = np.exp(y - y.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def content_size(backend, h: int, w: int) -> tuple[int, int]:
+    """The input minus the model's zero padding: where the digit itself goes (28x28 in LeNet's 32x32)."""
+    pre = backend.metadata.get("preprocessing") if isinstance(backend.metadata, dict) else None
+    if isinstance(pre, str):  # ONNX metadata carries it as JSON text
+        import json
+
+        try:
+            pre = json.loads(pre)
+        except (ValueError, RecursionError):
+            pre = None
+    pad = pre.get("pad") if isinstance(pre, dict) else None
+    if not isinstance(pad, int) or isinstance(pad, bool) or not 0 <= 2 * pad < min(h, w):
+        pad = 2 if (h, w) == (32, 32) and backend.labels == [str(i) for i in range(10)] else 0
+    return h - 2 * pad, w - 2 * pad
+
+
+def _fit(path, backend, shape, args):
+    from edgecnn.deploy.images import fit_image, read_image
+
+    h, w, _ = shape
+    return fit_image(read_image(path), h, w, invert=args.invert, framing=args.framing,
+                     content=content_size(backend, h, w))
+
+
+def _values(path, shape):
+    """A .npy input for a model whose input is not an image: exactly the input's shape, or a batch of one."""
+    import numpy as np
+
+    from edgecnn.deploy.npy import read_npy
+    from edgecnn.errors import ShapeError
+
+    if Path(path).suffix.lower() != ".npy":
+        dims = "x".join(map(str, shape))
+        raise ShapeError(f"{Path(path).name}: this model's input is {dims}, not an image; give a .npy file")
+    x = read_npy(path)
+    if x.shape == (1, *shape):
+        x = x[0]
+    if x.shape != shape:
+        raise ShapeError(f"{Path(path).name}: shape {x.shape} does not match the model's input {shape}")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise ShapeError(f"{Path(path).name}: holds NaN or infinite values")
+    return x

@@ -5,24 +5,25 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edgecnn.cli.common import add_data_args, emit_json, positive_int
+from edgecnn.cli.common import add_command, add_data_args, data_folder, emit_json, positive_int
 
 CALIBRATIONS = ("minmax", "percentile", "mse", "entropy")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("quantize", help="quantize a float model to TFLite int8 and export it",
+    p = add_command(sub, "quantize", help="quantize a float model to TFLite int8 and export it",
                        description="Calibrate a float model on training images, quantize it to the TFLite int8 "
                                    "spec, write the .tflite, and report accuracy and per-layer SQNR.")
     p.add_argument("model", metavar="MODEL.{npz,onnx}",
                    help="float checkpoint from `edgecnn train`, or a float ONNX CNN of the LeNet class")
     add_data_args(p)
     p.add_argument("--calib-samples", type=positive_int, default=1000, metavar="N",
-                   help="calibration images from the train split (default 1000)")
-    p.add_argument("--calibration", choices=CALIBRATIONS, default="minmax")
+                   help="calibration images from the train split")
+    p.add_argument("--calibration", choices=CALIBRATIONS, default="minmax", help="how activation ranges are chosen")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per channel")
-    p.add_argument("--out", required=True, metavar="MODEL.tflite")
-    p.add_argument("--also", action="append", default=[], metavar="PATH", help="also export to PATH.onnx or PATH.c")
+    p.add_argument("--out", required=True, metavar="MODEL.tflite", help="the int8 model to write")
+    p.add_argument("--also", action="append", default=[], metavar="PATH",
+                   help="also export to PATH.onnx or PATH.c (repeatable); the same bytes `edgecnn export` writes")
     p.add_argument("--eval-limit", type=positive_int, default=None, metavar="N",
                    help="evaluate on the first N test images only (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -34,11 +35,19 @@ def run(args) -> int:
     from edgecnn.errors import EdgecnnError
 
     out = Path(args.out)
+    if Path(args.model).suffix.lower() == ".tflite":
+        raise EdgecnnError(f"{args.model} is already an int8 model; to write ONNX or C from it, run "
+                           f"`edgecnn export {args.model} --out PATH.onnx` (or PATH.c)")
     if out.suffix.lower() != ".tflite":
         raise EdgecnnError(f"--out must name a .tflite file, got {out.name}")
     for extra in args.also:
         if Path(extra).suffix.lower() not in (".onnx", ".c"):
             raise EdgecnnError(f"--also must name a .onnx or .c file, got {extra}")
+        if Path(extra).suffix.lower() == ".onnx":
+            import importlib.util
+
+            if importlib.util.find_spec("onnx") is None:  # say it now, not after calibrating
+                raise EdgecnnError(f'--also {extra} needs onnx, which is not installed: pip install "edgecnn[onnx]"')
     result, report = quantize_and_export(args)
     if args.json:
         emit_json(result)
@@ -47,7 +56,9 @@ def run(args) -> int:
 
         print(format_report(report))
         print(f"float accuracy {result['float_accuracy']:.2%}, int8 accuracy {result['int8_accuracy']:.2%} "
-              f"on {result['samples']} test images; wrote {out} ({result['bytes']:,} bytes)")
+              f"on {result['samples']} test images")
+        for written in result["written"]:
+            print(f"wrote {written['path']} ({written['bytes']:,} bytes)")
     return 0
 
 
@@ -61,7 +72,8 @@ def quantize_and_export(args):
     from edgecnn.deploy.tflite.writer import write_tflite
     from edgecnn.model.checkpoint import load_checkpoint
     from edgecnn.quantize.ptq import quantize_model
-    from edgecnn.quantize.report import layer_sqnr, quantize_input
+    from edgecnn.int8.rules import quantize_input
+    from edgecnn.quantize.report import layer_sqnr
 
     src = Path(args.model)
     if src.suffix.lower() == ".onnx":
@@ -83,14 +95,17 @@ def quantize_and_export(args):
     int8_out = Runtime(qm.graph).run(quantize_input(x_test, inp.scale[0], inp.zero_point[0]))
     int8_acc = float(np.mean(np.argmax(int8_out.reshape(len(y_test), -1), 1) == y_test))
     write_tflite(qm.graph, args.out)  # last: a failure above leaves no model behind
+    written = [args.out]
     for extra in getattr(args, "also", []):
         from edgecnn.deploy.export import export_model
 
-        export_model(qm.graph, extra)
+        export_model(args.out, extra)  # from the file, so the bytes equal `edgecnn export`'s
+        written.append(extra)
     result = {"out": str(args.out), "float_accuracy": float_acc, "int8_accuracy": int8_acc,
               "also": [str(p) for p in getattr(args, "also", [])],
+              "written": [{"path": str(p), "bytes": Path(p).stat().st_size} for p in written],
               "bytes": Path(args.out).stat().st_size, "samples": int(len(y_test)),
-              "calibration": args.calibration, "layers": report}
+              "calibration": args.calibration, "layers": report, "data": data_folder(args)}
     if not args.quiet and not args.json:
         print(f"quantized {src.name} with {args.calibration} calibration on {n} images", file=sys.stderr)
     return result, report

@@ -7,7 +7,9 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("summary", help="per-layer output shapes, parameters and connections",
+    from edgecnn.cli.common import add_command
+
+    p = add_command(sub, "summary", help="per-layer output shapes, parameters and connections",
                        description="Print each layer's output shape, parameter count and connection count.")
     p.add_argument("model", metavar="ARCH|MODEL",
                    help="an architecture name (lenet5, lenet5-classic), a float model.npz or an int8 model.tflite")

@@ -5,26 +5,26 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edgecnn.cli.common import (add_data_args, emit_json, labels_for, load_lenet_split, nonnegative_float,
+from edgecnn.cli.common import (add_command, add_data_args, data_folder, emit_json, labels_for, load_lenet_split, nonnegative_float,
                                 nonnegative_int, positive_float, positive_int)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a float model with the reference trainer",
+    p = add_command(sub, "train", help="train a float model with the reference trainer",
                        description="Train a LeNet-class model on an IDX dataset and save a float checkpoint (.npz).")
     p.add_argument("--arch", required=True, help="lenet5 or lenet5-classic")
     add_data_args(p)
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--epochs", type=positive_int, default=10, help="passes over the training set")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per optimizer step")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="the update rule")
     p.add_argument("--lr", type=positive_float, default=None, help="base learning rate (default: adam 1e-3, sgd 0.05)")
-    p.add_argument("--weight-decay", type=nonnegative_float, default=0.0)
-    p.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="L2 penalty on the weights")
+    p.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine", help="learning-rate schedule")
     p.add_argument("--augment-shift", type=nonnegative_int, default=0, metavar="PIXELS", help="random shift augmentation")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="initialisation and shuffling seed")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images (default: all)")
     p.add_argument("--resume", action="store_true", help="continue the training saved in --out")
-    p.add_argument("--out", required=True, metavar="MODEL.npz")
+    p.add_argument("--out", required=True, metavar="MODEL.npz", help="the float checkpoint to write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
@@ -79,7 +79,7 @@ def run(args) -> int:
                   progress=False if args.quiet or args.json else None, on_epoch=checkpoint)
     test_acc = state.history[-1]["test_accuracy"] if state.history else None
     result = {"arch": model.arch, "epochs": state.epoch, "seconds": round(state.seconds, 3),
-              "test_accuracy": test_acc, "out": str(out)}
+              "test_accuracy": test_acc, "out": str(out), "data": data_folder(args)}
     if args.json:
         emit_json(result)
     else:

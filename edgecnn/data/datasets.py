@@ -1,9 +1,11 @@
 """Find an IDX dataset folder and load its train/test splits.
 
 A data root holds one folder per dataset (`mnist/`, `fashion-mnist/`, or a
-user's own). Roots are searched in the order ARCHITECTURE.md fixes: the
-explicit `data_dir`, `$EDGECNN_DATA`, `~/.cache/edgecnn`, `/usr/share/datasets`
-(where Debian's dataset packages install).
+user's own). An explicit `data_dir` is the only place looked; so is
+`$EDGECNN_DATA` when set. Only when neither is given are the default roots
+searched: `~/.cache/edgecnn`, then `/usr/share/datasets` (where Debian's
+dataset packages install). A typo in `--data` is an error naming the folder,
+never a quiet fall-back to other data.
 """
 
 from __future__ import annotations
@@ -22,13 +24,24 @@ SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
 LENET_SIDE = 32
 
 
-def search_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The data roots to look in, most specific first."""
-    roots = [Path(data_dir).expanduser()] if data_dir else []
+def explicit_root(data_dir: str | os.PathLike | None = None) -> tuple[Path, str] | None:
+    """(root, how it was given) when the user named a data folder: `--data`, else `$EDGECNN_DATA`."""
+    if data_dir:
+        return Path(data_dir).expanduser(), "--data"
     if os.environ.get("EDGECNN_DATA"):
-        roots.append(Path(os.environ["EDGECNN_DATA"]).expanduser())
-    roots += [Path.home() / ".cache" / "edgecnn", SYSTEM_DATA_ROOT]
-    return roots
+        return Path(os.environ["EDGECNN_DATA"]).expanduser(), "$EDGECNN_DATA"
+    return None
+
+
+def default_roots() -> list[Path]:
+    """Where data is looked for when no folder is named."""
+    return [Path.home() / ".cache" / "edgecnn", SYSTEM_DATA_ROOT]
+
+
+def search_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The data roots to look in: the one named folder, else the defaults in order."""
+    named = explicit_root(data_dir)
+    return [named[0]] if named else default_roots()
 
 
 def idx_file_names(split: str, kind: str) -> list[str]:
@@ -48,22 +61,34 @@ def _is_dataset_folder(folder: Path) -> bool:
                for split in SPLIT_PREFIXES for n in idx_file_names(split, "images"))
 
 
-def find_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None) -> Path:
-    """The folder holding dataset `name`.
+def candidate_folders(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders that may hold dataset `name`, in the order they are tried.
 
-    An explicit `data_dir` may be a root (holding `name/`) or the dataset folder
-    itself; the latter lets users point at a folder of IDX files whatever its name.
+    A named folder (`--data` or `$EDGECNN_DATA`) may be a root holding `name/`
+    or the dataset folder itself, so users can point at any folder of IDX files.
     """
-    looked = []
-    for i, root in enumerate(search_roots(data_dir)):
-        candidates = [root / name] + ([root] if data_dir and i == 0 else [])
-        for folder in candidates:
-            looked.append(str(folder))
-            if _is_dataset_folder(folder):
-                return folder
+    named = explicit_root(data_dir)
+    if named:
+        return [named[0] / name, named[0]]
+    return [root / name for root in default_roots()]
+
+
+def find_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding dataset `name`; DatasetNotFoundError naming every place looked."""
+    named = explicit_root(data_dir)
+    if named and not named[0].is_dir():
+        root, how = named
+        raise DatasetNotFoundError(f"{how} folder {root} does not exist (looking for dataset {name!r})")
+    looked = candidate_folders(name, data_dir)
+    for folder in looked:
+        if _is_dataset_folder(folder):
+            return folder
+    where = f"{named[1]} folder {named[0]}" if named else "the default folders"
     raise DatasetNotFoundError(
-        f"dataset {name!r} not found; looked in {', '.join(looked)}; "
-        f"download it with `edgecnn data fetch {name}` or pass --data DIR")
+        f"dataset {name!r} not found in {where} (looked in {', '.join(map(str, looked))}); "
+        f"download it with `edgecnn data fetch {name}"
+        + (f" --dir {named[0]}`" if named and named[1] == "--data" else "`")
+        + ("" if named else " or pass --data DIR"))
 
 
 def _split_file(folder: Path, split: str, kind: str) -> Path:

@@ -18,7 +18,6 @@ import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -26,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
-from edgecnn.data.datasets import search_roots
+from edgecnn.data.datasets import candidate_folders
 from edgecnn.errors import ChecksumError, DatasetNotFoundError, DownloadError
-from edgecnn.fileio import atomic_path, atomic_write_bytes
+from edgecnn.fileio import atomic_path, atomic_write_bytes, temp_file_beside
 from edgecnn.progress import progress_bar
 
 CHUNK = 1 << 20
@@ -119,7 +118,7 @@ def fetch_result(name: str, dest_dir: str | os.PathLike | None = None, mirrors: 
             f"edgecnn cannot fetch {name!r}; it knows {', '.join(MIRRORS)}")
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
 
-    for folder in _candidate_folders(name, dest_dir):
+    for folder in candidate_folders(name, dest_dir):
         if _verified_sums(folder, checksums) is not None:
             say(f"{name}: verified files already in {folder}")
             return FetchResult(folder, ())
@@ -136,6 +135,10 @@ def fetch_result(name: str, dest_dir: str | os.PathLike | None = None, mirrors: 
                 continue
             raw_sums[raw_name] = _download_file(folder, raw_name, expected, mirrors, timeout, quiet)
             downloaded.append(raw_name)
+    except ChecksumError:
+        raise
+    except DownloadError as exc:
+        raise DownloadError(f"{exc}. {_by_hand(folder, checksums)}") from None
     finally:
         for made in created:  # a failed first download leaves no empty folders behind
             if any(made.iterdir()):
@@ -146,13 +149,11 @@ def fetch_result(name: str, dest_dir: str | os.PathLike | None = None, mirrors: 
     return FetchResult(folder, tuple(downloaded))
 
 
-def _candidate_folders(name: str, dest_dir) -> list[Path]:
-    folders = []
-    for i, root in enumerate(search_roots(dest_dir)):
-        folders.append(root / name)
-        if dest_dir and i == 0:
-            folders.append(root)  # --dir may be the dataset folder itself
-    return folders
+def _by_hand(folder: Path, checksums: Mapping[str, FileChecksum]) -> str:
+    """What to do offline: which files, under which names, go where."""
+    names = ", ".join(checksums)
+    return (f"Offline? Copy {names} (raw or .gz, e.g. from another machine's "
+            f"`edgecnn data fetch`) into {folder} and run again")
 
 
 def _download_root(dest_dir) -> Path:
@@ -251,9 +252,9 @@ def _download_file(folder: Path, raw_name: str, expected: FileChecksum, mirrors:
 
 def _download_from(url: str, folder: Path, raw_name: str, expected: FileChecksum,
                    timeout: float, quiet: bool) -> str:
-    fd, gz_tmp = tempfile.mkstemp(prefix=f".{raw_name}.", suffix=".gz.part", dir=folder)
+    gz_tmp = temp_file_beside(folder / (raw_name + ".gz"))
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(gz_tmp, "wb") as out:
             gz_sha = _stream(url, out, raw_name + ".gz", timeout, quiet)
         if expected.gz and gz_sha != expected.gz:
             raise _MirrorFailed(f"checksum mismatch: got {gz_sha[:12]}…, want {expected.gz[:12]}…",
