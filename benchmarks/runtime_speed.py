@@ -31,7 +31,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from edgecnn.deploy.graph import Int8Graph, Op, Tensor  # noqa: E402
+from edgecnn.int8.graph import Int8Graph, Op, Tensor  # noqa: E402
 from edgecnn.deploy.runtime import Runtime  # noqa: E402
 
 

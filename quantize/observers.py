@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgecnn.errors import CalibrationError
-from edgecnn.quantize.qparams import INT8_MAX, INT8_MIN, choose_qparams
+from edgecnn.int8.rules import INT8_MAX, INT8_MIN
+from edgecnn.quantize.qparams import choose_qparams
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Below this magnitude a range's scale (span / 255) is not a normal float32.

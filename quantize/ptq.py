@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import edgecnn
-from edgecnn.deploy.graph import Int8Graph, Op, Tensor
+from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.errors import CalibrationError, QuantizationError
 from edgecnn.model.layers import Activation, AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, Subsampling
 from edgecnn.model.sequential import Sequential
 from edgecnn.progress import progress_bar
 from edgecnn.quantize.fold import scaled_tanh_factors
 from edgecnn.quantize.observers import make_observer
+from edgecnn.int8.rules import round_half_away
 from edgecnn.quantize.qparams import choose_qparams
 
 INPUT_SCALE = np.float32(1.0 / 255.0)
@@ -64,23 +65,19 @@ def _plan(model: Sequential) -> list[tuple[Layer, str]]:
     return [(layer, act) for layer, act in plan]
 
 
-def _round_half_away(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
-
-
 def _quantize_weights(w: np.ndarray, axis: int, per_tensor: bool, name: str):
     """Symmetric int8 in [-127, 127]: (q, scale float32 per channel or one)."""
     if not np.all(np.isfinite(w)):
         raise QuantizationError(f"{name}: the weights hold NaN or infinite values")
     if per_tensor:
         scale, _ = choose_qparams(w.min(), w.max(), symmetric=True)
-        q = _round_half_away(w / np.float64(scale[0]))
+        q = round_half_away(w / np.float64(scale[0]))
     else:
         other = tuple(i for i in range(w.ndim) if i != axis)
         scale, _ = choose_qparams(w.min(axis=other), w.max(axis=other), symmetric=True)
         shape = [1] * w.ndim
         shape[axis] = -1
-        q = _round_half_away(w / scale.astype(np.float64).reshape(shape))
+        q = round_half_away(w / scale.astype(np.float64).reshape(shape))
     return np.clip(q, -127, 127).astype(np.int8), scale
 
 
@@ -88,7 +85,7 @@ def _quantize_bias(b: np.ndarray, in_scale: np.float32, w_scale: np.ndarray, cha
     if not np.all(np.isfinite(b)):
         raise QuantizationError(f"{name}: the bias holds NaN or infinite values")
     bias_scale = (np.float64(in_scale) * w_scale.astype(np.float64)).astype(np.float32)  # one, or per channel
-    q = _round_half_away(b / np.broadcast_to(bias_scale.astype(np.float64), (channels,)))
+    q = round_half_away(b / np.broadcast_to(bias_scale.astype(np.float64), (channels,)))
     if np.any(q < INT32_MIN) or np.any(q > INT32_MAX):
         raise QuantizationError(f"{name}: the bias does not fit int32 at scale s_in * s_w")
     return q.astype(np.int32), bias_scale

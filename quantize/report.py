@@ -6,14 +6,8 @@ import math
 
 import numpy as np
 
+from edgecnn.int8.rules import quantize_input
 from edgecnn.model.sequential import Sequential
-
-
-def quantize_input(x: np.ndarray, scale, zero_point) -> np.ndarray:
-    """Float input -> int8 with the input tensor's qparams (round half away, clamp)."""
-    q = x.astype(np.float64) / np.float64(np.float32(scale)) + int(zero_point)
-    q = np.sign(q) * np.floor(np.abs(q) + 0.5)
-    return np.clip(q, -128, 127).astype(np.int8)
 
 
 def sqnr_db(signal_energy: float, noise_energy: float) -> float:

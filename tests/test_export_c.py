@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from edgecnn.deploy.export import export_model
 from edgecnn.deploy.export.c import MAGIC, plan_arena, to_c, write_c
-from edgecnn.deploy.graph import Int8Graph, Op, Tensor
+from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.deploy.runtime import Runtime
 from edgecnn.deploy.runtime.prepare import prepare_graph
 from edgecnn.errors import UnsupportedOpError

@@ -20,7 +20,7 @@ from edgecnn.deploy.runtime import Runtime
 from edgecnn.deploy.runtime.fixedpoint import multiply_by_quantized_multiplier
 from edgecnn.deploy.runtime.pooling import divide_rounding_half_away
 from edgecnn.errors import UnsupportedOpError
-from edgecnn.quantize.qparams import round_half_away
+from edgecnn.int8.rules import round_half_away
 
 from conftest import assert_clean_error, run_cli
 

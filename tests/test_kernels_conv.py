@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from edgecnn.deploy.runtime import naive
 from edgecnn.deploy.runtime.conv import conv_2d
 from edgecnn.deploy.runtime.depthwise_conv import depthwise_conv_2d
-from edgecnn.deploy.runtime.padding import compute_padding
+from edgecnn.int8.padding import compute_padding
 from edgecnn.deploy.runtime.params import ConvParams
 from edgecnn.deploy.runtime.windows import band_rows
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from edgecnn.deploy.runtime import naive
 from edgecnn.deploy.runtime.fully_connected import fully_connected, round_half_away_to_int32
 from edgecnn.deploy.runtime.params import RESCALE_FLOAT, RESCALE_INTEGER, FullyConnectedParams
-from edgecnn.quantize.qparams import quantize_multipliers
+from edgecnn.int8.rules import quantize_multipliers
 
 
 def fc_params(rng, units, rescale, weights_offset=0, input_offset=5, output_offset=-3, lo=-128, hi=127):

@@ -5,10 +5,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from edgecnn.deploy.graph import Int8Graph, Op, Tensor
+from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.deploy.runtime import naive
-from edgecnn.deploy.runtime.activations import logistic, logistic_table, tanh, tanh_table
-from edgecnn.deploy.runtime.padding import compute_padding
+from edgecnn.deploy.runtime.activations import logistic, tanh
+from edgecnn.deploy.runtime.lookup import logistic_table, tanh_table
+from edgecnn.int8.padding import compute_padding
 from edgecnn.deploy.runtime.params import LookupTableParams, PoolParams, ReshapeParams
 from edgecnn.deploy.runtime.pooling import average_pool_2d, divide_rounding_half_away, max_pool_2d
 from edgecnn.deploy.runtime.prepare import prepare_op

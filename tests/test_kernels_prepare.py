@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from edgecnn.deploy.graph import Int8Graph, Op, Tensor
+from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.deploy.runtime.params import RESCALE_FLOAT, RESCALE_INTEGER
 from edgecnn.deploy.runtime.prepare import prepare_graph, prepare_op
 from edgecnn.errors import ModelError, ShapeError, UnsupportedOpError
-from edgecnn.quantize.qparams import quantize_multiplier
+from edgecnn.int8.rules import quantize_multiplier
 
 f32 = np.float32
 
@@ -159,8 +159,13 @@ def test_unsupported_and_malformed_graphs():
     with pytest.raises(UnsupportedOpError):
         prepare_graph(g)
     g = conv_graph()
-    g.tensors[1].data = None  # a filter that is not a constant
-    with pytest.raises(UnsupportedOpError, match="constant"):
+    g.tensors[1].data = None  # a filter that is not a constant, and that no op computes
+    with pytest.raises(ModelError, match="reads tensor w before any op computes it"):
+        prepare_graph(g)
+    g = conv_graph()
+    g.inputs.append(1)  # a filter fed at run time (a graph input must have batch 1, so give it one)
+    g.tensors[1].data, g.tensors[1].shape = None, (1,) + g.tensors[1].shape[1:]
+    with pytest.raises(UnsupportedOpError, match="must be a constant"):
         prepare_graph(g)
     g = unary_graph("TANH", 0.1, 0)
     g.ops.append(Op("TANH", [2], [1], {}))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgecnn.deploy.graph import Int8Graph, Op, Tensor
+from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.deploy.runtime import Runtime, naive
 from edgecnn.errors import ShapeError
 

@@ -14,7 +14,8 @@ from edgecnn.model.layers import Conv2D, Dense, Flatten, MaxPool2D
 from edgecnn.model.sequential import Sequential
 from edgecnn.quantize.fold import fold_batchnorm
 from edgecnn.quantize.ptq import quantize_model
-from edgecnn.quantize.report import layer_sqnr, quantize_input
+from edgecnn.int8.rules import quantize_input
+from edgecnn.quantize.report import layer_sqnr
 
 
 @pytest.fixture(scope="module")

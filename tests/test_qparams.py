@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgecnn.errors import QuantizationError
-from edgecnn.quantize import qparams
-from edgecnn.quantize.qparams import activation_range, quantize_multiplier, quantize_multipliers, round_half_away
+from edgecnn.int8 import rules
+from edgecnn.int8.rules import activation_range, quantize_multiplier, quantize_multipliers, round_half_away
 
 f32 = np.float32
 
@@ -20,7 +20,7 @@ f32 = np.float32
 def test_docstring_examples(func):
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner()
-    for test in finder.find(func, globs=vars(qparams)):
+    for test in finder.find(func, globs=vars(rules)):
         runner.run(test)
     assert runner.failures == 0
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tflite_models import GraphBuilder, lenet5, raw_model, raw_options, raw_tensor
 
+from edgecnn.deploy.runtime.prepare import prepare_graph
 from edgecnn.deploy.tflite import metadata as md
 from edgecnn.deploy.tflite import read_tflite, to_bytes
 from edgecnn.errors import EdgecnnError, TFLiteFormatError, UnsupportedOpError
@@ -90,11 +91,11 @@ def _float_conv_model():
 
 
 def test_float_model_is_refused():
-    with pytest.raises(TFLiteFormatError, match="float input; edgecnn runs int8 models"):
+    with pytest.raises(TFLiteFormatError, match="FLOAT32 constant: a float or hybrid model"):
         read_tflite(_float_conv_model())
 
 
-def test_float_io_around_an_int8_model_is_refused():
+def test_float_io_around_an_int8_model_reads():
     # The converter's default full-int8 output: QUANTIZE in, DEQUANTIZE out.
     graph = GraphBuilder(np.random.default_rng(0), (1, 5, 5, 1)).conv2d(2, 3, 3).build()
     tensors = [raw_tensor(t) for t in graph.tensors]
@@ -106,16 +107,19 @@ def test_float_io_around_an_int8_model_is_refused():
          "options": raw_options(graph.ops[0])},
         {"op": "DEQUANTIZE", "version": 2, "inputs": graph.outputs, "outputs": [fy]},
     ]  # fmt: skip
-    with pytest.raises(TFLiteFormatError, match="float input; edgecnn runs int8 models"):
-        read_tflite(raw_model(tensors, ops, [fx], [fy]))
+    g = read_tflite(raw_model(tensors, ops, [fx], [fy]))
+    assert [op.kind for op in g.ops] == ["QUANTIZE", "CONV_2D", "DEQUANTIZE"]
+    assert [g.tensors[t].dtype for t in g.inputs + g.outputs] == ["float32", "float32"]
     # int8 in, float out
-    with pytest.raises(TFLiteFormatError, match="float output"):
-        read_tflite(raw_model(tensors, ops[1:], graph.inputs, [fy]))
+    g = read_tflite(raw_model(tensors, ops[1:], graph.inputs, [fy]))
+    assert [g.tensors[t].dtype for t in g.inputs + g.outputs] == ["int8", "float32"]
 
 
-def test_float_inside_int8_io_is_refused():
-    tensors = [_tensor("x", (1, 4), I8, [0.1], [0]), _tensor("xf", (1, 4), F32), _tensor("y", (1, 4), I8, [0.1], [0])]
-    ops = [{"op": "DEQUANTIZE", "inputs": [0], "outputs": [1]}, {"op": "QUANTIZE", "inputs": [1], "outputs": [2]}]
+def test_float_weights_inside_int8_io_are_refused():
+    w = np.ones((2, 4), "<f4").tobytes()
+    tensors = [_tensor("x", (1, 4), I8, [0.1], [0]), _tensor("w", (2, 4), F32, data=w),
+               _tensor("y", (1, 2), I8, [0.1], [0])]  # fmt: skip
+    ops = [{"op": "FULLY_CONNECTED", "inputs": [0, 1], "outputs": [2]}]
     with pytest.raises(TFLiteFormatError, match="float or hybrid model"):
         read_tflite(raw_model(tensors, ops, [0], [2]))
 
@@ -123,16 +127,17 @@ def test_float_inside_int8_io_is_refused():
 def test_uint8_model_is_refused():
     tensors = [_tensor("x", (1, 4), U8, [0.1], [128]), _tensor("y", (1, 4), U8, [1 / 256], [0])]
     ops = [{"op": "LOGISTIC", "inputs": [0], "outputs": [1]}]
-    with pytest.raises(TFLiteFormatError, match="UINT8; edgecnn runs int8 models"):
-        read_tflite(raw_model(tensors, ops, [0], [1]))
+    graph = read_tflite(raw_model(tensors, ops, [0], [1]))  # uint8 edges are read; int8 kernels refuse them
+    with pytest.raises(UnsupportedOpError, match="input x is uint8, not int8"):
+        prepare_graph(graph)
 
 
 def test_unsupported_operator_is_named():
     tensors = [_tensor("a", (1, 4), I8, [0.1], [0]), _tensor("b", (1, 4), I8, [0.1], [0]),
                _tensor("c", (1, 4), I8, [0.2], [0]), _tensor("d", (1, 4), I8, [1 / 256], [-128])]  # fmt: skip
     ops = [{"op": "LOGISTIC", "version": 2, "inputs": [0], "outputs": [3]},
-           {"op": "ADD", "version": 2, "inputs": [0, 1], "outputs": [2]}]  # fmt: skip
-    with pytest.raises(UnsupportedOpError, match=r"unsupported operator ADD \(op 1\)"):
+           {"op": "SQUARED_DIFFERENCE", "version": 2, "inputs": [0, 1], "outputs": [2]}]  # fmt: skip
+    with pytest.raises(UnsupportedOpError, match=r"unsupported operator SQUARED_DIFFERENCE \(op 1\)"):
         read_tflite(raw_model(tensors, ops, [0, 1], [2, 3]))
 
 

@@ -11,7 +11,7 @@ import tflite
 from hypothesis import given, settings
 from tflite_models import LENET5_PARAMS, GraphBuilder, assert_graphs_equal, graphs, lenet5
 
-from edgecnn.deploy.graph import Int8Graph, Op, Tensor
+from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.deploy.tflite import read_tflite, to_bytes, write_tflite
 from edgecnn.errors import ModelError
 

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from tflite_models import ACTS, GraphBuilder, graphs
 
 from edgecnn.data.datasets import lenet_input, lenet_input_int8, load_split
-from edgecnn.deploy.graph import Int8Graph, Op, Tensor
+from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.deploy.runtime import Runtime
 from edgecnn.deploy.tflite import to_bytes
 from edgecnn.model.checkpoint import load_checkpoint

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecnn.deploy.graph import Int8Graph, Op, Tensor
+from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.quantize.qparams import choose_qparams
 
 LENET5_PARAMS = 61_706

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import edgecnn
 from edgecnn.deploy.export.c_source import BLOCKS
-from edgecnn.deploy.graph import Int8Graph
+from edgecnn.int8.graph import Int8Graph
 from edgecnn.deploy.runtime.params import RESCALE_FLOAT
 from edgecnn.deploy.runtime.prepare import FC_RESCALE_MODES, PreparedOp, prepare_graph
 from edgecnn.errors import UnsupportedOpError

@@ -38,8 +38,8 @@ from onnx import TensorProto, helper
 
 from edgecnn.deploy.export.onnx_builder import INT32_MAX, INT32_MIN, OnnxGraphBuilder
 from edgecnn.deploy.export.onnx_softmax import lower_softmax
-from edgecnn.deploy.graph import Int8Graph
-from edgecnn.deploy.runtime.padding import compute_padding
+from edgecnn.int8.graph import Int8Graph
+from edgecnn.int8.padding import compute_padding
 from edgecnn.deploy.runtime.params import RESCALE_FLOAT
 from edgecnn.deploy.runtime.prepare import PreparedOp, prepare_graph
 from edgecnn.errors import ModelError, UnsupportedOpError

@@ -1,4 +1,4 @@
-"""Runtime: runs an Int8Graph on int8 batches with the Numba kernels, bit-exact with LiteRT BUILTIN_REF."""
+"""Runtime: runs an Int8Graph on batches with the Numba kernels, bit-exact with LiteRT BUILTIN_REF."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from edgecnn.deploy.graph import Int8Graph
 from edgecnn.deploy.runtime.prepare import PreparedOp, prepare_graph
 from edgecnn.errors import ModelError, ShapeError
+from edgecnn.int8.graph import Int8Graph
 
 DEFAULT_CHUNK = 1024  # images per pass through the graph: bounds memory (~10 kB per LeNet image per tensor)
 SERIAL_BELOW = 16  # smaller batches run on one thread: a parallel region's barrier costs more than they do
@@ -27,7 +27,12 @@ def _numba_threads(count: int):
 
 
 class Runtime:
-    """Executes an Int8Graph.
+    """Executes an Int8Graph, branches and all, in the order of its ops.
+
+    run(x) takes one array per graph input (a single array, a list in the
+    graph's input order, or a dict by tensor name) and returns one array per
+    graph output (a single array when the graph has one output, else a list
+    in the graph's output order). Every output is returned.
 
     fc_rescale picks FULLY_CONNECTED's rescale: "float" (the current LiteRT
     reference, float64 + round half away) or "integer" (LiteRT <= 1.2.0 and
@@ -53,72 +58,113 @@ class Runtime:
             raise ValueError(f"num_threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, got {num_threads}")
         self.num_threads = num_threads
         self.ops: list[PreparedOp] = prepare_graph(graph, fc_rescale)
-        self._input = graph.inputs[0]
-        self._output = graph.outputs[0]
-        # Last op that reads each tensor, so run() can drop buffers early.
-        self._last_use = {self._output: len(self.ops)}
-        for i, op in enumerate(self.ops):
-            self._last_use[op.input] = max(self._last_use.get(op.input, -1), i)
+        last_use = graph.last_uses()
+        # After op i, the buffers no later op (and no graph output) reads.
+        self._release = [[t for t in dict.fromkeys(op.inputs) if last_use.get(t, -1) == i and t not in graph.outputs]
+                         for i, op in enumerate(self.ops)]  # fmt: skip
 
     def _shape(self, tensor_index: int, images: int) -> tuple[int, ...]:
         shape = self.graph.tensors[tensor_index].shape
         return (images * shape[0],) + tuple(shape[1:])
 
-    def _check_input(self, x) -> np.ndarray:
-        expected = self.graph.input.shape[1:]
-        if not isinstance(x, np.ndarray) or x.dtype != np.int8:
-            got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
-            raise ShapeError(f"input must be an int8 numpy array, got {got}")
-        if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != tuple(expected):
-            raise ShapeError(f"input must have shape (N, {', '.join(map(str, expected))}), got {x.shape}")
-        return np.ascontiguousarray(x)
+    def _check_inputs(self, x) -> list[np.ndarray]:
+        g = self.graph
+        if isinstance(x, dict):
+            names = [g.tensors[t].name for t in g.inputs]
+            unknown = sorted(set(x) - set(names))
+            if unknown or len(x) != len(names):
+                raise ShapeError(f"inputs must be given by the names {names}, got {sorted(x)}")
+            x = [x[n] for n in names]
+        elif not isinstance(x, (list, tuple)):
+            x = [x]
+        if len(x) != len(g.inputs):
+            raise ShapeError(f"the model has {len(g.inputs)} inputs, got {len(x)} arrays")
+        arrays, images = [], None
+        for t, array in zip(g.inputs, x):
+            tensor = g.tensors[t]
+            expected = tuple(tensor.shape[1:])
+            if not isinstance(array, np.ndarray) or array.dtype != np.dtype(tensor.dtype):
+                got = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+                raise ShapeError(f"input {tensor.name} must be a {tensor.dtype} numpy array, got {got}")
+            if array.ndim != len(expected) + 1 or tuple(array.shape[1:]) != expected:
+                raise ShapeError(f"input {tensor.name} must have shape (N, {', '.join(map(str, expected))}), "
+                                 f"got {array.shape}")  # fmt: skip
+            if images is not None and array.shape[0] != images:
+                raise ShapeError(f"inputs have different batch sizes ({images} and {array.shape[0]})")
+            images = array.shape[0]
+            arrays.append(np.ascontiguousarray(array))
+        return arrays
 
     def _threads(self, images: int) -> int:
         if images < SERIAL_BELOW:
             return 1
         return int(self.num_threads) if self.num_threads is not None else numba.get_num_threads()
 
-    def _run_chunk(self, x: np.ndarray, keep_all: bool) -> dict[int, np.ndarray]:
-        images = x.shape[0]
-        buffers = {self._input: x}
+    def _operand(self, buffers: dict, t: int, images: int) -> tuple:
+        tensor = self.graph.tensors[t]
+        if tensor.is_constant:
+            return tuple(tensor.shape), tensor.data.reshape(-1)
+        array = buffers[t]
+        return array.shape, array.reshape(-1)
+
+    def _run_chunk(self, inputs: list[np.ndarray], keep_all: bool) -> dict[int, np.ndarray]:
+        images = inputs[0].shape[0]
+        buffers = dict(zip(self.graph.inputs, inputs))
         for i, op in enumerate(self.ops):
-            source = buffers[op.input]
-            out = np.empty(self._shape(op.output, images), dtype=np.int8)
-            args = [op.params, source.shape, source.reshape(-1)]
+            args = [op.params]
+            for t in op.inputs:
+                args += self._operand(buffers, t, images)
             for shape, data in op.constants:
                 args += [shape, data]
+            outs = [np.empty(self._shape(t, images), dtype=self.graph.tensors[t].dtype) for t in op.outputs]
+            for out in outs:
+                args += [out.shape, out.reshape(-1)]
             try:
-                op.kernel(*args, out.shape, out.reshape(-1))
+                op.kernel(*args)
             except (ValueError, SystemError) as exc:  # a kernel's own check; inside prange it arrives as SystemError
                 cause = exc.__cause__ if isinstance(exc, SystemError) and exc.__cause__ else exc
-                raise ModelError(f"op {i} ({getattr(op.kernel, '__name__', 'kernel')}): {cause}") from None
-            buffers[op.output] = out
+                raise ModelError(f"op {i} ({op.kind}): {cause}") from None
+            buffers.update(zip(op.outputs, outs))
             if not keep_all:
-                for t in [t for t in buffers if self._last_use.get(t, -1) <= i and t != op.output]:
-                    del buffers[t]
+                for t in self._release[i]:
+                    buffers.pop(t, None)
         return buffers
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """int8 (N, *input.shape[1:]) -> int8 (N, *output.shape[1:])."""
-        x = self._check_input(x)
-        images = x.shape[0]
-        result = np.empty((images,) + tuple(self.graph.output.shape[1:]), dtype=np.int8)
-        with _numba_threads(self._threads(images)):
-            for start in range(0, images, self.chunk_size):
-                stop = min(start + self.chunk_size, images)
-                result[start:stop] = self._run_chunk(x[start:stop], keep_all=False)[self._output]
-        return result
+    def _batches(self, x):
+        arrays = self._check_inputs(x)
+        images = arrays[0].shape[0]
+        for start in range(0, images, self.chunk_size):
+            stop = min(start + self.chunk_size, images)
+            yield start, stop, [a[start:stop] for a in arrays]
 
-    def run_intermediates(self, x: np.ndarray) -> dict[int, np.ndarray]:
-        """Every tensor an op computes (by tensor index) -> its int8 values for all N images."""
-        x = self._check_input(x)
-        images = x.shape[0]
-        results = {op.output: np.empty(self._shape(op.output, images), dtype=np.int8) for op in self.ops}
+    def run_all(self, x) -> list[np.ndarray]:
+        """Every graph output, as a list in the graph's output order."""
+        arrays = self._check_inputs(x)
+        images = arrays[0].shape[0]
+        g = self.graph
+        results = [np.empty((images,) + tuple(g.tensors[t].shape[1:]), dtype=g.tensors[t].dtype) for t in g.outputs]
         with _numba_threads(self._threads(images)):
-            for start in range(0, images, self.chunk_size):
-                stop = min(start + self.chunk_size, images)
-                buffers = self._run_chunk(x[start:stop], keep_all=True)
+            for start, stop, chunk in self._batches(arrays):
+                buffers = self._run_chunk(chunk, keep_all=False)
+                for t, result in zip(g.outputs, results):
+                    result[start:stop] = buffers[t].reshape((stop - start,) + result.shape[1:])
+        return results
+
+    def run(self, x):
+        """One array per input -> the output array, or a list of them when the graph has several."""
+        results = self.run_all(x)
+        return results[0] if len(results) == 1 else results
+
+    def run_intermediates(self, x) -> dict[int, np.ndarray]:
+        """Every tensor an op computes (by tensor index) -> its values for all N images."""
+        arrays = self._check_inputs(x)
+        images = arrays[0].shape[0]
+        g = self.graph
+        results = {t: np.empty(self._shape(t, images), dtype=g.tensors[t].dtype) for op in self.ops for t in op.outputs}
+        with _numba_threads(self._threads(images)):
+            for start, stop, chunk in self._batches(arrays):
+                buffers = self._run_chunk(chunk, keep_all=True)
                 for t, array in results.items():
-                    rows = self.graph.tensors[t].shape[0]
+                    rows = g.tensors[t].shape[0]
                     array[start * rows:stop * rows] = buffers[t]
         return results

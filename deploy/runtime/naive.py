@@ -315,31 +315,28 @@ def softmax(params, input_shape, input_data, output_shape):
 
 # --- whole graphs -------------------------------------------------------------------------------
 
-KERNELS = {
-    "CONV_2D": conv_2d,
-    "DEPTHWISE_CONV_2D": depthwise_conv_2d,
-    "FULLY_CONNECTED": fully_connected,
-    "MAX_POOL_2D": max_pool_2d,
-    "AVERAGE_POOL_2D": average_pool_2d,
-    "RESHAPE": reshape,
-    "SOFTMAX": softmax,
-    "LOGISTIC": logistic,
-    "TANH": tanh,
-}
+def run_graph(graph, x, fc_rescale: str = "float") -> dict[int, np.ndarray]:
+    """Every tensor of `graph` (inputs and computed) on the batch x, with each op's naive reference.
 
-
-def run_graph(graph, x: np.ndarray, fc_rescale: str = "float") -> dict[int, np.ndarray]:
-    """Every computed tensor of `graph` on the int8 batch x, with the naive kernels (and prepare's params)."""
+    x is one array per graph input (a single array, or a list in input order).
+    The params come from the registry's prepare steps, as in the runtime.
+    """
     from edgecnn.deploy.runtime.prepare import prepare_graph
 
-    x = np.asarray(x, dtype=np.int8)
-    tensors = {graph.inputs[0]: x}
+    arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+    images = arrays[0].shape[0]
+    tensors = {t: np.asarray(a, dtype=graph.tensors[t].dtype) for t, a in zip(graph.inputs, arrays)}
     for op in prepare_graph(graph, fc_rescale):
-        source = tensors[op.input]
-        shape = graph.tensors[op.output].shape
-        out_shape = (x.shape[0] * shape[0],) + tuple(shape[1:])
-        args = [op.params, source.shape, source.reshape(-1)]
+        args = [op.params]
+        for t in op.inputs:
+            tensor = graph.tensors[t]
+            value = tensor.data if tensor.is_constant else tensors[t]
+            args += [value.shape, value.reshape(-1)]
         for const_shape, data in op.constants:
             args += [const_shape, data]
-        tensors[op.output] = KERNELS[op.kind](*args, out_shape).reshape(out_shape)
+        out_shapes = [(images * graph.tensors[t].shape[0],) + tuple(graph.tensors[t].shape[1:]) for t in op.outputs]
+        result = op.opdef.naive(*args, *out_shapes)
+        results = result if isinstance(result, (list, tuple)) else [result]
+        for t, shape, value in zip(op.outputs, out_shapes, results):
+            tensors[t] = np.asarray(value).reshape(shape)
     return tensors

@@ -1,12 +1,13 @@
 """What a `.tflite` says about itself, beside the graph: op versions, the
 minimum runtime, and edgecnn's own JSON metadata.
 
-TFLite's schema keeps this in three places, all filled here the way the
+TFLite's schema keeps this in three places, all filled the way the
 TensorFlow converter fills them, so LiteRT tooling reads our files unchanged:
-- `OperatorCode.version`: the kernel version an op needs (tflite/tools/
-  versioning/op_version.cc decides it from the tensor types and options);
+- `OperatorCode.version`: the kernel version an op needs (each op's
+  registration decides it, as tflite/tools/versioning/op_version.cc does);
 - the "min_runtime_version" metadata buffer: 16 bytes, a zero-padded version
-  string, the highest of the per-op minimums (runtime_version.cc's table);
+  string, the highest of the per-op minimums (runtime_version.cc's table,
+  also kept per op in the registry);
 - the "edgecnn" metadata buffer: a JSON envelope with a magic and a format
   version around the graph's `metadata` dict (labels, preprocessing, ...).
 """
@@ -34,54 +35,13 @@ OP_NAMES = {v: k for k, v in OP_CODES.items()}
 # holds this placeholder so pre-2.4 readers fail cleanly.
 PLACEHOLDER_FOR_GREATER_OP_CODES = 127
 
-# (op, version) -> the oldest TFLite runtime with that kernel version, for the
-# versions edgecnn writes (runtime_version.cc).
-_MIN_RUNTIME = {
-    ("CONV_2D", 3): "1.14.0",
-    ("CONV_2D", 6): "2.9.0",
-    ("DEPTHWISE_CONV_2D", 3): "1.14.0",
-    ("FULLY_CONNECTED", 4): "1.14.0",
-    ("FULLY_CONNECTED", 5): "2.0.0",
-    ("FULLY_CONNECTED", 6): "2.1.0",
-    ("MAX_POOL_2D", 2): "1.14.0",
-    ("AVERAGE_POOL_2D", 2): "1.14.0",
-    ("RESHAPE", 1): "1.5.0",
-    ("SOFTMAX", 2): "1.14.0",
-    ("LOGISTIC", 2): "1.14.0",
-    ("TANH", 2): "1.14.0",
-}
-
-
-def op_version(graph, op) -> int:
-    """The version the TF converter gives this int8 op (op_version.cc).
-
-    All edgecnn ops are int8 in / int8 out, so only the cases below matter:
-    CONV_2D is 3, or 6 when grouped; FULLY_CONNECTED is 4, 5 with
-    keep_num_dims, 6 with exactly two inputs (no bias slot at all);
-    DEPTHWISE_CONV_2D 3 (int8 is decided before dilation); pools, SOFTMAX,
-    LOGISTIC and TANH 2; RESHAPE 1.
-    """
-    kind = op.kind
-    if kind == "CONV_2D":
-        in_ch = graph.tensors[op.inputs[0]].shape[-1]
-        filter_in = graph.tensors[op.inputs[1]].shape[-1]
-        return 6 if filter_in != in_ch else 3
-    if kind == "FULLY_CONNECTED":
-        if len(op.inputs) == 2:
-            return 6
-        return 5 if op.options.get("keep_num_dims", False) else 4
-    if kind == "DEPTHWISE_CONV_2D":
-        return 3
-    if kind == "RESHAPE":
-        return 1
-    return 2
-
-
 def min_runtime_version(versions) -> str:
-    """Highest minimum runtime over (op, version) pairs, as "major.minor.patch"."""
+    """Highest minimum runtime over (op, version) pairs, as "major.minor.patch" (each op's registration)."""
+    from edgecnn.deploy.ops import lookup
+
     best = ""
-    for key in versions:
-        v = _MIN_RUNTIME.get(key, "")
+    for kind, version in versions:
+        v = lookup(kind).min_runtime.get(version, "")
         if v and (not best or tuple(map(int, v.split("."))) > tuple(map(int, best.split(".")))):
             best = v
     return best

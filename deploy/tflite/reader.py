@@ -1,11 +1,13 @@
-""".tflite (path or bytes) -> Int8Graph, for the ops edgecnn runs.
+""".tflite (path or bytes) -> Int8Graph, for the ops in edgecnn's registry.
 
-Reads edgecnn's own files field for field, and int8 LeNet-class files from the
-TensorFlow converter. Those differ in one way that matters: Keras' Flatten on
-a dynamic batch becomes SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE, computing
-[batch, -1] at run time. The reader evaluates such int32 shape chains here,
-with the batch kept symbolic, and folds the result into RESHAPE's `new_shape`
-(e.g. [-1, 400]); the shape ops and their constants disappear.
+Reads edgecnn's own files field for field, and int8 files from the TensorFlow
+converter. Those differ in one way that matters: Keras computes some shapes
+at run time (Flatten on a dynamic batch is SHAPE -> STRIDED_SLICE -> PACK ->
+RESHAPE; Dense on a 4-D tensor adds GATHER and REDUCE_PROD). Shapes are
+static here, so the reader evaluates such shape subgraphs with the registry's
+fold rules, twice (batch 1 and batch 2, to see which entries follow the
+batch), folds the result into RESHAPE's `new_shape` (e.g. [-1, 400]) or into
+a constant, and drops the shape ops.
 
 Anything else is refused with an edgecnn error, never a low-level traceback:
 bad bytes -> TFLiteFormatError, float models -> TFLiteFormatError, an
@@ -21,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import tflite
 
-from edgecnn.deploy.graph import OPS, Int8Graph, Op, Tensor
+from edgecnn.deploy.ops import REGISTRY
+from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.deploy.tflite import metadata as md
 from edgecnn.errors import EdgecnnError, TFLiteFormatError, UnsupportedOpError
 
@@ -29,24 +32,20 @@ FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
 
 _TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
-_DTYPES = {tflite.TensorType.INT8: "int8", tflite.TensorType.INT32: "int32"}
+_DTYPES = {
+    tflite.TensorType.INT8: "int8",
+    tflite.TensorType.UINT8: "uint8",
+    tflite.TensorType.INT16: "int16",
+    tflite.TensorType.INT32: "int32",
+    tflite.TensorType.INT64: "int64",
+    tflite.TensorType.FLOAT32: "float32",
+}
 _FLOAT_TYPES = tuple(
     getattr(tflite.TensorType, n)
     for n in ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
     if hasattr(tflite.TensorType, n)
 )
 _SHAPE_DTYPES = {tflite.TensorType.INT32: "<i4", tflite.TensorType.INT64: "<i8"}
-_PADDINGS = {tflite.Padding.SAME: "SAME", tflite.Padding.VALID: "VALID"}
-_ACTIVATIONS = {
-    tflite.ActivationFunctionType.NONE: "NONE",
-    tflite.ActivationFunctionType.RELU: "RELU",
-    tflite.ActivationFunctionType.RELU6: "RELU6",
-    tflite.ActivationFunctionType.RELU_N1_TO_1: "RELU_N1_TO_1",
-}
-# Ops that only compute int32 shapes; folded away when they feed a RESHAPE.
-_SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK", "CONCATENATION")
-# Stands for "the batch size" inside folded shape values.
-_BATCH = np.int64(-(2**40))
 
 # Malformed offsets surface as these inside the flatbuffers accessors.
 _LOW_LEVEL_ERRORS = (struct.error, IndexError, ValueError, TypeError, OverflowError, UnicodeDecodeError, KeyError)
@@ -84,10 +83,6 @@ def _external(buf) -> tuple[int, int]:
     return buf.Offset(), buf.Size()
 
 
-class _NotFoldable(Exception):
-    """A shape value that cannot be computed before run time."""
-
-
 class _Reader:
     def __init__(self, data: bytes, name: str):
         self.data = data
@@ -115,16 +110,16 @@ class _Reader:
             for t in idx:
                 self._check_io_type(role, t)
         for i, t in enumerate(self.raw_tensors):
-            if t.Type() in _FLOAT_TYPES:
+            if t.Type() in _FLOAT_TYPES and self._buffer(t.Buffer(), i, self._tensor_name(t)) is not None:
                 self._fail(
-                    f"tensor {i} ({self._tensor_name(t)}) is {_TYPE_NAMES[t.Type()]}: "
+                    f"tensor {i} ({self._tensor_name(t)}) is a {_TYPE_NAMES[t.Type()]} constant: "
                     "a float or hybrid model; edgecnn runs int8 models"
                 )
 
         ops = [self._raw_op(i) for i in range(self._count(self.sg.OperatorsLength()))]
         ops = self._fold_shapes(ops, outputs)
         for i, (kind, *_rest) in ops:
-            if kind not in OPS:
+            if kind not in REGISTRY:
                 raise UnsupportedOpError(f"{self.name}: unsupported operator {kind} (op {i})")
 
         # Drop the tensors only the folded shape computation touched; keep the
@@ -133,6 +128,9 @@ class _Reader:
         used = [t for t in range(len(self.raw_tensors)) if t in used or t not in self.folded_tensors]
         new_index = {old: new for new, old in enumerate(used)}
         tensors = [self._tensor(old) for old in used]
+        for old, value in self.materialized.items():
+            if old in new_index:
+                tensors[new_index[old]].data = value.astype(tensors[new_index[old]].dtype)
         graph_ops = [
             Op(kind, [new_index.get(t, -1) for t in ins], [new_index[t] for t in outs], options)
             for _, (kind, ins, outs, options) in ops
@@ -144,7 +142,10 @@ class _Reader:
             outputs=[new_index[t] for t in outputs],
             metadata=self._metadata(),
         )
-        return graph.validate()
+        try:
+            return graph.validate()
+        except EdgecnnError as e:
+            raise TFLiteFormatError(f"{self.name}: {e}") from None
 
     # ------------------------------------------------------------ checks
 
@@ -197,15 +198,10 @@ class _Reader:
         if index == -1:
             self._fail(f"graph {role} index -1")
         ttype = self.raw_tensors[index].Type()
-        if ttype == tflite.TensorType.INT8:
-            return
+        if ttype in (tflite.TensorType.INT8, tflite.TensorType.UINT8, tflite.TensorType.FLOAT32):
+            return  # float and uint8 edges go through the model's own QUANTIZE / DEQUANTIZE
         type_name = _TYPE_NAMES.get(ttype, str(ttype))
-        if ttype in _FLOAT_TYPES:
-            self._fail(
-                f"float {role}; edgecnn runs int8 models "
-                f"(tensor {index} is {type_name}; convert with int8 inference input and output types)"
-            )
-        self._fail(f"{role} tensor is {type_name}; edgecnn runs int8 models")
+        self._fail(f"{role} tensor is {type_name}; edgecnn runs models with int8, uint8 or float32 inputs and outputs")
 
     # ------------------------------------------------------------ parsing
 
@@ -236,7 +232,7 @@ class _Reader:
         t = self.raw_tensors[index]
         name = self._tensor_name(t) or f"t{index}"
         if t.Type() not in _DTYPES:
-            self._fail(f"tensor {index} ({name}) is {_TYPE_NAMES.get(t.Type(), t.Type())}; edgecnn uses int8 and int32")
+            self._fail(f"tensor {index} ({name}) is {_TYPE_NAMES.get(t.Type(), t.Type())}; edgecnn does not read that element type")
         dtype = _DTYPES[t.Type()]
         if t.Sparsity() is not None:
             self._fail(f"tensor {index} ({name}) is sparse; edgecnn reads dense tensors only")
@@ -255,7 +251,7 @@ class _Reader:
             if zero_point.size == 0:
                 zero_point = np.zeros(scale.size, np.int64)
             qdim = int(q.QuantizedDimension())
-        if dtype == "int8" and scale.size == 0:
+        if dtype in ("int8", "uint8", "int16") and scale.size == 0:
             self._fail(f"tensor {index} ({name}) is int8 without quantization parameters")
         if scale.size != zero_point.size:
             self._fail(f"tensor {index} ({name}) has {scale.size} scales but {zero_point.size} zero points")
@@ -308,196 +304,142 @@ class _Reader:
 
     # ------------------------------------------------------------ options
 
-    def _options(self, i: int, kind: str, op, expected: str, required: bool = True):
-        table = op.BuiltinOptions()
-        if table is None or op.BuiltinOptionsType() != getattr(tflite.BuiltinOptions, expected):
-            if required:
-                self._fail(f"op {i} ({kind}) has no {expected}")
-            return None
-        obj = getattr(tflite, expected)()
-        obj.Init(table.Bytes, table.Pos)
-        return obj
-
-    def _enum(self, i: int, kind: str, table: dict, value: int, what: str) -> str:
-        if value not in table:
-            raise UnsupportedOpError(f"{self.name}: op {i} ({kind}) has unsupported {what} {value}")
-        return table[value]
-
     def _graph_options(self, i: int, kind: str, op) -> dict:
-        """The Int8Graph options dict of one supported op (RESHAPE is done in folding)."""
-        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            name = "Conv2DOptions" if kind == "CONV_2D" else "DepthwiseConv2DOptions"
-            o = self._options(i, kind, op, name)
-            opts = {
-                "padding": self._enum(i, kind, _PADDINGS, o.Padding(), "padding"),
-                "stride_h": o.StrideH(),
-                "stride_w": o.StrideW(),
-                "dilation_h_factor": o.DilationHFactor(),
-                "dilation_w_factor": o.DilationWFactor(),
-                "fused_activation_function": self._enum(
-                    i, kind, _ACTIVATIONS, o.FusedActivationFunction(), "fused activation"
-                ),
-            }
-            if kind == "DEPTHWISE_CONV_2D":
-                opts["depth_multiplier"] = o.DepthMultiplier()
-            return opts
-        if kind == "FULLY_CONNECTED":
-            o = self._options(i, kind, op, "FullyConnectedOptions", required=False)
-            if o is None:
-                return {"fused_activation_function": "NONE", "keep_num_dims": False}
-            if o.WeightsFormat() != 0:
-                raise UnsupportedOpError(f"{self.name}: op {i} (FULLY_CONNECTED) uses shuffled weights")
-            return {
-                "fused_activation_function": self._enum(
-                    i, kind, _ACTIVATIONS, o.FusedActivationFunction(), "fused activation"
-                ),
-                "keep_num_dims": bool(o.KeepNumDims()),
-            }
-        if kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-            o = self._options(i, kind, op, "Pool2DOptions")
-            return {
-                "padding": self._enum(i, kind, _PADDINGS, o.Padding(), "padding"),
-                "stride_h": o.StrideH(),
-                "stride_w": o.StrideW(),
-                "filter_height": o.FilterHeight(),
-                "filter_width": o.FilterWidth(),
-                "fused_activation_function": self._enum(
-                    i, kind, _ACTIVATIONS, o.FusedActivationFunction(), "fused activation"
-                ),
-            }
-        if kind == "SOFTMAX":
-            return {"beta": float(self._options(i, kind, op, "SoftmaxOptions").Beta())}
-        return {}  # LOGISTIC, TANH
+        """The IR options dict of op i, decoded by its registration."""
+        opdef = REGISTRY[kind]
+        if opdef.options_table is None:
+            return {}
+        table = op.BuiltinOptions()
+        if table is None or op.BuiltinOptionsType() != getattr(tflite.BuiltinOptions, opdef.options_table):
+            if opdef.options_required:
+                self._fail(f"op {i} ({kind}) has no {opdef.options_table}")
+            return opdef.decode(None)
+        obj = getattr(tflite, opdef.options_table)()
+        obj.Init(table.Bytes, table.Pos)
+        try:
+            return opdef.decode(obj)
+        except UnsupportedOpError as e:
+            raise UnsupportedOpError(f"{self.name}: op {i} ({kind}): {e}") from None
 
     # ------------------------------------------------------------ folding
 
     def _fold_shapes(self, ops, graph_outputs):
-        """Turn every op into (kind, inputs, outputs, options); fold shape chains.
+        """Turn every op into (kind, inputs, outputs, options); fold static shape subgraphs.
 
-        Returns [(file op index, (kind, inputs, outputs, options))] without the
-        shape ops whose results only fed folded RESHAPEs.
+        One pass in execution order evaluates every op with a fold rule whose
+        inputs are known, at batch 1 and at batch 2. RESHAPE takes a folded
+        shape input into `new_shape`; any other op reading a folded value gets
+        it as a constant. Returns [(file op index, (kind, inputs, outputs,
+        options))] without the ops folded away.
         """
-        self.producer = {}
-        for i, (kind, _ins, outs, _op) in ops:
-            for t in outs:
-                self.producer[t] = i
-        self.raw_ops = dict(ops)
-        self.memo = {}
         self.folded_tensors = set()
+        self.materialized = {}
+        values: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tensor -> (value at batch 1, at batch 2)
+        folded_ops = set()
+        self.producer_kind = {t: kind for _, (kind, _, outs, _) in ops for t in outs}
+        for i, (kind, ins, outs, op) in ops:
+            opdef = REGISTRY.get(kind)
+            if opdef is None or (opdef.fold is None and kind != "SHAPE"):
+                continue
+            try:
+                results = self._fold_op(i, kind, ins, op, opdef, values)
+            except (UnsupportedOpError, ValueError, IndexError, TypeError, OverflowError):
+                continue  # not a static shape computation: left to the runtime, which may refuse it
+            if results is None or len(results) != len(outs):
+                continue
+            for t, pair in zip(outs, results):
+                values[t] = pair
+            folded_ops.add(i)
+
         result = []
         for i, (kind, ins, outs, op) in ops:
+            if i in folded_ops:
+                continue
             if kind == "RESHAPE":
-                self.folded_tensors.update(ins[1:])
-                ins, options = self._reshape(i, ins, op)
-            elif kind in OPS:
+                ins, options = self._reshape(i, ins, op, values)
+            elif kind in REGISTRY:
                 options = self._graph_options(i, kind, op)
             else:
                 options = {}
             result.append((i, (kind, ins, outs, options)))
-        # Drop shape ops nobody reads any more, consumers first.
-        changed = True
-        while changed:
-            read = {t for _, (_, ins, _, _) in result for t in ins} | set(graph_outputs)
-            kept = [r for r in result if r[1][0] not in _SHAPE_OPS or any(t in read for t in r[1][2])]
-            for _, (_, ins, outs, _) in (r for r in result if r not in kept):
-                self.folded_tensors.update(ins + outs)
-            changed = len(kept) != len(result)
-            result = kept
+        # Folded values still read by a kept op become constants (batch-free ones only).
+        for _, (kind, ins, _, _) in result:
+            for t in ins:
+                if t in values and self._buffer(self.raw_tensors[t].Buffer(), t, "") is None:
+                    at1, at2 = values[t]
+                    if not np.array_equal(at1, at2):
+                        self._fail(f"{kind} reads a shape value that depends on the batch size")
+                    self.materialized[t] = at1
+        for i in folded_ops:
+            _, ins, outs, _ = dict(ops)[i]
+            self.folded_tensors.update(t for t in ins + outs if t not in self.materialized)
         return result
 
-    def _reshape(self, i: int, ins: list, op):
+    def _fold_op(self, i, kind, ins, op, opdef, values):
+        if kind == "SHAPE":
+            if len(ins) != 1 or ins[0] == -1:
+                return None
+            src = self.raw_tensors[ins[0]]
+            shape = np.array(self._ints(src.ShapeAsNumpy()), dtype=np.int64)
+            at2 = shape.copy()
+            if self._buffer(src.Buffer(), ins[0], "") is None and shape.size:
+                at2[0] *= 2  # an activation: its first dimension is the batch
+            return [(shape, at2)]
+        args = [self._shape_value(t, values) for t in ins]
+        if any(a is None for a in args):
+            return None
+        options = self._graph_options(i, kind, op)
+        at1 = opdef.fold([a[0] for a in args], options)
+        at2 = opdef.fold([a[1] for a in args], options)
+        return [(np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64)) for x, y in zip(at1, at2)]
+
+    def _shape_value(self, t: int, values):
+        """(batch-1 value, batch-2 value) of an int32/int64 tensor known before run time, or None."""
+        if t == -1:
+            return None
+        if t in values:
+            return values[t]
+        raw = self.raw_tensors[t]
+        if raw.Type() not in _SHAPE_DTYPES:
+            return None
+        data = self._buffer(raw.Buffer(), t, self._tensor_name(raw))
+        if data is None:
+            return None
+        shape = self._ints(raw.ShapeAsNumpy())
+        value = self._constant(data, np.dtype(_SHAPE_DTYPES[raw.Type()]), shape, t, "shape").astype(np.int64)
+        return value, value
+
+    def _reshape(self, i: int, ins: list, op, values):
         if not ins or ins[0] == -1:
             self._fail(f"op {i} (RESHAPE) has no input")
         if len(ins) >= 2 and ins[1] != -1:
             # The shape tensor wins over the options, as in the kernel.
-            try:
-                value = self._value(ins[1])
-            except _NotFoldable:
-                producer = self.producer.get(ins[1])
-                if producer is not None and self.raw_ops[producer][0] not in OPS:
+            pair = self._shape_value(ins[1], values)
+            if pair is None:
+                if self.producer_kind.get(ins[1], "RESHAPE") not in REGISTRY:
                     return ins, {}  # the producer is reported as unsupported
                 self._fail(f"op {i} (RESHAPE): its shape is only known at run time")
-            if value.ndim != 1:
-                self._fail(f"op {i} (RESHAPE): shape tensor has rank {value.ndim}, expected 1")
-            return [ins[0]], {"new_shape": self._resolve_batch(i, value, ins[0])}
-        o = self._options(i, "RESHAPE", op, "ReshapeOptions")
-        return [ins[0]], {"new_shape": list(self._ints(o.NewShapeAsNumpy()))}
+            at1, at2 = pair
+            if at1.ndim != 1:
+                self._fail(f"op {i} (RESHAPE): shape tensor has rank {at1.ndim}, expected 1")
+            self.folded_tensors.add(ins[1])
+            return [ins[0]], {"new_shape": self._resolve_batch(i, at1, at2, ins[0])}
+        return [ins[0]], self._graph_options(i, "RESHAPE", op)
 
-    def _resolve_batch(self, i: int, value: np.ndarray, x: int) -> list[int]:
-        """Replace the symbolic batch by -1 (and any other -1 by its size)."""
-        n_batch = int(np.sum(value == _BATCH))
-        shape = [int(v) for v in value]
-        if n_batch == 0:
+    def _resolve_batch(self, i: int, at1: np.ndarray, at2: np.ndarray, x: int) -> list[int]:
+        """The batch-dependent entry becomes -1; a -1 beside it becomes its size."""
+        batch_entries = [k for k in range(at1.size) if at1[k] != at2[k]]
+        shape = [int(v) for v in at1]
+        if not batch_entries:
             return shape
-        if n_batch > 1:
+        if len(batch_entries) > 1:
             raise UnsupportedOpError(f"{self.name}: op {i} (RESHAPE) uses the batch size twice in its shape")
-        if shape.count(-1) == 1:
+        k = batch_entries[0]
+        if shape.count(-1) == 1 and shape[k] != -1:
             per_item = int(np.prod(self._ints(self.raw_tensors[x].ShapeAsNumpy())[1:], dtype=np.int64))
-            known = int(np.prod([d for d in shape if d not in (-1, int(_BATCH))], dtype=np.int64))
+            known = int(np.prod([d for j, d in enumerate(shape) if d != -1 and j != k], dtype=np.int64))
             if known <= 0 or per_item % known:
                 self._fail(f"op {i} (RESHAPE): shape {shape} does not divide the input")
             shape[shape.index(-1)] = per_item // known
-        return [-1 if d == int(_BATCH) else d for d in shape]
-
-    def _value(self, t: int) -> np.ndarray:
-        """Evaluate int32 tensor `t` now, the batch dimension as `_BATCH`."""
-        if t in self.memo:
-            if self.memo[t] is None:  # failed before, or a cycle
-                raise _NotFoldable
-            return self.memo[t]
-        self.memo[t] = None
-        raw = self.raw_tensors[t]
-        if t in self.producer:
-            value = self._evaluate(self.producer[t])
-        else:
-            if raw.Type() not in _SHAPE_DTYPES:
-                raise _NotFoldable
-            data = self._buffer(raw.Buffer(), t, self._tensor_name(raw))
-            if data is None:
-                raise _NotFoldable  # a graph input or an empty constant
-            shape = self._ints(raw.ShapeAsNumpy())
-            value = self._constant(data, np.dtype(_SHAPE_DTYPES[raw.Type()]), shape, t, "shape").astype(np.int64)
-        self.memo[t] = value
-        return value
-
-    def _evaluate(self, i: int) -> np.ndarray:
-        kind, ins, outs, op = self.raw_ops[i]
-        if kind not in _SHAPE_OPS or len(outs) != 1:
-            raise _NotFoldable
-        if kind == "SHAPE":
-            src = self.raw_tensors[ins[0]]
-            shape = np.array(self._ints(src.ShapeAsNumpy()), dtype=np.int64)
-            is_activation = self._buffer(src.Buffer(), ins[0], "") is None
-            if is_activation and shape.size:
-                shape[0] = _BATCH
-            return shape
-        args = [self._value(t) for t in ins]
-        if kind == "STRIDED_SLICE":
-            o = self._options(i, kind, op, "StridedSliceOptions")
-            if o.EllipsisMask() or o.NewAxisMask() or getattr(o, "Offset", lambda: False)() or len(args) != 4:
-                raise _NotFoldable
-            x, begin, end, strides = args
-            if x.ndim != 1 or begin.shape != (1,) or end.shape != (1,) or strides.shape != (1,):
-                raise _NotFoldable
-            if (begin == _BATCH).any() or (end == _BATCH).any() or strides[0] in (0, _BATCH):
-                raise _NotFoldable
-            b = None if o.BeginMask() & 1 else int(begin[0])
-            e = None if o.EndMask() & 1 else int(end[0])
-            if o.ShrinkAxisMask() & 1:
-                if b is None or not -x.size <= b < x.size:
-                    raise _NotFoldable
-                return np.array(x[b], dtype=np.int64)
-            return x[b:e : int(strides[0])]
-        if kind == "PACK":
-            axis = self._options(i, kind, op, "PackOptions").Axis()
-            if not args or len({a.shape for a in args}) != 1 or not -args[0].ndim - 1 <= axis <= args[0].ndim:
-                raise _NotFoldable
-            return np.stack(args, axis=axis)
-        # CONCATENATION
-        o = self._options(i, kind, op, "ConcatenationOptions")
-        if o.FusedActivationFunction() != 0 or not args or args[0].ndim == 0:
-            raise _NotFoldable
-        try:
-            return np.concatenate(args, axis=o.Axis())
-        except (ValueError, IndexError):  # AxisError is both
-            raise _NotFoldable from None
+        shape[k] = -1
+        return shape

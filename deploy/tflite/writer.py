@@ -8,7 +8,7 @@ Layout choices, all as the TF converter makes them unless said otherwise:
   aligned to 16 bytes so int32 biases can be read in place on ARM;
 - activations carry `shape_signature` with batch -1, so LiteRT resizes them;
 - operator codes fill both `deprecated_builtin_code` (capped at 127) and
-  `builtin_code`, with the converter's int8 versions (see metadata.op_version);
+  `builtin_code`, with the converter's int8 versions (each op's registration);
 - a `serving_default` SignatureDef maps the graph's input/output names;
 - metadata: "min_runtime_version" (16 bytes) and "edgecnn" (JSON envelope).
 Default-valued fields are left out (the builder elides them), which keeps
@@ -24,7 +24,9 @@ import numpy as np
 import tflite
 
 import edgecnn
-from edgecnn.deploy.graph import Int8Graph
+from edgecnn.int8.graph import Int8Graph
+from edgecnn.deploy.ops import lookup
+from edgecnn.deploy.ops.base import OPTIONAL
 from edgecnn.deploy.tflite import metadata as md
 from edgecnn.errors import ModelError
 from edgecnn.fileio import atomic_write_bytes
@@ -34,27 +36,13 @@ FILE_IDENTIFIER = b"TFL3"
 SIGNATURE_KEY = "serving_default"
 DATA_ALIGNMENT = 16
 
-# (min, max) inputs; -1 may fill an optional slot (a bias), never the first.
-_ARITY = {
-    # LiteRT 2.3 insists on conv biases: a -1 slot fails to load, and a
-    # depthwise conv with no slot at all crashes the optimized kernels.
-    "CONV_2D": (3, 3),
-    "DEPTHWISE_CONV_2D": (3, 3),
-    "FULLY_CONNECTED": (2, 3),
-    "MAX_POOL_2D": (1, 1),
-    "AVERAGE_POOL_2D": (1, 1),
-    "RESHAPE": (1, 2),
-    "SOFTMAX": (1, 1),
-    "LOGISTIC": (1, 1),
-    "TANH": (1, 1),
-}
-TENSOR_TYPES = {"int8": tflite.TensorType.INT8, "int32": tflite.TensorType.INT32}
-PADDINGS = {"SAME": tflite.Padding.SAME, "VALID": tflite.Padding.VALID}
-ACTIVATION_CODES = {
-    "NONE": tflite.ActivationFunctionType.NONE,
-    "RELU": tflite.ActivationFunctionType.RELU,
-    "RELU6": tflite.ActivationFunctionType.RELU6,
-    "RELU_N1_TO_1": tflite.ActivationFunctionType.RELU_N1_TO_1,
+TENSOR_TYPES = {
+    "int8": tflite.TensorType.INT8,
+    "uint8": tflite.TensorType.UINT8,
+    "int16": tflite.TensorType.INT16,
+    "int32": tflite.TensorType.INT32,
+    "int64": tflite.TensorType.INT64,
+    "float32": tflite.TensorType.FLOAT32,
 }
 
 
@@ -62,15 +50,19 @@ def to_bytes(graph: Int8Graph) -> bytes:
     """Serialise `graph` as a `.tflite` flatbuffer."""
     graph.validate()
     for i, op in enumerate(graph.ops):
-        lo, hi = _ARITY[op.kind]
-        if not lo <= len(op.inputs) <= hi or len(op.outputs) != 1 or -1 in op.inputs[:1]:
+        opdef = lookup(op.kind)
+        lo, hi = opdef.input_range()
+        lo = max(lo, opdef.min_written_inputs or 0)
+        if not lo <= len(op.inputs) <= hi or len(op.outputs) != opdef.outputs or -1 in op.inputs[:1]:
             raise ModelError(
                 f"op {i} ({op.kind}): {len(op.inputs)} inputs / {len(op.outputs)} outputs is not a valid {op.kind}"
             )
-        if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and op.inputs[2] == -1:
-            raise ModelError(
-                f"op {i} ({op.kind}) has no bias; LiteRT needs one (give it a zero int32 bias at scale in_s*w_s)"
-            )
+        for position, t in enumerate(op.inputs):
+            if t == -1 and opdef.operand(position).kind != OPTIONAL:
+                raise ModelError(f"op {i} ({op.kind}) has no {opdef.operand(position).name}")
+            if t == -1 and position < lo:
+                raise ModelError(f"op {i} ({op.kind}) has no {opdef.operand(position).name}; LiteRT needs one "
+                                 "(give a conv a zero int32 bias at scale in_s*w_s)")  # fmt: skip
     const_bytes = sum(t.data.nbytes for t in graph.tensors if t.data is not None)
     b = flatbuffers.Builder(const_bytes + 4096)
 
@@ -78,7 +70,7 @@ def to_bytes(graph: Int8Graph) -> bytes:
     # big weight blobs go first and end up at the end of the file.
     buffer_data = [b""]  # buffer 0: the empty sentinel
     buffer_of_tensor = [_buffer_index(t, buffer_data) for t in graph.tensors]
-    versions = [(op.kind, md.op_version(graph, op)) for op in graph.ops]
+    versions = [(op.kind, lookup(op.kind).version(graph, op)) for op in graph.ops]
     buffer_data.append(md.min_runtime_buffer(md.min_runtime_version(versions)))
     buffer_data.append(md.encode_edgecnn_metadata(graph.metadata, edgecnn.__version__))
     meta_buffers = {md.MIN_RUNTIME_NAME: len(buffer_data) - 2, md.EDGECNN_METADATA_NAME: len(buffer_data) - 1}
@@ -163,7 +155,7 @@ def _buffer(b, data: bytes) -> int:
 
 def _tensor(b, t, buffer: int) -> int:
     if t.dtype not in TENSOR_TYPES:
-        raise ModelError(f"tensor {t.name}: dtype {t.dtype} cannot be written (int8 or int32 only)")
+        raise ModelError(f"tensor {t.name}: dtype {t.dtype} cannot be written")
     if t.scale.size != t.zero_point.size:
         raise ModelError(f"tensor {t.name}: {t.scale.size} scales but {t.zero_point.size} zero points")
     name = b.CreateString(t.name)
@@ -195,8 +187,8 @@ def _tensor(b, t, buffer: int) -> int:
 def _operator(b, graph, index: int, op, opcode_index: int) -> int:
     try:
         options_type, options = _options(b, graph, op)
-    except KeyError as e:
-        raise ModelError(f"op {index} ({op.kind}): missing option {e}") from None
+    except (KeyError, ValueError, TypeError) as e:
+        raise ModelError(f"op {index} ({op.kind}): missing or invalid option ({e})") from None
     inputs = _int32_vector(b, op.inputs)
     outputs = _int32_vector(b, op.outputs)
     tflite.OperatorStart(b)
@@ -210,59 +202,11 @@ def _operator(b, graph, index: int, op, opcode_index: int) -> int:
 
 
 def _options(b, graph, op):
-    """(BuiltinOptions type, table offset) for `op`; (NONE, None) if it has none."""
-    o = op.options
-    act = ACTIVATION_CODES[o.get("fused_activation_function", "NONE")]
-    kind = op.kind
-    if kind == "CONV_2D":
-        tflite.Conv2DOptionsStart(b)
-        tflite.Conv2DOptionsAddPadding(b, PADDINGS[o["padding"]])
-        tflite.Conv2DOptionsAddStrideW(b, int(o["stride_w"]))
-        tflite.Conv2DOptionsAddStrideH(b, int(o["stride_h"]))
-        tflite.Conv2DOptionsAddFusedActivationFunction(b, act)
-        tflite.Conv2DOptionsAddDilationWFactor(b, int(o.get("dilation_w_factor", 1)))
-        tflite.Conv2DOptionsAddDilationHFactor(b, int(o.get("dilation_h_factor", 1)))
-        return tflite.BuiltinOptions.Conv2DOptions, tflite.Conv2DOptionsEnd(b)
-    if kind == "DEPTHWISE_CONV_2D":
-        if "depth_multiplier" in o:
-            multiplier = int(o["depth_multiplier"])
-        else:  # the kernel reads it from the filter shape anyway
-            multiplier = graph.tensors[op.inputs[1]].shape[3] // graph.tensors[op.inputs[0]].shape[3]
-        tflite.DepthwiseConv2DOptionsStart(b)
-        tflite.DepthwiseConv2DOptionsAddPadding(b, PADDINGS[o["padding"]])
-        tflite.DepthwiseConv2DOptionsAddStrideW(b, int(o["stride_w"]))
-        tflite.DepthwiseConv2DOptionsAddStrideH(b, int(o["stride_h"]))
-        tflite.DepthwiseConv2DOptionsAddDepthMultiplier(b, multiplier)
-        tflite.DepthwiseConv2DOptionsAddFusedActivationFunction(b, act)
-        tflite.DepthwiseConv2DOptionsAddDilationWFactor(b, int(o.get("dilation_w_factor", 1)))
-        tflite.DepthwiseConv2DOptionsAddDilationHFactor(b, int(o.get("dilation_h_factor", 1)))
-        return tflite.BuiltinOptions.DepthwiseConv2DOptions, tflite.DepthwiseConv2DOptionsEnd(b)
-    if kind == "FULLY_CONNECTED":
-        tflite.FullyConnectedOptionsStart(b)
-        tflite.FullyConnectedOptionsAddFusedActivationFunction(b, act)
-        tflite.FullyConnectedOptionsAddKeepNumDims(b, bool(o.get("keep_num_dims", False)))
-        return tflite.BuiltinOptions.FullyConnectedOptions, tflite.FullyConnectedOptionsEnd(b)
-    if kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-        tflite.Pool2DOptionsStart(b)
-        tflite.Pool2DOptionsAddPadding(b, PADDINGS[o["padding"]])
-        tflite.Pool2DOptionsAddStrideW(b, int(o["stride_w"]))
-        tflite.Pool2DOptionsAddStrideH(b, int(o["stride_h"]))
-        tflite.Pool2DOptionsAddFilterWidth(b, int(o["filter_width"]))
-        tflite.Pool2DOptionsAddFilterHeight(b, int(o["filter_height"]))
-        tflite.Pool2DOptionsAddFusedActivationFunction(b, act)
-        return tflite.BuiltinOptions.Pool2DOptions, tflite.Pool2DOptionsEnd(b)
-    if kind == "RESHAPE":
-        # Written in options only (one input): no extra tensor or buffer, and
-        # every runtime since 1.5 reads it. A -1 batch keeps it resizable.
-        new_shape = _int32_vector(b, o["new_shape"])
-        tflite.ReshapeOptionsStart(b)
-        tflite.ReshapeOptionsAddNewShape(b, new_shape)
-        return tflite.BuiltinOptions.ReshapeOptions, tflite.ReshapeOptionsEnd(b)
-    if kind == "SOFTMAX":
-        tflite.SoftmaxOptionsStart(b)
-        tflite.SoftmaxOptionsAddBeta(b, float(o.get("beta", 1.0)))
-        return tflite.BuiltinOptions.SoftmaxOptions, tflite.SoftmaxOptionsEnd(b)
-    return tflite.BuiltinOptions.NONE, None  # LOGISTIC, TANH
+    """(BuiltinOptions type, table offset) for `op`, from its registration; (NONE, None) if it has none."""
+    opdef = lookup(op.kind)
+    if opdef.options_table is None or opdef.encode is None:
+        return tflite.BuiltinOptions.NONE, None
+    return getattr(tflite.BuiltinOptions, opdef.options_table), opdef.encode(b, op.options, graph, op)
 
 
 def _operator_code(b, kind: str, version: int) -> int:
