@@ -6,7 +6,7 @@ import pytest
 from edgecnn.reference import activations as A
 from edgecnn.reference.gradcheck import numerical_gradient
 
-NAMES = ["relu", "relu6", "tanh", "sigmoid", "scaled_tanh"]
+NAMES = ["relu", "relu6", "tanh", "sigmoid", "scaled_tanh", "leaky_relu", "hard_swish"]
 
 CLOSED_FORM = {
     "relu": lambda x: np.maximum(x, 0),
@@ -14,13 +14,15 @@ CLOSED_FORM = {
     "tanh": np.tanh,
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
     "scaled_tanh": lambda x: 1.7159 * np.tanh(2 * x / 3),
+    "leaky_relu": lambda x: np.where(x > 0, x, 0.2 * x),
+    "hard_swish": lambda x: x * np.minimum(np.maximum(x + 3, 0), 6) / 6,
 }
 
 
 def away_from_kinks(rng, shape):
-    """Values in (-9, 9), none within 1e-3 of relu's 0 or relu6's 6."""
+    """Values in (-9, 9), none within 1e-3 of a kink (0, 6; hard_swish's -3 and 3)."""
     x = rng.uniform(-9, 9, shape)
-    for kink in (0.0, 6.0):
+    for kink in (0.0, 6.0, -3.0, 3.0):
         near = np.abs(x - kink) < 1e-3
         x[near] += 0.01
     return x
@@ -72,3 +74,12 @@ def test_scaled_tanh_constants():
     assert A.SCALED_TANH_A == 1.7159 and A.SCALED_TANH_S == 2 / 3
     y, _ = A.scaled_tanh_forward(np.array([1.0, -1.0]))
     np.testing.assert_allclose(y, [1.0, -1.0], atol=2e-4)  # LeCun's choice: f(+-1) = +-1
+
+
+def test_leaky_relu_alpha_and_hard_swish_kinks():
+    x = np.array([-4.0, -3.0, -1.0, 0.0, 3.0, 4.0])
+    y, cache = A.leaky_relu_forward(x, 0.1)
+    np.testing.assert_allclose(y, [-0.4, -0.3, -0.1, 0.0, 3.0, 4.0])
+    np.testing.assert_allclose(A.leaky_relu_backward(np.ones_like(x), cache), [0.1, 0.1, 0.1, 0.1, 1, 1])
+    _, cache = A.hard_swish_forward(x)
+    np.testing.assert_allclose(A.hard_swish_backward(np.ones_like(x), cache), [0, -0.5, 1 / 6, 0.5, 1.5, 1])

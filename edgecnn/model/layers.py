@@ -18,7 +18,7 @@ import numpy as np
 
 from edgecnn.errors import ModelError, ShapeError
 
-ACTIVATIONS = ("none", "relu", "relu6", "tanh", "scaled_tanh", "sigmoid")
+ACTIVATIONS = ("none", "relu", "relu6", "tanh", "scaled_tanh", "sigmoid", "hard_swish")
 
 
 def _pair(v) -> tuple[int, int]:
@@ -46,10 +46,17 @@ def _activation_backward(name, dy, cache):
 
 
 class Layer:
-    """Base layer. Subclasses set `kind` and implement `_infer`, `_forward`, `_backward`."""
+    """Base layer. Subclasses set `kind` and implement `_infer`, `_forward`, `_backward`.
+
+    `arity` is how many inputs the layer takes: 1, or None for "two or more" (Add,
+    Concatenate), whose `_infer`/`_forward` receive lists and whose `_backward`
+    returns one gradient per input. `params` are trained; `buffers` are state the
+    optimizer never touches (BatchNorm's running statistics), saved alongside.
+    """
 
     kind = "layer"
     has_activation = False
+    arity = 1
 
     def __init__(self, name: str | None = None, activation: str = "none"):
         if activation not in ACTIVATIONS:
@@ -58,6 +65,8 @@ class Layer:
         self.activation = activation
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.training = False
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
         self._need_dx = True  # the first layer's backward may skip dL/dx, which nothing reads
@@ -65,10 +74,14 @@ class Layer:
     # -- shapes and counts -------------------------------------------------
     def build(self, input_shape, rng: np.random.Generator | None = None, dtype=np.float32):
         """Infer the output shape; create parameters when `rng` is given."""
-        self.input_shape = tuple(int(d) for d in input_shape)
+        if self.arity == 1:
+            self.input_shape = tuple(int(d) for d in input_shape)
+        else:
+            self.input_shape = [tuple(int(d) for d in shape) for shape in input_shape]
         self.output_shape = self._infer(self.input_shape)
         if rng is not None:
             self.params = {k: v.astype(dtype) for k, v in self._init_params(rng).items()}
+            self.buffers = {k: v.astype(dtype) for k, v in self._init_buffers().items()}
         return self.output_shape
 
     def _infer(self, shape):
@@ -77,7 +90,15 @@ class Layer:
     def _init_params(self, rng) -> dict[str, np.ndarray]:
         return {}
 
+    def _init_buffers(self) -> dict[str, np.ndarray]:
+        return {}
+
     def param_count(self) -> int:
+        """Trained parameters plus buffers (BatchNorm's running statistics), as Keras counts them."""
+        return 0
+
+    def macs(self) -> int:
+        """Multiply-accumulates per image of the conv/dense arithmetic (0 for layers without weights)."""
         return 0
 
     def connections(self) -> int:
@@ -91,6 +112,7 @@ class Layer:
 
     # -- math ---------------------------------------------------------------
     def forward(self, x, train: bool = False):
+        self.training = train
         y, self._cache = self._forward(x)
         y, self._act_cache = _activation_forward(self.activation, y)
         return y
@@ -125,8 +147,9 @@ class Conv2D(Layer):
     kind = "conv2d"
 
     def __init__(self, filters, kernel, stride=1, padding="valid", dilation=1, groups=1,
-                 connection_table=None, name=None, activation="none"):
+                 connection_table=None, use_bias=True, name=None, activation="none"):
         super().__init__(name, activation)
+        self.use_bias = bool(use_bias)  # False before a BatchNorm, whose beta makes a bias redundant
         self.filters = int(filters)
         self.kernel = _pair(kernel)
         self.stride = _pair(stride)
@@ -178,14 +201,18 @@ class Conv2D(Layer):
         m = self.mask()
         if m is not None:
             w = w * m
-        return {"w": w, "b": np.zeros(self.filters)}
+        return {"w": w, "b": np.zeros(self.filters)} if self.use_bias else {"w": w}
 
     def param_count(self):
-        return int(self._weights_per_output().sum()) + self.filters
+        return int(self._weights_per_output().sum()) + (self.filters if self.use_bias else 0)
 
     def connections(self):
         oh, ow, _ = self.output_shape
         return int((self._weights_per_output() + 1).sum()) * oh * ow
+
+    def macs(self):
+        oh, ow, _ = self.output_shape
+        return int(self._weights_per_output().sum()) * oh * ow
 
     def config(self):
         cfg = super().config()
@@ -193,6 +220,8 @@ class Conv2D(Layer):
                    padding=self.padding, dilation=list(self.dilation), groups=self.groups)
         if self.connection_table is not None:
             cfg["connection_table"] = self.connection_table
+        if not self.use_bias:
+            cfg["use_bias"] = False
         return cfg
 
     def _forward(self, x):
@@ -202,7 +231,7 @@ class Conv2D(Layer):
         m = self.mask()
         if m is not None:
             w = w * m.astype(w.dtype)
-        return conv2d_forward(x, w, self.params["b"], self.stride, self.pad, self.dilation, self.groups)
+        return conv2d_forward(x, w, self.params.get("b"), self.stride, self.pad, self.dilation, self.groups)
 
     def _backward(self, dy):
         from edgecnn.reference.conv import conv2d_backward
@@ -211,7 +240,7 @@ class Conv2D(Layer):
         m = self.mask()
         if m is not None:
             dw = dw * m.astype(dw.dtype)
-        self.grads = {"w": dw, "b": db}
+        self.grads = {"w": dw, "b": db} if self.use_bias else {"w": dw}
         return dx
 
 
@@ -244,6 +273,10 @@ class Subsampling(Layer):
     def connections(self):
         oh, ow, c = self.output_shape
         return (self.size * self.size + 1) * oh * ow * c
+
+    def macs(self):
+        oh, ow, c = self.output_shape
+        return self.size * self.size * oh * ow * c
 
     def config(self):
         return {**super().config(), "size": self.size}
@@ -334,6 +367,8 @@ class Dense(Layer):
     def __init__(self, units, name=None, activation="none"):
         super().__init__(name, activation)
         self.units = int(units)
+        if self.units < 1:
+            raise ModelError(f"{self.name or 'dense'}: units must be positive, got {self.units}")
 
     def _infer(self, shape):
         if len(shape) != 1:
@@ -349,6 +384,9 @@ class Dense(Layer):
 
     def connections(self):
         return self.param_count()
+
+    def macs(self):
+        return self.units * self.input_shape[0]
 
     def config(self):
         return {**super().config(), "units": self.units}
@@ -375,15 +413,89 @@ class Activation(Layer):
         super().__init__(name, activation)
 
 
-LAYER_KINDS = {cls.kind: cls for cls in (Conv2D, Subsampling, MaxPool2D, AvgPool2D, Flatten, Dense, Activation)}
+class LeakyReLU(Layer):
+    """y = x for x > 0, alpha * x otherwise (TFLite's LEAKY_RELU); a layer since it carries alpha."""
+
+    kind = "leaky_relu"
+
+    def __init__(self, alpha=0.2, name=None, activation="none"):
+        super().__init__(name, activation)
+        self.alpha = float(alpha)
+        if not (math.isfinite(self.alpha) and 0.0 <= self.alpha < 1.0):
+            raise ModelError(f"{self.name or 'leaky_relu'}: alpha must lie in [0, 1), got {alpha!r}")
+
+    def config(self):
+        return {**super().config(), "alpha": self.alpha}
+
+    def _forward(self, x):
+        from edgecnn.reference.activations import leaky_relu_forward
+
+        return leaky_relu_forward(x, self.alpha)
+
+    def _backward(self, dy):
+        from edgecnn.reference.activations import leaky_relu_backward
+
+        return leaky_relu_backward(dy, self._cache)
+
+
+class ZeroPadding2D(Layer):
+    """Zeros around the image (TFLite's PAD): what a conv's explicit padding is, as its own layer."""
+
+    kind = "zero_padding2d"
+
+    def __init__(self, padding=1, name=None, activation="none"):
+        from edgecnn.reference.padding import normalize_pad
+
+        super().__init__(name, activation)
+        try:
+            self.padding = list(normalize_pad(padding))
+        except (ShapeError, TypeError, ValueError):
+            raise ModelError(f"{name or 'zero_padding2d'}: padding must be an int >= 0, (ph, pw) or "
+                             f"(top, bottom, left, right), got {padding!r}") from None
+
+    def _infer(self, shape):
+        if len(shape) != 3:
+            raise ShapeError(f"{self.name}: zero padding needs an HWC input, got shape {shape}")
+        top, bottom, left, right = self.padding
+        return (shape[0] + top + bottom, shape[1] + left + right, shape[2])
+
+    def config(self):
+        return {**super().config(), "padding": self.padding}
+
+    def _forward(self, x):
+        from edgecnn.reference.zero_pad import zero_pad2d_forward
+
+        return zero_pad2d_forward(x, self.padding)
+
+    def _backward(self, dy):
+        from edgecnn.reference.zero_pad import zero_pad2d_backward
+
+        return zero_pad2d_backward(dy, self._cache)
+
+
+LAYER_KINDS = {cls.kind: cls for cls in (Conv2D, Subsampling, MaxPool2D, AvgPool2D, Flatten, Dense, Activation,
+                                         LeakyReLU, ZeroPadding2D)}
+
+
+def _register_graph_layers() -> None:
+    """Add the layers defined in their own modules (which import this one) to LAYER_KINDS."""
+    from edgecnn.model.global_pooling import GlobalAvgPool2D, GlobalMaxPool2D
+    from edgecnn.model.merge_layers import Add, Concatenate
+    from edgecnn.model.norm_layers import BatchNorm
+
+    for cls in (Add, Concatenate, BatchNorm, GlobalAvgPool2D, GlobalMaxPool2D):
+        LAYER_KINDS.setdefault(cls.kind, cls)
 
 
 def layer_from_config(cfg: dict) -> Layer:
+    if not isinstance(cfg, dict):
+        raise ModelError(f"a layer config must be a JSON object, got {type(cfg).__name__}")
+    _register_graph_layers()
     cfg = dict(cfg)
     kind = cfg.pop("kind", None)
-    if kind not in LAYER_KINDS:
+    if not isinstance(kind, str) or kind not in LAYER_KINDS:
         raise ModelError(f"unknown layer kind {kind!r}")
     try:
         return LAYER_KINDS[kind](**cfg)
-    except TypeError as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ModelError(f"bad {kind} layer config: {exc}") from None

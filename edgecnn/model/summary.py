@@ -1,39 +1,52 @@
-"""Per-layer shapes, parameters and connections, as `edgecnn summary` prints them."""
+"""Per-layer shapes, parameters, connections and MACs, as `edgecnn summary` prints them.
+
+Rows follow the graph's topological order; `inputs` names the nodes each layer
+reads ("input" is the model input), so a branching model reads as one.
+"""
 
 from __future__ import annotations
 
-from edgecnn.model.sequential import Sequential
+from edgecnn.model.graph import Graph
 
 
-def summarize(model: Sequential) -> dict:
+def summarize(model: Graph) -> dict:
     layers = [
         {
-            "name": layer.name,
-            "kind": layer.kind,
-            "activation": layer.activation,
-            "output_shape": list(layer.output_shape),
-            "params": layer.param_count(),
-            "connections": layer.connections(),
+            "name": node.layer.name,
+            "kind": node.layer.kind,
+            "activation": node.layer.activation,
+            "output_shape": list(node.layer.output_shape),
+            "params": node.layer.param_count(),
+            "connections": node.layer.connections(),
+            "macs": node.layer.macs(),
+            "inputs": list(node.inputs),
         }
-        for layer in model.layers
+        for node in model.nodes
     ]
     return {"arch": model.arch, "input_shape": list(model.input_shape),
-            "total_params": model.total_params, "layers": layers}
+            "total_params": model.total_params, "total_macs": model.total_macs, "layers": layers}
 
 
 def format_summary(s: dict) -> str:
-    rows = [("layer", "kind", "output", "params", "connections")]
+    branching = any(layer.get("inputs") not in (None, [prev]) for layer, prev in
+                    zip(s["layers"], ["input"] + [layer["name"] for layer in s["layers"]]))
+    head = ("layer", "kind", "output", "params", "connections", "MACs") + (("inputs",) if branching else ())
+    rows = [head]
     for layer in s["layers"]:
         kind = layer["kind"] + (f"+{layer['activation']}" if layer["activation"] not in ("none", "") else "")
-        rows.append((layer["name"], kind, "x".join(map(str, layer["output_shape"])),
-                     f"{layer['params']:,}", f"{layer['connections']:,}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        row = (layer["name"], kind, "x".join(map(str, layer["output_shape"])),
+               f"{layer['params']:,}", f"{layer['connections']:,}", f"{layer.get('macs', 0):,}")
+        rows.append(row + ((", ".join(layer.get("inputs", [])),) if branching else ()))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [f"{s['arch']}: input {'x'.join(map(str, s['input_shape']))}"]
     for j, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(widths[i]) if i < 3 else c.rjust(widths[i]) for i, c in enumerate(r)))
+        lines.append("  ".join(c.ljust(widths[i]) if i < 3 or i == 6 else c.rjust(widths[i])
+                               for i, c in enumerate(r)).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append(f"total parameters: {s['total_params']:,}")
+    if "total_macs" in s:
+        lines.append(f"total MACs: {s['total_macs']:,}")
     return "\n".join(lines)
 
 
@@ -44,7 +57,7 @@ def summarize_graph(graph, arch: str | None = None) -> dict:
     weight that quantized to 0), so lenet5-classic's C3 shows the full 16x6 table.
     """
     layers = []
-    total = 0
+    total = total_macs = 0
     for op in graph.ops:
         out = graph.tensors[op.outputs[0]]
         consts = [graph.tensors[i] for i in op.inputs[1:] if i >= 0 and graph.tensors[i].is_constant]
@@ -55,16 +68,19 @@ def summarize_graph(graph, arch: str | None = None) -> dict:
             channels = w.shape[3] if op.kind == "DEPTHWISE_CONV_2D" else w.shape[0]
             per_out = int(np_prod(w.shape)) // channels + (1 if len(consts) > 1 else 0)
             connections = per_out * n_out
+            macs = (int(np_prod(w.shape)) // channels) * n_out
         elif op.kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-            connections = op.options["filter_height"] * op.options["filter_width"] * n_out
+            connections, macs = op.options["filter_height"] * op.options["filter_width"] * n_out, 0
         else:
-            connections = 0
+            connections = macs = 0
         total += params
+        total_macs += macs
         layers.append({"name": out.name, "kind": op.kind.lower(),
                        "activation": op.options.get("fused_activation_function", "NONE").lower(),
-                       "output_shape": list(out.shape[1:]), "params": params, "connections": connections})
+                       "output_shape": list(out.shape[1:]), "params": params, "connections": connections,
+                       "macs": macs})
     return {"arch": arch or graph.metadata.get("arch", "int8"), "input_shape": list(graph.input.shape[1:]),
-            "total_params": total, "layers": layers}
+            "total_params": total, "total_macs": total_macs, "layers": layers}
 
 
 def np_prod(shape) -> int:

@@ -16,7 +16,8 @@ from edgecnn import jitcache
 jitcache.install(os.path.dirname(__file__))  # before any kernel module is imported; a no-op without Numba
 
 _MODULE_OF = {
-    **{f"{op}_{kind}": "activations" for op in ("relu", "relu6", "tanh", "sigmoid", "scaled_tanh")
+    **{f"{op}_{kind}": "activations" for op in ("relu", "relu6", "tanh", "sigmoid", "scaled_tanh",
+                                                               "leaky_relu", "hard_swish")
        for kind in ("forward", "backward")},
     "SCALED_TANH_A": "activations", "SCALED_TANH_S": "activations",
     **{f"conv2d_{kind}{naive}": "conv" for kind in ("forward", "backward") for naive in ("", "_naive")},
@@ -24,6 +25,10 @@ _MODULE_OF = {
     **{f"{pool}_pool2d_{kind}{naive}": "pool" for pool in ("max", "avg") for kind in ("forward", "backward")
        for naive in ("", "_naive")},
     **{f"subsample_{kind}{naive}": "subsample" for kind in ("forward", "backward") for naive in ("", "_naive")},
+    **{f"batchnorm_{kind}{naive}": "batchnorm" for kind in ("forward", "backward") for naive in ("", "_naive")},
+    **{f"{op}_{kind}": "merge" for op in ("add", "concatenate") for kind in ("forward", "backward")},
+    **{f"global_{pool}_pool2d_{kind}": "global_pool" for pool in ("avg", "max") for kind in ("forward", "backward")},
+    "zero_pad2d_forward": "zero_pad", "zero_pad2d_backward": "zero_pad",
     "softmax": "loss", "softmax_cross_entropy_forward": "loss", "softmax_cross_entropy_backward": "loss",
     "normalize_pad": "padding", "resolve_padding": "padding",
 }

@@ -45,6 +45,26 @@ def _times_sigmoid_slope(dy, y, out):
     return out
 
 
+@njit(cache=True, fastmath=FAST)
+def _times_leaky_slope(dy, x, alpha, out):
+    for i in range(out.shape[0]):
+        out[i] = dy[i] if x[i] > 0 else alpha * dy[i]
+    return out
+
+
+@njit(cache=True, fastmath=FAST)
+def _times_hard_swish_slope(dy, x, out):
+    for i in range(out.shape[0]):
+        v = x[i]
+        if v < -3.0:
+            out[i] = 0.0
+        elif v <= 3.0:
+            out[i] = dy[i] * (v / 3.0 + 0.5)
+        else:
+            out[i] = dy[i]
+    return out
+
+
 def _flat_pair(dy, cache):
     """dy cast to the cache's dtype and both flattened, after checking they match."""
     dy = np.ascontiguousarray(dy, dtype=cache.dtype)
@@ -98,6 +118,36 @@ def sigmoid_forward(x):
 def sigmoid_backward(dy, y):
     dy_flat, y_flat, out = _flat_pair(dy, y)
     _times_sigmoid_slope(dy_flat, y_flat, out.reshape(-1))
+    return out
+
+
+def leaky_relu_forward(x, alpha=0.2):
+    """y = x where x > 0, else alpha * x. The cache is x (the slope depends on its sign)."""
+    x = np.asarray(x)
+    y = np.where(x > 0, x, x * x.dtype.type(alpha))
+    return y, (x, float(alpha))
+
+
+def leaky_relu_backward(dy, cache):
+    """dy where x > 0, else alpha * dy (at 0 the slope is alpha, as in PyTorch)."""
+    x, alpha = cache
+    dy_flat, x_flat, out = _flat_pair(dy, x)
+    _times_leaky_slope(dy_flat, x_flat, x.dtype.type(alpha), out.reshape(-1))
+    return out
+
+
+def hard_swish_forward(x):
+    """y = x * relu6(x + 3) / 6 (Howard et al. 2019, MobileNetV3; TFLite's HARD_SWISH)."""
+    x = np.asarray(x)
+    t = x.dtype.type
+    y = x * np.clip(x + t(3), t(0), t(6)) / t(6)
+    return y, x
+
+
+def hard_swish_backward(dy, x):
+    """dy * (0 below -3, 1 above 3, (2x + 3) / 6 between); PyTorch's choice at the kinks."""
+    dy_flat, x_flat, out = _flat_pair(dy, x)
+    _times_hard_swish_slope(dy_flat, x_flat, out.reshape(-1))
     return out
 
 

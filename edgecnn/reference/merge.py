@@ -1,0 +1,46 @@
+"""Ops that join branches: elementwise Add and channel Concatenate (NHWC), forward and backward.
+
+These are what make the float model a graph: ResNet's shortcut is an Add, an
+Inception-style block a Concatenate. Both are pure data movement or one add per
+element, so plain numpy is as fast as a kernel would be.
+"""
+
+import numpy as np
+
+from edgecnn.errors import ShapeError
+
+
+def add_forward(xs):
+    """y = xs[0] + xs[1] + ... (summed left to right). Each x (N,...) of one shape -> y (N,...)."""
+    xs = [np.asarray(x) for x in xs]
+    if len(xs) < 2 or any(x.shape != xs[0].shape for x in xs):
+        raise ShapeError(f"add wants two or more inputs of one shape, got {[x.shape for x in xs]}")
+    y = xs[0] + xs[1]
+    for x in xs[2:]:
+        y += x
+    return y, len(xs)
+
+
+def add_backward(dy, n_inputs):
+    """[dx_0, ..., dx_{n-1}]: every input receives dy itself (callers must not edit it in place)."""
+    return [dy] * n_inputs
+
+
+def concatenate_forward(xs, axis=-1):
+    """y = the xs side by side along `axis` (channels by default). xs (N,...,C_i) -> y (N,...,sum C_i)."""
+    xs = [np.asarray(x) for x in xs]
+    if len(xs) < 2:
+        raise ShapeError("concatenate wants two or more inputs")
+    ax = axis % xs[0].ndim
+    rest = [x.shape[:ax] + x.shape[ax + 1:] for x in xs]
+    if any(x.ndim != xs[0].ndim for x in xs) or any(r != rest[0] for r in rest):
+        raise ShapeError(f"concatenate: inputs {[x.shape for x in xs]} differ outside axis {axis}")
+    sizes = [x.shape[ax] for x in xs]
+    return np.concatenate(xs, axis=ax), (ax, sizes)
+
+
+def concatenate_backward(dy, cache):
+    """[dx_i]: dy cut back into the inputs' slices along the concatenation axis."""
+    ax, sizes = cache
+    cuts = np.cumsum(sizes)[:-1]
+    return [np.ascontiguousarray(part) for part in np.split(dy, cuts, axis=ax)]
