@@ -97,8 +97,8 @@ def _decode(data: bytes, max_pixels: int) -> np.ndarray:
         check_png_crcs(data)
     elif data[:2] in (b"P2", b"P5"):
         check_pgm_samples(data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with warnings.catch_warnings(record=True):  # Pillow's warnings (corrupt EXIF, ...) must not reach stderr
+        warnings.simplefilter("always")
         try:
             with Image.open(io.BytesIO(data), formats=FORMATS) as im:
                 w, h = im.size
@@ -108,7 +108,7 @@ def _decode(data: bytes, max_pixels: int) -> np.ndarray:
                 return to_gray(im)
         except UnidentifiedImageError:
             raise ImageError("not an image edgecnn reads (PNG, JPEG, PGM, BMP, GIF, TIFF, WebP or .npy)") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        except Image.DecompressionBombError as exc:
             raise ImageError(f"refused as a decompression bomb ({exc})") from None
         except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, IndexError,
                 TypeError, KeyError, OverflowError, MemoryError) as exc:
@@ -248,8 +248,8 @@ def mnist_frame(img: np.ndarray, box: int = MNIST_BOX, side: int = MNIST_SIDE) -
     ys, xs = np.nonzero(digit)
     mass = digit[ys, xs]
     cy, cx = (ys * mass).sum() / mass.sum(), (xs * mass).sum() / mass.sum()
-    top = int(np.clip(round(side / 2 - 0.5 - cy), 0, side - box))
-    left = int(np.clip(round(side / 2 - 0.5 - cx), 0, side - box))
+    top = int(np.clip(round(side / 2 - cy), 0, side - box))  # MNIST digits: mass at (14.0, 14.0)
+    left = int(np.clip(round(side / 2 - cx), 0, side - box))
     out = np.zeros((side, side), np.uint8)
     out[top:top + box, left:left + box] = digit.astype(np.uint8)
     return out
