@@ -19,19 +19,21 @@ def sqnr_db(signal_energy: float, noise_energy: float) -> float:
     return 10.0 * math.log10(signal_energy / noise_energy)
 
 
-def layer_sqnr(model: Sequential, qm, x: np.ndarray, batch_size: int = 500, fc_rescale: str = "float") -> list[dict]:
-    """SQNR in dB of every float layer's output against its int8 tensor, over the images `x`."""
-    from edgecnn.deploy.runtime import Runtime
+def layer_sqnr(model: Sequential, qm, x: np.ndarray, run_intermediates, batch_size: int = 500) -> list[dict]:
+    """SQNR in dB of every float layer's output against its int8 tensor, over the images `x`.
 
+    `run_intermediates(int8 batch) -> {tensor index: values}` executes the int8
+    graph (the runtime's method of that name): the quantizer measures with an
+    executor it is given, so it never imports the deploy stage.
+    """
     g = qm.graph
-    rt = Runtime(g, fc_rescale=fc_rescale)
     inp = g.input
     signal = np.zeros(len(qm.layer_tensors))
     noise = np.zeros(len(qm.layer_tensors))
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
         floats = model.forward_trace(xb.astype(np.float32))
-        ints = rt.run_intermediates(quantize_input(xb, inp.scale[0], inp.zero_point[0]))
+        ints = run_intermediates(quantize_input(xb, inp.scale[0], inp.zero_point[0]))
         for j, (name, t, factor) in enumerate(qm.layer_tensors):
             tensor = g.tensors[t]
             deq = factor * np.float64(tensor.scale[0]) * (ints[t].astype(np.float64) - tensor.zero_point[0])

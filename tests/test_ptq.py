@@ -74,7 +74,7 @@ def test_sqnr_report(lenet5_path, mnist):
     calib, _, _ = mnist
     model = load_checkpoint(lenet5_path)
     qm = quantize_model(model, calib[:200], progress=False)
-    rows = layer_sqnr(model, qm, calib[:200])
+    rows = layer_sqnr(model, qm, calib[:200], Runtime(qm.graph).run_intermediates)
     assert [r["name"] for r in rows] == [layer.name for layer in model.layers]
     assert all(15 < r["sqnr_db"] < 80 for r in rows), rows
 
