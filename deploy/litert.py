@@ -29,6 +29,7 @@ import numpy as np
 from edgecnn.errors import BackendUnavailableError, ShapeError, TFLiteFormatError
 
 RESOLVERS = ("ref", "builtin", "default")
+_INPUT_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.float32))
 _RESOLVER_NAMES = {"ref": "BUILTIN_REF", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "default": "AUTO"}
 
 
@@ -63,7 +64,7 @@ def backend_version() -> str:
 
 
 class LiteRTRunner:
-    """One interpreter for one model; `run` takes an int8 batch of any size."""
+    """One interpreter for one model; `run` takes a batch of any size (int8, or the model's uint8/float32 input)."""
 
     def __init__(self, model: bytes | str | os.PathLike, resolver: str = "ref", num_threads: int = 1):
         if resolver not in RESOLVERS:
@@ -96,21 +97,25 @@ class LiteRTRunner:
             raise TFLiteFormatError(f"{self.source}: {len(inputs)} inputs; edgecnn models have one")
         self._input = inputs[0]
         self._outputs = [o["index"] for o in outputs]
-        if self._input["dtype"] != np.int8:
+        if np.dtype(self._input["dtype"]) not in _INPUT_DTYPES:
             raise TFLiteFormatError(
-                f"{self.source}: {np.dtype(self._input['dtype']).name} input; edgecnn runs int8 models"
+                f"{self.source}: {np.dtype(self._input['dtype']).name} input; edgecnn runs models with "
+                "int8, uint8 or float32 input (a float or uint8 edge is the model's own QUANTIZE)"
             )
+        self.input_dtype = np.dtype(self._input["dtype"])
         self.input_shape = tuple(int(d) for d in self._input["shape"][1:])  # without the batch
         self._batch = int(self._input["shape"][0])
 
     def run(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
-        """Int8 outputs for int8 input `x` of shape (N,) + input_shape.
+        """The outputs for input `x` of shape (N,) + input_shape, in the model's input dtype.
 
-        One output comes back as an array, several as a list.
+        int8 models take int8; a model whose graph starts with QUANTIZE takes
+        its float32 or uint8 input. One output comes back as an array (int8,
+        uint8 or float32, as the model says), several as a list.
         """
         x = np.asarray(x)
-        if x.dtype != np.int8:
-            raise ShapeError(f"LiteRT input must be int8, got {x.dtype}")
+        if x.dtype != self.input_dtype:
+            raise ShapeError(f"LiteRT input must be {self.input_dtype.name}, got {x.dtype}")
         if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape or x.shape[0] < 1:
             dims = ", ".join(map(str, self.input_shape))
             raise ShapeError(f"LiteRT input has shape {x.shape}, the model takes (N, {dims})")
