@@ -171,3 +171,24 @@ def test_kernel_covering_the_input_matches_naive(stride):
         assert_close(got, want)
     assert conv2d_backward(dy, cache, need_dx=False)[0] is None
     _fd_check(x[:1], w[:2], b[:2], dict(stride=(stride, stride)), rng, conv2d_backward)
+
+
+@pytest.mark.parametrize("shape,w_shape,stride,padding,groups", [
+    ((2, 32, 32, 16), (32, 3, 3, 16), 2, "same", 1),    # resnet8's stack entry
+    ((2, 16, 16, 8), (16, 1, 1, 8), 2, "same", 1),      # its 1x1 shortcut: one phase only
+    ((2, 49, 10, 1), (8, 10, 4, 1), 2, "same", 1),      # DS-CNN's stem, odd sizes
+    ((2, 13, 11, 6), (6, 3, 3, 1), 2, "same", 6),       # MobileNet's strided depthwise
+    ((1, 9, 9, 4), (4, 3, 3, 2), 3, (1, 0, 2, 1), 2),   # stride 3, grouped, explicit padding
+])
+def test_strided_convs_run_as_phases_and_match_naive(shape, w_shape, stride, padding, groups):
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal(shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    _, pad = resolve_padding(padding, shape[1:3], w_shape[1:3], (stride, stride), (1, 1))
+    kw = dict(stride=(stride, stride), pad=pad, groups=groups)
+    y, cache = conv2d_forward(x, w, b, **kw)
+    assert cache.path == "phases"
+    y_ref, cache_ref = conv2d_forward_naive(x, w, b, **kw)
+    assert_close(y, y_ref)
+    dy = rng.standard_normal(y.shape)
+    for fast, ref in zip(conv2d_backward(dy, cache), conv2d_backward_naive(dy, cache_ref)):
+        assert_close(fast, ref)

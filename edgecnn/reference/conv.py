@@ -31,7 +31,7 @@ class Conv2dCache(NamedTuple):
     pad: tuple
     dilation: tuple
     groups: int
-    path: str  # "dense" (the kernel covers the whole input), "wide" (stride 1) or "direct"
+    path: str  # "dense" (the kernel covers the whole input), "wide" (stride 1), "phases" or "direct"
 
 
 def _check_conv(x, w, b, groups):
@@ -116,6 +116,10 @@ def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), gr
         # The wide kernels would run 1-pixel rows, where per-pass overhead is everything.
         y, _ = dense_forward(x.reshape(n_img, -1), w.reshape(c_out, -1), bias)
         return y.reshape(n_img, 1, 1, c_out), Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "dense")
+    if stride != (1, 1) and dilation == (1, 1):
+        geo = _phase_geometry(x.shape, w.shape, stride, pad, groups)
+        y, _ = conv2d_forward(_to_phases(x, geo), _phase_weights(w, geo), b, groups=groups)
+        return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "phases")
     y = np.empty((n_img, oh, ow, c_out), dtype=x.dtype)
     if stride == (1, 1):
         g = _wide_geometry(x.shape, w.shape, pad, dilation, groups)
@@ -146,6 +150,12 @@ def conv2d_backward(dy, cache, need_dx=True):
         flat_dx, dw, db = dense_backward(dy.reshape(n_img, c_out), DenseCache(x.reshape(n_img, -1),
                                                                              w.reshape(c_out, -1), has_bias))
         return (flat_dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), db
+    if path == "phases":
+        geo = _phase_geometry(x.shape, w.shape, stride, pad, groups)
+        xph, wph = _to_phases(x, geo), _phase_weights(w, geo)
+        dxph, dwph, db = conv2d_backward(dy, conv2d_forward(xph, wph, None, groups=groups)[1]._replace(
+            has_bias=has_bias), need_dx)
+        return (_from_phases(dxph, x.shape, geo) if need_dx else None), _phase_weights_back(dwph, w.shape, geo), db
     dx = np.empty_like(x) if need_dx else None
     if path == "wide":
         g = _wide_geometry(x.shape, w.shape, pad, dilation, groups)
@@ -163,6 +173,87 @@ def conv2d_backward(dy, cache, need_dx=True):
         if need_dx:
             conv_bwd_x_direct(dy, w, groups, *stride, *dilation, top, left, dx)
     return dx, dw, db
+
+
+# ----------------------------------------------------------------------------- strided convs as stride 1
+
+class _PhaseGeometry(NamedTuple):
+    """A stride-s conv as a stride-1 conv over the input's polyphase components.
+
+    Output (oy, ox) reads padded input (s*oy + ky, s*ox + kx), which is pixel
+    (oy + ky//s, ox + kx//s) of phase (ky % s, kx % s). So the conv equals a stride-1
+    conv, kernel ceil(k/s), over an image whose channels are the phases that some tap
+    uses (all s*s for 3x3 stride 2, one for 1x1), with zero weights where a
+    (phase, tap) pair does not exist. 3x3 stride 2 costs 16/9 the MACs of a direct
+    conv, but runs in the vectorized wide kernels, several times faster.
+    """
+    stride: tuple
+    pad: tuple           # (top, bottom, left, right) of the original conv
+    phases: tuple        # the (py, px) used, in channel order
+    kq: tuple            # kernel of the phase conv, ceil(k / s) per axis
+    hq: int              # phase image height: OH + kq_h - 1
+    wq: int
+    groups: int
+
+
+def _phase_geometry(x_shape, w_shape, stride, pad, groups):
+    _, h, wd, _ = x_shape
+    _, kh, kw, _ = w_shape
+    (sh, sw), (top, bottom, left, right) = stride, pad
+    oh, ow = _out_hw((h, wd), (kh, kw), stride, pad, (1, 1))
+    kq = (-(-kh // sh), -(-kw // sw))
+    phases = tuple(sorted({(ky % sh, kx % sw) for ky in range(kh) for kx in range(kw)}))
+    return _PhaseGeometry(stride, pad, phases, kq, oh + kq[0] - 1, ow + kq[1] - 1, groups)
+
+
+def _to_phases(x, geo):
+    """x (N,H,W,C) -> (N, Hq, Wq, G*P*Cg): group-major channels, so each group's phases stay together."""
+    n_img, h, wd, c_in = x.shape
+    (sh, sw), (top, _, left, _) = geo.stride, geo.pad
+    hp, wp = geo.hq * sh, geo.wq * sw  # the padded extent the phases cover; rows past it no window reads
+    xp = np.zeros((n_img, hp, wp, c_in), dtype=x.dtype)
+    rows, cols = min(h, hp - top), min(wd, wp - left)
+    xp[:, top:top + rows, left:left + cols] = x[:, :rows, :cols]
+    split = xp.reshape(n_img, geo.hq, sh, geo.wq, sw, geo.groups, c_in // geo.groups)
+    parts = [split[:, :, py, :, px] for py, px in geo.phases]           # each (N, Hq, Wq, G, Cg)
+    return np.ascontiguousarray(np.stack(parts, axis=4)).reshape(n_img, geo.hq, geo.wq, -1)
+
+
+def _from_phases(dxph, x_shape, geo):
+    """The adjoint of _to_phases: phase gradients scattered back to (N,H,W,C)."""
+    n_img, h, wd, c_in = x_shape
+    (sh, sw), (top, _, left, _) = geo.stride, geo.pad
+    split = np.zeros((n_img, geo.hq, sh, geo.wq, sw, geo.groups, c_in // geo.groups), dtype=dxph.dtype)
+    parts = dxph.reshape(n_img, geo.hq, geo.wq, geo.groups, len(geo.phases), c_in // geo.groups)
+    for i, (py, px) in enumerate(geo.phases):
+        split[:, :, py, :, px] = parts[:, :, :, :, i]
+    xp = split.reshape(n_img, geo.hq * sh, geo.wq * sw, c_in)
+    dx = np.zeros(x_shape, dtype=dxph.dtype)
+    rows, cols = min(h, xp.shape[1] - top), min(wd, xp.shape[2] - left)
+    dx[:, :rows, :cols] = xp[:, top:top + rows, left:left + cols]
+    return dx
+
+
+def _phase_weights(w, geo):
+    """w (O,KH,KW,Cg) -> (O, kq_h, kq_w, P*Cg), zero where a phase has no tap."""
+    c_out, kh, kw, cg = w.shape
+    (sh, sw), index = geo.stride, {p: i for i, p in enumerate(geo.phases)}
+    wq = np.zeros((c_out, geo.kq[0], geo.kq[1], len(geo.phases), cg), dtype=w.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            wq[:, ky // sh, kx // sw, index[ky % sh, kx % sw]] = w[:, ky, kx]
+    return wq.reshape(c_out, geo.kq[0], geo.kq[1], -1)
+
+
+def _phase_weights_back(dwq, w_shape, geo):
+    c_out, kh, kw, cg = w_shape
+    (sh, sw), index = geo.stride, {p: i for i, p in enumerate(geo.phases)}
+    dwq = dwq.reshape(c_out, geo.kq[0], geo.kq[1], len(geo.phases), cg)
+    dw = np.empty(w_shape, dtype=dwq.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            dw[:, ky, kx] = dwq[:, ky // sh, kx // sw, index[ky % sh, kx % sw]]
+    return dw
 
 
 # ----------------------------------------------------------------------------- naive reference
