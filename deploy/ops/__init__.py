@@ -20,6 +20,7 @@ _MODULES = (
     "conv_2d", "depthwise_conv_2d", "fully_connected", "max_pool_2d", "average_pool_2d", "reshape",
     "softmax", "logistic", "tanh",
     "shape", "strided_slice", "pack", "concatenation",
+    "mean", "reduce_max", "pad", "padv2",
 )  # fmt: skip
 
 REGISTRY: dict[str, OpDef] = {}

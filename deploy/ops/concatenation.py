@@ -1,11 +1,21 @@
-"""CONCATENATION: joins tensors along an axis. Folded by the reader when its inputs are shape values."""
+"""CONCATENATION: joins tensors along an axis.
+
+Shape values (int32/int64 constants) are folded by the reader (`fold`).
+Int8 activations are copied: LiteRT's `concatenation.cc` Prepare insists that
+every int8 input has the output's scale and zero point (no rescaling; the
+ConcatenationWithScaling path is uint8-only) and that the fused activation
+is NONE, and the TF converter writes exactly that. edgecnn refuses the rest
+the way LiteRT does, and refuses axis 0 (the batch).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgecnn.deploy.ops.base import ANY, FUSED_CODES, OpDef, Operand, decode_activation, options_builder
-from edgecnn.errors import UnsupportedOpError
+from edgecnn.deploy.ops.base import ANY, FUSED_CODES, OpDef, Operand, Prepared, decode_activation, options_builder
+from edgecnn.deploy.runtime import naive_reduce_copy as naive
+from edgecnn.deploy.runtime.reduce_copy_params import ConcatenationParams
+from edgecnn.errors import ShapeError, UnsupportedOpError
 
 
 def _decode(o) -> dict:
@@ -26,6 +36,33 @@ def fold(values, options):
     return [np.concatenate(values, axis=int(options["axis"]))]
 
 
+def _prepare(ctx) -> Prepared:
+    output = ctx.activation(ctx.output(), "output")
+    inputs = [ctx.activation(ctx.tensor(i, f"input {i}"), f"input {i}") for i in range(len(ctx.op.inputs))]
+    rank = len(output.shape)
+    axis = ctx.int_option("axis")
+    if not -rank <= axis < rank:
+        raise ctx.fail(f"axis {axis} is out of range for rank {rank}", ShapeError)
+    axis %= rank
+    if axis == 0:
+        raise ctx.fail("concatenating along dimension 0 (the batch) is not supported", UnsupportedOpError)
+    if ctx.op.options.get("fused_activation_function", "NONE") != "NONE":
+        raise ctx.fail("LiteRT refuses a fused activation on CONCATENATION", UnsupportedOpError)
+    out_scale, out_zp = np.float32(output.scale[0]), ctx.zero_point(output)
+    along = 0
+    for t in inputs:
+        if len(t.shape) != rank or any(a != b for d, (a, b) in enumerate(zip(t.shape, output.shape)) if d != axis):
+            raise ctx.fail(f"input {t.name} has shape {t.shape}, which does not fit output {output.shape} "
+                           f"along axis {axis}", ShapeError)  # fmt: skip
+        if np.float32(t.scale[0]) != out_scale or ctx.zero_point(t) != out_zp:
+            raise ctx.fail(f"input {t.name} (scale {float(t.scale[0])}, zero point {ctx.zero_point(t)}) must share "
+                           f"the output's scale {float(out_scale)} and zero point {out_zp}: LiteRT's int8 "
+                           "CONCATENATION does not rescale")  # fmt: skip
+        along += t.shape[axis]
+    ctx.check_output_shape(output, output.shape[:axis] + (along,) + output.shape[axis + 1 :])
+    return Prepared(ConcatenationParams(axis), tuple(ctx.op.inputs))
+
+
 OP = OpDef(
     name="CONCATENATION",
     operands=(Operand("values", ANY),),
@@ -33,5 +70,10 @@ OP = OpDef(
     options_table="ConcatenationOptions",
     decode=_decode,
     encode=_encode,
+    version=lambda graph, op: 2 if graph.tensors[op.inputs[0]].dtype == "int8" else 1,  # op_version.cc
+    min_runtime={1: "1.5.0", 2: "1.14.0"},
+    prepare=_prepare,
+    kernel="edgecnn.deploy.runtime.copy_ops:concatenation",
+    naive=naive.concatenation,
     fold=fold,
 )
