@@ -19,7 +19,7 @@ from edgecnn.errors import UnsupportedOpError
 _MODULES = (
     "conv_2d", "depthwise_conv_2d", "fully_connected", "max_pool_2d", "average_pool_2d", "reshape",
     "softmax", "logistic", "tanh",
-    "shape", "strided_slice", "pack", "concatenation",
+    "shape", "strided_slice", "pack", "concatenation", "gather", "reduce_prod",
     "mean", "reduce_max", "pad", "padv2",
 )  # fmt: skip
 
