@@ -21,6 +21,7 @@ _MODULES = (
     "softmax", "logistic", "tanh",
     "shape", "strided_slice", "pack", "concatenation", "gather", "reduce_prod",
     "mean", "reduce_max", "pad", "padv2",
+    "quantize", "dequantize",
 )  # fmt: skip
 
 REGISTRY: dict[str, OpDef] = {}
