@@ -21,7 +21,7 @@ _MODULES = (
     "softmax", "logistic", "tanh",
     "shape", "strided_slice", "pack", "concatenation", "gather", "reduce_prod",
     "mean", "reduce_max", "pad", "padv2",
-    "quantize", "dequantize",
+    "quantize", "dequantize", "resize_nearest_neighbor", "resize_bilinear", "space_to_batch_nd", "batch_to_space_nd",
 )  # fmt: skip
 
 REGISTRY: dict[str, OpDef] = {}
