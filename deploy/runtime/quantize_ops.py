@@ -5,7 +5,10 @@ Three element-wise kernels, each on any shape (flat data in, flat data out):
 - affine_quantize (float32 -> int8/uint8, reference_ops::AffineQuantize):
   q = clamp(roundf(x / scale) + zero_point), the division in float32 and the
   rounding half away from zero on the float32 quotient (rules.quantize_input
-  is the same rule in numpy; the naive reference uses it).
+  is the same rule in numpy; the naive reference uses it). Where the rounded
+  quotient is outside int32 (|x / scale| >= 2^31, inf, NaN) C's cast is
+  undefined; the kernel gives what LiteRT gives on x86-64 (measured:
+  qmax when the zero point is negative, else qmin), where quantize_input clips.
 - requantize (int8/uint8 -> int8/uint8, reference_ops::Requantize):
   q = clamp(MultiplyByQuantizedMultiplier(x - in_zp, M, shift) + out_zp).
   The reference's XOR-0x80 fast path (same scale, zero points 128 apart) gives
@@ -30,8 +33,7 @@ from numba import njit
 
 from edgecnn.deploy.runtime.fixedpoint import multiply_by_quantized_multiplier
 
-# What C's (int32_t) cast of an out-of-range float gives on x86-64 (cvttss2si): the "integer indefinite".
-_X86_INT_INDEFINITE = -(2**31)
+
 
 
 class AffineQuantizeParams(NamedTuple):
@@ -72,14 +74,6 @@ def _round_half_away_f32(v):
 
 
 @njit(cache=True)
-def _float_to_int32_x86(r):
-    """(int32_t) of an integral float32 as x86-64 computes it: out of range and NaN give INT32_MIN."""
-    if not (r >= -2147483648.0 and r < 2147483648.0):  # NaN fails both tests
-        return _X86_INT_INDEFINITE
-    return np.int64(r)
-
-
-@njit(cache=True)
 def affine_quantize(params, input_shape, input_data, output_shape, output_data):
     """float32 -> int8/uint8, element-wise: clamp(int32(roundf(x / scale)) + zero_point)."""
     scale = np.float32(params.scale)
@@ -88,14 +82,17 @@ def affine_quantize(params, input_shape, input_data, output_shape, output_data):
         raise ValueError("QUANTIZE: input and output sizes differ")
     for i in range(input_data.size):
         quotient = np.float32(np.float32(input_data[i]) / scale)  # float32 division, as in C
-        rounded = _float_to_int32_x86(_round_half_away_f32(quotient))
-        # int32 + zero point: |zero point| <= 255 and the value is an int64 here, so no wrap to emulate
-        # except at INT32_MIN, where C's sum would only move further below the clamp range anyway.
-        value = rounded + zero_point
-        if value < params.quantized_min:
-            value = params.quantized_min
-        elif value > params.quantized_max:
-            value = params.quantized_max
+        rounded = _round_half_away_f32(quotient)
+        if not (rounded >= np.float32(-2147483648.0) and rounded < np.float32(2147483648.0)):  # also NaN
+            # Outside int32, C's cast is undefined; LiteRT on x86-64 gets INT32_MIN (cvttss2si), and
+            # INT32_MIN + zero_point wraps to a huge positive value when the zero point is negative.
+            value = params.quantized_max if zero_point < 0 else params.quantized_min
+        else:
+            value = np.int64(rounded) + zero_point  # |value| <= 2^31 + 255: int64, no wrap
+            if value < params.quantized_min:
+                value = params.quantized_min
+            elif value > params.quantized_max:
+                value = params.quantized_max
         output_data[i] = value
 
 
