@@ -1,0 +1,145 @@
+"""What ADD, SUB and MUL share: operand checks, broadcasting, the options codec.
+
+Each input may be computed or a constant (the converter writes ADD and MUL
+with constant tensors, even rank-0 ones). The output shape is the numpy
+broadcast of the two static shapes. The runtime holds N images of an
+activation as N times its first dimension, so prepare insists that every
+computed input has the output's rank and first dimension, and that a
+constant is 1 along that first dimension (or does not reach it), and that at
+least one input is computed. LiteRT's kernels take up to six dimensions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecnn.deploy.ops.base import FUSED_CODES, Prepared, decode_activation, options_builder
+from edgecnn.deploy.runtime.elementwise_params import MAX_RANK, OP_MUL, BinaryParams, padded_dims
+from edgecnn.errors import QuantizationError, ShapeError, UnsupportedOpError
+from edgecnn.int8.rules import quantize_multiplier
+
+ADD_SUB_LEFT_SHIFT = 20  # int8 inputs: 255 << 20 < 2^28, so two of them still add up inside an int32
+
+
+def quantized_operand(ctx, position: int, role: str):
+    """An int8 input, computed or constant, with one valid scale and zero point."""
+    tensor = ctx.tensor(position, role)
+    if not tensor.is_constant:
+        return ctx.activation(tensor, role)
+    if tensor.dtype != "int8":
+        raise ctx.fail(f"{role} {tensor.name} is {tensor.dtype}, not int8", UnsupportedOpError)
+    ctx.scale(tensor)
+    ctx.zero_point(tensor)
+    ctx.constant(tensor, role, "int8", None)  # data and shape agree
+    return tensor
+
+
+def broadcast_plan(ctx, input1, input2, output) -> dict:
+    """The static broadcast of two inputs, checked against the output and the runtime's batch layout.
+
+    Returns the shape fields of `BinaryParams`.
+    """
+    shapes = (tuple(input1.shape), tuple(input2.shape))
+    try:
+        expected = tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ctx.fail(f"inputs of shapes {shapes[0]} and {shapes[1]} do not broadcast", ShapeError) from None
+    ctx.check_output_shape(output, expected)
+    rank = len(expected)
+    if not 1 <= rank <= MAX_RANK:
+        raise ctx.fail(f"output {output.name} has rank {rank}; {ctx.op.kind} takes 1 to {MAX_RANK} dimensions",
+                       ShapeError)  # fmt: skip
+    if input1.is_constant and input2.is_constant:
+        raise ctx.fail("both inputs are constants; the result is a constant (fold it before deploying)",
+                       UnsupportedOpError)  # fmt: skip
+    for tensor in (input1, input2):
+        shape = tuple(tensor.shape)
+        if not tensor.is_constant and (len(shape) != rank or shape[0] != expected[0]):
+            raise ctx.fail(f"computed input {tensor.name} {shape} must have the output's rank and first "
+                           f"dimension {expected}", UnsupportedOpError)  # fmt: skip
+        if tensor.is_constant and len(shape) == rank and shape[0] != 1:
+            raise ctx.fail(f"constant input {tensor.name} {shape} must be 1 along the batch dimension",
+                           UnsupportedOpError)  # fmt: skip
+    return {
+        "input1_dims": padded_dims(input1.shape),
+        "input2_dims": padded_dims(input2.shape),
+        "output_dims": padded_dims(expected),
+        "batch_axis": MAX_RANK - rank,
+        "input1_batched": int(not input1.is_constant),
+        "input2_batched": int(not input2.is_constant),
+    }
+
+
+def multiplier(ctx, real: float, what: str) -> tuple[int, int]:
+    """quantize_multiplier, its refusals naming the op."""
+    try:
+        return quantize_multiplier(real)
+    except QuantizationError as e:
+        raise ctx.fail(f"{what}: {e}") from None
+
+
+def _operands(ctx):
+    input1 = quantized_operand(ctx, 0, "input1")
+    input2 = quantized_operand(ctx, 1, "input2")
+    output = ctx.activation(ctx.output(), "output")
+    return input1, input2, output, broadcast_plan(ctx, input1, input2, output)
+
+
+def prepare_add_sub(ctx, op: int) -> Prepared:
+    """ADD / SUB (add.cc, sub.cc Prepare, 8-bit path): three multipliers from float64 ratios of the scales.
+
+    Inputs go to a scale 2^20 finer than twice the larger input scale (each
+    multiplier <= 1/2); the output multiplier twice_max / (2^20 * s_out) must
+    be below 1: LiteRT aborts otherwise (QuantizeMultiplierSmallerThanOneExp).
+    """
+    input1, input2, output, plan = _operands(ctx)
+    s1, s2, s_out = ctx.scale(input1), ctx.scale(input2), ctx.scale(output)
+    twice_max = 2.0 * max(s1, s2)
+    real_output = twice_max / (float(2**ADD_SUB_LEFT_SHIFT) * s_out)
+    out_m, out_shift = multiplier(ctx, real_output, "output multiplier") if real_output < 1.0 else (0, 1)
+    if out_shift > 0:  # >= 1, or so close below 1 that it rounds up to 2^31 * 2^-31
+        raise ctx.fail(f"output scale {s_out} is too small for inputs at scales {s1} and {s2}: "
+                       f"2 * max(input scales) / (2^20 * output scale) = {real_output} must be below 1")  # fmt: skip
+    m1, shift1 = multiplier(ctx, s1 / twice_max, "input1 multiplier")
+    m2, shift2 = multiplier(ctx, s2 / twice_max, "input2 multiplier")
+    act_min, act_max = ctx.fused_range(output)
+    params = BinaryParams(op, -ctx.zero_point(input1), -ctx.zero_point(input2), ctx.zero_point(output),
+                          ADD_SUB_LEFT_SHIFT, m1, shift1, m2, shift2, out_m, out_shift, act_min, act_max,
+                          **plan)  # fmt: skip
+    return Prepared(params, (ctx.op.inputs[0], ctx.op.inputs[1]))
+
+
+def prepare_mul(ctx) -> Prepared:
+    """MUL (mul.cc Prepare): one multiplier, s1 * s2 / s_out computed in float32 as TFLite does."""
+    input1, input2, output, plan = _operands(ctx)
+    s1, s2, s_out = (np.float32(t.scale[0]) for t in (input1, input2, output))
+    out_m, out_shift = multiplier(ctx, float(s1 * s2 / s_out), "output multiplier")
+    act_min, act_max = ctx.fused_range(output)
+    params = BinaryParams(OP_MUL, -ctx.zero_point(input1), -ctx.zero_point(input2), ctx.zero_point(output),
+                          0, 0, 0, 0, 0, out_m, out_shift, act_min, act_max, **plan)  # fmt: skip
+    return Prepared(params, (ctx.op.inputs[0], ctx.op.inputs[1]))
+
+
+def needs_broadcast(graph, op) -> bool:
+    return tuple(graph.tensors[op.inputs[0]].shape) != tuple(graph.tensors[op.inputs[1]].shape)
+
+
+# --- options codec --------------------------------------------------------------------------------
+
+
+def decode_add_sub(o) -> dict:
+    """AddOptions / SubOptions: the fused activation; pot_scale_int16 (int16 only) is kept for the round trip."""
+    return {"fused_activation_function": decode_activation(o.FusedActivationFunction()),
+            "pot_scale_int16": bool(o.PotScaleInt16())}  # fmt: skip
+
+
+def encoder(table: str, pot_scale: bool):
+    def encode(b, o, graph, op) -> int:
+        start, end, add = options_builder(table)
+        start(b)
+        add(b, "FusedActivationFunction", FUSED_CODES[o.get("fused_activation_function", "NONE")])
+        if pot_scale:
+            add(b, "PotScaleInt16", bool(o.get("pot_scale_int16", True)))
+        return end(b)
+
+    return encode
