@@ -22,6 +22,7 @@ _MODULES = (
     "shape", "strided_slice", "pack", "concatenation", "gather", "reduce_prod",
     "mean", "reduce_max", "pad", "padv2",
     "quantize", "dequantize", "resize_nearest_neighbor", "resize_bilinear", "space_to_batch_nd", "batch_to_space_nd",
+    "add", "sub", "mul", "relu", "relu6", "leaky_relu", "hard_swish",
 )  # fmt: skip
 
 REGISTRY: dict[str, OpDef] = {}
