@@ -128,6 +128,9 @@ class _Reader:
         used = [t for t in range(len(self.raw_tensors)) if t in used or t not in self.folded_tensors]
         new_index = {old: new for new, old in enumerate(used)}
         tensors = [self._tensor(old) for old in used]
+        for old, shape in self.static_shapes.items():
+            if old in new_index:
+                tensors[new_index[old]].shape = shape
         for old, value in self.materialized.items():
             if old in new_index:
                 tensors[new_index[old]].data = value.astype(tensors[new_index[old]].dtype)
@@ -331,9 +334,14 @@ class _Reader:
         shape input into `new_shape`; any other op reading a folded value gets
         it as a constant. Returns [(file op index, (kind, inputs, outputs,
         options))] without the ops folded away.
+
+        The pass is a loop over the op list, never a recursion over the
+        producer chain, so a hostile file with thousands of chained shape
+        ops costs time linear in its size and cannot exhaust the stack.
         """
         self.folded_tensors = set()
         self.materialized = {}
+        self.static_shapes: dict[int, tuple[int, ...]] = {}  # tensor -> its batch-1 shape, where the file's is dynamic
         values: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tensor -> (value at batch 1, at batch 2)
         folded_ops = set()
         self.producer_kind = {t: kind for _, (kind, _, outs, _) in ops for t in outs}
@@ -361,6 +369,8 @@ class _Reader:
                 options = self._graph_options(i, kind, op)
             else:
                 options = {}
+            if kind != "RESHAPE":  # a RESHAPE sets its own output's shape
+                self._propagate_rows(ins, outs)
             result.append((i, (kind, ins, outs, options)))
         # Folded values still read by a kept op become constants (batch-free ones only).
         for _, (kind, ins, _, _) in result:
@@ -370,10 +380,37 @@ class _Reader:
                     if not np.array_equal(at1, at2):
                         self._fail(f"{kind} reads a shape value that depends on the batch size")
                     self.materialized[t] = at1
+        by_index = dict(ops)
         for i in folded_ops:
-            _, ins, outs, _ = dict(ops)[i]
+            _, ins, outs, _ = by_index[i]
             self.folded_tensors.update(t for t in ins + outs if t not in self.materialized)
         return result
+
+    def _propagate_rows(self, ins: list, outs: list) -> None:
+        """Carry a leading dimension the folding learned down the ops that keep it.
+
+        The converter writes a dynamic leading dimension as 1 in `shape` and
+        -1 in `shape_signature`. For Keras' Dense on (N, H, W, C) that
+        dimension is not the batch but the N*H*W rows of RESHAPE's output,
+        which `_reshape` sets (H*W*... at batch 1); the FULLY_CONNECTED after
+        it writes (1, units) for what is (rows, units). An op whose output
+        and first input both have the dynamic leading dimension keeps it, so
+        the output takes the input's learned value. Called in op order for
+        every kept op but RESHAPE. Nothing else changes.
+        """
+        if not ins or ins[0] not in self.static_shapes or not self._dynamic_lead(ins[0]):
+            return
+        rows = self.static_shapes[ins[0]][0]
+        file_rows = self._ints(self.raw_tensors[ins[0]].ShapeAsNumpy())[:1]
+        for t in outs:
+            shape = self._ints(self.raw_tensors[t].ShapeAsNumpy())
+            # Same placeholder in the file on both sides: the op keeps the dimension (BATCH_TO_SPACE_ND does not).
+            if t not in self.static_shapes and shape[:1] == file_rows and self._dynamic_lead(t):
+                self.static_shapes[t] = (rows,) + shape[1:]
+
+    def _dynamic_lead(self, t: int) -> bool:
+        signature = self.raw_tensors[t].ShapeSignatureAsNumpy()
+        return not isinstance(signature, int) and signature.size > 0 and int(signature[0]) == -1
 
     def _fold_op(self, i, kind, ins, op, opdef, values):
         if kind == "SHAPE":
@@ -423,8 +460,31 @@ class _Reader:
             if at1.ndim != 1:
                 self._fail(f"op {i} (RESHAPE): shape tensor has rank {at1.ndim}, expected 1")
             self.folded_tensors.add(ins[1])
-            return [ins[0]], {"new_shape": self._resolve_batch(i, at1, at2, ins[0])}
+            new_shape = self._resolve_batch(i, at1, at2, ins[0])
+            self._record_reshape_output(op, at1, ins[0])
+            return [ins[0]], {"new_shape": new_shape}
         return [ins[0]], self._graph_options(i, "RESHAPE", op)
+
+    def _record_reshape_output(self, op, at1: np.ndarray, x: int) -> None:
+        """The output's batch-1 shape is the folded shape at batch 1 (a -1 in it resolved).
+
+        Only where the file's output shape is dynamic (-1 in its signature):
+        the converter writes (1, 1) for the (N*H*W, C) that Keras' Dense on
+        a 4-D tensor reshapes to.
+        """
+        outputs = self._indices(op.OutputsAsNumpy())
+        if len(outputs) != 1 or not self._dynamic_lead(outputs[0]):
+            return
+        shape = [int(v) for v in at1]
+        size = int(np.prod(self.static_shapes.get(x, self._ints(self.raw_tensors[x].ShapeAsNumpy())), dtype=np.int64))
+        if shape.count(-1) == 1:
+            known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+            if known <= 0 or size % known:
+                return  # left as the file says: prepare reports the mismatch
+            shape[shape.index(-1)] = size // known
+        if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.int64)) != size:
+            return
+        self.static_shapes[outputs[0]] = tuple(shape)  # recorded even if the file agrees: it stops _propagate_rows
 
     def _resolve_batch(self, i: int, at1: np.ndarray, at2: np.ndarray, x: int) -> list[int]:
         """The batch-dependent entry becomes -1; a -1 beside it becomes its size."""
