@@ -7,7 +7,6 @@ import math
 import numpy as np
 
 from edgecnn.int8.rules import quantize_input
-from edgecnn.model.sequential import Sequential
 
 
 def sqnr_db(signal_energy: float, noise_energy: float) -> float:
@@ -19,7 +18,7 @@ def sqnr_db(signal_energy: float, noise_energy: float) -> float:
     return 10.0 * math.log10(signal_energy / noise_energy)
 
 
-def layer_sqnr(model: Sequential, qm, x: np.ndarray, run_intermediates, batch_size: int = 500) -> list[dict]:
+def layer_sqnr(model, qm, x: np.ndarray, run_intermediates, batch_size: int = 500) -> list[dict]:
     """SQNR in dB of every float layer's output against its int8 tensor, over the images `x`.
 
     `run_intermediates(int8 batch) -> {tensor index: values}` executes the int8
@@ -32,12 +31,13 @@ def layer_sqnr(model: Sequential, qm, x: np.ndarray, run_intermediates, batch_si
     noise = np.zeros(len(qm.layer_tensors))
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
-        floats = model.forward_trace(xb.astype(np.float32))
+        float_model = qm.float_model if qm.float_model is not None else model
+        floats = dict(zip((n.name for n in float_model.nodes), float_model.forward_trace(xb.astype(np.float32))))
         ints = run_intermediates(quantize_input(xb, inp.scale[0], inp.zero_point[0]))
         for j, (name, t, factor) in enumerate(qm.layer_tensors):
             tensor = g.tensors[t]
             deq = factor * np.float64(tensor.scale[0]) * (ints[t].astype(np.float64) - tensor.zero_point[0])
-            f = floats[j].astype(np.float64).reshape(deq.shape)
+            f = floats[name].astype(np.float64).reshape(deq.shape)
             signal[j] += float(np.sum(f * f))
             noise[j] += float(np.sum((f - deq) ** 2))
     return [{"name": name, "sqnr_db": round(sqnr_db(s, n), 2)}
