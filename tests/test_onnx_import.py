@@ -443,3 +443,41 @@ def test_trained_lenet5_roundtrips_and_quantizes_via_cli(tmp_path, lenet5_path, 
     assert rc == 0, err
     s = json.loads(stdout)
     assert s["arch"] == "onnx:lenet5" and s["total_params"] == 61706 and len(s["layers"]) == 8
+
+
+# ----------------------------------------------------------------------------- hostile attributes and metadata
+
+@pytest.mark.parametrize("attrs, needles", [
+    ({"kernel_shape": [2, 2], "strides": [0, 0], "auto_pad": "SAME_UPPER"}, ["strides", "1.."]),
+    ({"kernel_shape": [2, 2], "strides": [2**62, 1]}, ["strides"]),
+    ({"kernel_shape": [2, 2], "pads": [0, 0, 2**40, 0]}, ["pads"]),
+    ({"kernel_shape": [2**31, 2]}, ["kernel_shape"]),
+    ({"kernel_shape": [2, 2], "dilations": [-1, 1]}, ["dilations"]),
+])
+def test_hostile_pool_attributes_are_one_clear_error(attrs, needles):
+    with pytest.raises(ModelError) as e:
+        import_onnx(small_net("MaxPool", **attrs).model().SerializeToString())
+    assert_one_line(e, "'bad'", *needles)
+
+
+def test_hostile_conv_stride_and_huge_input_are_bounded():
+    rng = np.random.default_rng(0)
+    g = GraphBuilder(["N", 1, 8, 8])
+    g.op("Conv", randw(rng, 2, 1, 3, 3), name="conv", kernel_shape=[3, 3], strides=[2**62, 1])
+    g.op("Flatten")
+    with pytest.raises(ModelError) as e:
+        import_onnx(g.model().SerializeToString())
+    assert_one_line(e, "strides")
+    g = GraphBuilder(["N", 1, 2**30, 2**30])
+    g.op("Flatten")
+    with pytest.raises(ModelError) as e:
+        import_onnx(g.model().SerializeToString())
+    assert_one_line(e, "at most")
+
+
+def test_deeply_nested_labels_metadata_is_one_clear_error():
+    g = small_net()
+    g.metadata["labels"] = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(ModelError) as e:
+        import_onnx(g.model().SerializeToString())
+    assert_one_line(e, "labels")

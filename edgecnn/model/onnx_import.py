@@ -38,6 +38,12 @@ class OnnxImportError(ModelError):
 # The batch size inside constant-folded shape values (Shape -> Gather -> Concat -> Reshape).
 _BATCH = np.iinfo(np.int64).min + 7
 
+# Hostile-input bounds: far above any LeNet-class CNN, far below what overflows int32 or memory.
+MAX_INPUT_SIDE = 4096
+MAX_INPUT_ELEMENTS = 1 << 24
+MAX_WINDOW = 1024  # kernel sides, strides, dilations and pads
+INT32_MAX = 2**31 - 1
+
 _FOLDABLE = ("Constant", "Identity", "Reshape", "Transpose", "Cast", "Unsqueeze", "Squeeze", "Concat", "Gather")
 _SKIPPED = ("Identity", "Dropout")
 _ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
@@ -60,6 +66,11 @@ def import_onnx(source, name: str | None = None) -> Sequential:
         return _Converter(onnx, proto, arch).run()
     except EdgecnnError as exc:
         raise type(exc)(f"{stem}: {exc}") from None
+    except (ValueError, TypeError, OverflowError, ArithmeticError, IndexError, KeyError, RecursionError,
+            MemoryError) as exc:
+        # The named checks above cover every malformation we know; this keeps one we do not from
+        # becoming a traceback.
+        raise OnnxImportError(f"{stem}: malformed ONNX model ({type(exc).__name__}: {_first_line(exc)})") from None
 
 
 def _read(source) -> tuple[bytes, str]:
@@ -105,6 +116,18 @@ def _layer_name(text: str, used: set, fallback: str) -> str:
     return name
 
 
+def _bounded_ints(desc: str, what: str, values, lo: int, hi: int = MAX_WINDOW) -> tuple[int, ...]:
+    """Integer attribute values, each in lo..hi (hi <= int32): hostile files get one clear error."""
+    try:
+        out = tuple(int(v) for v in values)
+    except (TypeError, ValueError, OverflowError):
+        raise OnnxImportError(f"{desc}: {what} must be integers") from None
+    bad = [v for v in out if not lo <= v <= min(hi, INT32_MAX)]
+    if bad:
+        raise OnnxImportError(f"{desc}: {what} {list(out)} must each lie in {lo}..{min(hi, INT32_MAX)}")
+    return out
+
+
 def _pads_from_attrs(node_desc, attrs, in_hw, kernel, stride, dilation):
     """ONNX auto_pad / pads -> edgecnn padding: "valid", "same" or (top, bottom, left, right)."""
     auto = attrs.get("auto_pad", b"NOTSET")
@@ -120,8 +143,8 @@ def _pads_from_attrs(node_desc, attrs, in_hw, kernel, stride, dilation):
             pads.append((small, big) if auto == "SAME_UPPER" else (big, small))  # SAME_UPPER is TFLite's SAME
         pads = (pads[0][0], pads[0][1], pads[1][0], pads[1][1])
     elif auto == "NOTSET":
-        p = [int(v) for v in attrs.get("pads", [0, 0, 0, 0])]
-        if len(p) != 4 or min(p) < 0:
+        p = list(_bounded_ints(node_desc, "pads", attrs.get("pads", [0, 0, 0, 0]), 0))
+        if len(p) != 4:
             raise OnnxImportError(f"{node_desc}: pads {p} are not 4 values >= 0 of a 2-D window")
         pads = (p[0], p[2], p[1], p[3])  # ONNX: [top, left, bottom, right]
     else:
@@ -200,6 +223,9 @@ class _Converter:
         c, h, w = dims[1:]
         if not all(isinstance(d, int) and d > 0 for d in (c, h, w)):
             raise OnnxImportError(f"input {inp.name!r} has shape {dims}; C, H and W must be fixed sizes")
+        if max(c, h, w) > MAX_INPUT_SIDE or c * h * w > MAX_INPUT_ELEMENTS:
+            raise OnnxImportError(f"input {inp.name!r} has shape {dims}; edgecnn imports inputs of at most "
+                                  f"{MAX_INPUT_SIDE} per side and {MAX_INPUT_ELEMENTS:,} values")
         self.shape = (h, w, c)
         self.batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
         return (h, w, c)
@@ -210,7 +236,7 @@ class _Converter:
             return [str(i) for i in range(classes)]
         try:
             labels = json.loads(props["labels"])
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
             labels = None
         if not isinstance(labels, list) or not all(isinstance(s, str) for s in labels):
             raise OnnxImportError("metadata 'labels' is not a JSON list of strings")
@@ -362,17 +388,17 @@ class _Converter:
         if wt.ndim != 4:
             raise UnsupportedOpError(f"{desc}: only 2-D convolutions import (the weight is {wt.ndim}-D)")
         m, cg, kh, kw = wt.shape
-        groups = int(a.get("group", 1))
-        if list(a.get("kernel_shape", [kh, kw])) != [kh, kw]:
+        (groups,) = _bounded_ints(desc, "group", [a.get("group", 1)], 1, INT32_MAX)
+        if list(_bounded_ints(desc, "kernel_shape", a.get("kernel_shape", [kh, kw]), 1)) != [kh, kw]:
             raise OnnxImportError(f"{desc}: kernel_shape {a['kernel_shape']} does not match the weight {list(wt.shape)}")
         if groups < 1 or c % groups or cg * groups != c or m % groups:
             raise OnnxImportError(f"{desc}: weight {list(wt.shape)} with group={groups} does not fit {c} input channels")
         b = self._weight(desc, node, 2, "bias", optional=True)
         if b is not None and b.shape != (m,):
             raise OnnxImportError(f"{desc}: bias shape {list(b.shape)} is not [{m}]")
-        stride = tuple(int(s) for s in a.get("strides", (1, 1)))
-        dilation = tuple(int(d) for d in a.get("dilations", (1, 1)))
-        if len(stride) != 2 or len(dilation) != 2 or min(stride + dilation) < 1:
+        stride = _bounded_ints(desc, "strides", a.get("strides", (1, 1)), 1)
+        dilation = _bounded_ints(desc, "dilations", a.get("dilations", (1, 1)), 1)
+        if len(stride) != 2 or len(dilation) != 2:
             raise OnnxImportError(f"{desc}: strides {list(stride)} / dilations {list(dilation)} are not 2 values >= 1")
         padding = _pads_from_attrs(desc, a, (h, w), (kh, kw), stride, dilation)
         layer = Conv2D(m, (kh, kw), stride, padding, dilation, groups, name=node.name or "conv")
@@ -482,11 +508,11 @@ class _Converter:
         if op.startswith("Global"):
             cls = MaxPool2D if op == "GlobalMaxPool" else AvgPool2D
             return self._add(desc, cls((h, w), (h, w), "valid", name=node.name or "pool"))
-        kernel = tuple(int(k) for k in a.get("kernel_shape", ()))
-        stride = tuple(int(s) for s in a.get("strides", (1, 1)))  # ONNX default stride is 1, not the window
+        kernel = _bounded_ints(desc, "kernel_shape", a.get("kernel_shape", ()), 1)
+        stride = _bounded_ints(desc, "strides", a.get("strides", (1, 1)), 1)  # ONNX default stride is 1, not the window
         if len(kernel) != 2 or len(stride) != 2:
             raise UnsupportedOpError(f"{desc}: only 2-D pooling imports (kernel_shape {list(kernel)})")
-        if any(int(d) != 1 for d in a.get("dilations", (1, 1))):
+        if any(d != 1 for d in _bounded_ints(desc, "dilations", a.get("dilations", (1, 1)), 1)):
             raise UnsupportedOpError(f"{desc}: dilated pooling does not import")
         padding = _pads_from_attrs(desc, a, (h, w), kernel, stride, (1, 1))
         if int(a.get("ceil_mode", 0)):
