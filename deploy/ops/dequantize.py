@@ -22,11 +22,11 @@ def _prepare(ctx) -> Prepared:
         raise ctx.fail(f"input {x.name} is {x.dtype}; edgecnn dequantizes int8 or uint8", UnsupportedOpError)
     if output.dtype != "float32":
         raise ctx.fail(f"output {output.name} is {output.dtype}; DEQUANTIZE gives float32", UnsupportedOpError)
-    ctx.activation(x, "input", x.dtype)
-    ctx.activation(output, "output", "float32")
     if x.scale.size > 1:
         raise ctx.fail(f"input {x.name} is quantized per channel; edgecnn dequantizes per-tensor activations only",
                        UnsupportedOpError)  # fmt: skip
+    ctx.activation(x, "input", x.dtype)
+    ctx.activation(output, "output", "float32")
     ctx.check_output_shape(output, x.shape)
     info = np.iinfo(x.dtype)
     params = DequantizeParams(float(np.float32(x.scale[0])), ctx.zero_point(x, int(info.min), int(info.max)))

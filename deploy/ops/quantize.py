@@ -36,9 +36,11 @@ def _prepare(ctx) -> Prepared:
                        UnsupportedOpError)  # fmt: skip
     if x.dtype not in ("float32",) + _QUANTIZED:
         raise ctx.fail(f"input {x.name} is {x.dtype}; edgecnn quantizes float32, int8 or uint8", UnsupportedOpError)
+    _per_tensor(ctx, output, "output")
+    if x.dtype != "float32":
+        _per_tensor(ctx, x, "input")
     ctx.activation(x, "input", x.dtype)
     ctx.activation(output, "output", output.dtype)
-    _per_tensor(ctx, output, "output")
     ctx.check_output_shape(output, x.shape)
     qmin, qmax = _range(output.dtype)
     out_zp = ctx.zero_point(output, qmin, qmax)
@@ -46,7 +48,6 @@ def _prepare(ctx) -> Prepared:
         # The kernel divides by float32(scale): keep the float32 value, exactly, as a Python float.
         params = AffineQuantizeParams(float(np.float32(output.scale[0])), out_zp, qmin, qmax)
     else:
-        _per_tensor(ctx, x, "input")
         in_zp = ctx.zero_point(x, *_range(x.dtype))
         # effective = double(in_s) / double(out_s), as quantize.cc computes it.
         multiplier, shift = ctx.multipliers([ctx.scale(x) / ctx.scale(output)])
