@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import edgecnn
-from edgecnn.errors import CalibrationError, QuantizationError
+from edgecnn.errors import CalibrationError, QuantizationError, ShapeError
 from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.int8.rules import round_half_away
 from edgecnn.model.graph import INPUT
@@ -389,7 +389,10 @@ def _tflite_padding(layer, dilation) -> str:
     kernel = layer.kernel if isinstance(layer, Conv2D) else layer.size
     in_hw = layer.input_shape[:2]
     for name in ("VALID", "SAME"):
-        out_hw, pad = resolve_padding(name.lower(), in_hw, kernel, layer.stride, dilation)
+        try:
+            out_hw, pad = resolve_padding(name.lower(), in_hw, kernel, layer.stride, dilation)
+        except ShapeError:  # the window does not fit without padding
+            continue
         if tuple(pad) == tuple(layer.pad) and tuple(out_hw) == tuple(layer.output_shape[:2]):
             return name
     raise QuantizationError(f"{layer.name}: padding {layer.pad} is neither SAME nor VALID, which TFLite needs")
