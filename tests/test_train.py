@@ -153,3 +153,58 @@ def test_train_cli_bad_input(tmp_path, mnist_root, args, needle):
     rc, _, err = run_cli("train", *args, "--data", mnist_root, "--out", tmp_path / "m.npz")
     assert_clean_error(rc, err, needle)
     assert not (tmp_path / "m.npz").exists()
+
+
+def _tiny_graph(seed=0, channels=1):
+    """A residual block with BatchNorm: the graph case of everything above."""
+    from edgecnn.model import GraphBuilder
+    from edgecnn.model.merge_layers import Add
+    from edgecnn.model.norm_layers import BatchNorm
+
+    g = GraphBuilder((12, 12, channels))
+    x = g.add(Conv2D(8, 3, padding="same", name="stem"), g.input)
+    x = g.add(BatchNorm(name="stem_bn", activation="relu"), x)
+    y = g.add(Conv2D(8, 3, stride=2, padding="same", name="c1"), x)
+    y = g.add(BatchNorm(name="c1_bn", activation="relu"), y)
+    s = g.add(Conv2D(8, 1, stride=2, name="short"), x)
+    x = g.add(Add(name="add", activation="relu"), y, s)
+    x = g.add(Flatten(name="flat"), x)  # the classes are positions, which global pooling would erase
+    g.add(Dense(10, name="fc"), x)
+    return g.build().init_params(seed)
+
+
+def test_graph_with_batchnorm_trains_deterministically_and_resumes(tmp_path):
+    from edgecnn.model.checkpoint import load_checkpoint, save_checkpoint
+    from edgecnn.train.trainer import TrainState
+
+    x, y = _tiny_data()
+    x = np.repeat(x, 3, axis=3)  # colour input
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.01, seed=2)
+    a, b = _tiny_graph(2, 3), _tiny_graph(2, 3)
+    state = train(a, (x, y), (x, y), cfg, progress=False)
+    assert state.history[-1]["test_accuracy"] > 0.8  # measured in eval mode, running statistics
+    assert not np.array_equal(a.node("stem_bn").layer.buffers["mean"], np.zeros(8))
+
+    def stop_after_first(model, state, opt):
+        if state.epoch == 1:
+            save_checkpoint(tmp_path / "g.npz", model, {"epoch": 1}, opt.state())
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(b, (x, y), (x, y), cfg, progress=False, on_epoch=stop_after_first)
+    resumed, saved, opt_state = load_checkpoint(tmp_path / "g.npz", with_state=True)
+    train(resumed, (x, y), (x, y), cfg, state=TrainState(epoch=saved["epoch"]), opt_state=opt_state, progress=False)
+    for (k, p), (_, q) in zip(list(a.named_params()) + list(a.named_buffers()),
+                              list(resumed.named_params()) + list(resumed.named_buffers())):
+        assert p.tobytes() == q.tobytes(), k
+
+
+def test_train_cli_resnet8_takes_the_dataset_shape(tmp_path, mnist_root):
+    from edgecnn.model.checkpoint import load_checkpoint
+
+    out = tmp_path / "r.npz"
+    rc, stdout, err = run_cli("train", "--arch", "resnet8", "--data", mnist_root, "--epochs", "1", "--limit", "256",
+                              "--out", out, "--json")
+    assert rc == 0, err
+    model = load_checkpoint(out)
+    assert model.arch == "resnet8" and model.input_shape == (28, 28, 1)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edgecnn.cli.common import (add_command, add_data_args, data_folder, emit_json, labels_for, load_lenet_split, nonnegative_float,
-                                nonnegative_int, positive_float, positive_int)
+from edgecnn.cli.common import (add_command, add_data_args, data_folder, emit_json, labels_for, load_images,
+                                nonnegative_float, nonnegative_int, positive_float, positive_int)
 
 
 def register(sub) -> None:
     p = add_command(sub, "train", help="train a float model with the reference trainer",
                        description="Train a LeNet-class model on an IDX dataset and save a float checkpoint (.npz).")
-    p.add_argument("--arch", required=True, help="lenet5 or lenet5-classic")
+    p.add_argument("--arch", required=True, help="lenet5, lenet5-classic, resnet8, dscnn or mobilenet-v1")
     add_data_args(p)
     p.add_argument("--epochs", type=positive_int, default=10, help="passes over the training set")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per optimizer step")
@@ -45,8 +45,12 @@ def run(args) -> int:
         raise EdgecnnError(f"--out must name a .npz checkpoint, got {out.name}")
     build(args.arch)  # an unknown name fails here, before any data is read
     check_writable(out)  # fail now, not after the first epoch
-    x_train, y_train, _ = load_lenet_split(args, "train", args.limit)
-    x_test, y_test, _ = load_lenet_split(args, "test")
+    from edgecnn.train.inputs import model_input
+
+    # the model's input shape comes from the data (LeNets: padded to 32x32x1)
+    x_train, y_train = load_images(args, "train", args.limit)
+    x_test, y_test = load_images(args, "test")
+    x_train, x_test = model_input(args.arch, x_train), model_input(args.arch, x_test)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                          weight_decay=args.weight_decay, schedule=args.schedule,
                          augment_shift=args.augment_shift, seed=args.seed)
@@ -61,7 +65,7 @@ def run(args) -> int:
         state = TrainState(epoch=saved.get("epoch", 0), seconds=saved.get("seconds", 0.0),
                            history=saved.get("history", []))
     else:
-        model = build(args.arch, labels=labels_for(args.dataset))
+        model = build(args.arch, labels=labels_for(args.dataset), input_shape=x_train.shape[1:])
         model.init_params(args.seed)
 
     def checkpoint(model, state, opt):

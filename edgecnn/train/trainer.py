@@ -1,4 +1,7 @@
-"""Mini-batch training of a Sequential model with softmax cross-entropy.
+"""Mini-batch training of a float graph (Sequential or Graph) with softmax cross-entropy.
+
+BatchNorm layers run in train mode (batch statistics, running averages updated)
+during the training steps and in eval mode for every accuracy figure.
 
 Deterministic by construction: each epoch's shuffle and augmentation draw
 from a generator seeded by (seed, epoch), parameters start from `seed`, and
@@ -14,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgecnn.errors import ShapeError, TrainingError
-from edgecnn.model.sequential import Sequential
+from edgecnn.model.graph import Graph
 from edgecnn.progress import progress_bar
 from edgecnn.train.augment import random_shift
 from edgecnn.train.optim import lr_at, make_optimizer
@@ -40,14 +43,14 @@ class TrainState:
     history: list = field(default_factory=list)  # per epoch: loss, train_acc, test_acc, seconds
 
 
-def accuracy(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
+def accuracy(model: Graph, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
     if len(x) == 0:
         return float("nan")
     logits = model.predict(x, batch_size)
     return float(np.mean(np.argmax(logits, axis=1) == y))
 
 
-def train(model: Sequential, train_xy, test_xy, config: TrainConfig, *, state: TrainState | None = None,
+def train(model: Graph, train_xy, test_xy, config: TrainConfig, *, state: TrainState | None = None,
           opt_state: dict | None = None, progress: bool | None = None, on_epoch=None) -> TrainState:
     """Train in place. `on_epoch(model, state, optimizer)` runs after each epoch (checkpointing)."""
     from edgecnn.tuning import tune_process
