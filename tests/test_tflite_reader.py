@@ -175,3 +175,25 @@ def test_files_without_edgecnn_metadata_read_as_empty():
     back = read_tflite(raw_model([raw_tensor(t) for t in graph.tensors], ops, graph.inputs, graph.outputs))
     assert back.metadata == {}
     assert back.ops[0].options == {"fused_activation_function": "NONE", "keep_num_dims": False}
+
+
+@pytest.mark.parametrize("metadata,message", [
+    ({"labels": 5}, "'labels' must be a list of strings"),
+    ({"labels": ["a", 3]}, "'labels' must be a list of strings"),
+    ({"preprocessing": "x"}, "'preprocessing' must be a JSON object"),
+    ({"preprocessing": {"pad": -1}}, "'pad' must be an int"),
+    ({"preprocessing": {"std": [0.0]}}, "'std' must be positive"),
+])
+def test_metadata_with_wrong_types_is_refused(metadata, message):
+    from edgecnn.deploy.tflite.metadata import decode_edgecnn_metadata, encode_edgecnn_metadata
+
+    with pytest.raises(TFLiteFormatError, match=message):
+        decode_edgecnn_metadata(encode_edgecnn_metadata(metadata, "0"), "m.tflite")
+
+
+def test_deeply_nested_metadata_is_refused():
+    from edgecnn.deploy.tflite.metadata import decode_edgecnn_metadata
+
+    raw = b'{"magic": "edgecnn-tflite-metadata", "format_version": 1, "metadata": {"x": ' + b"[" * 100000 + b"]" * 100000 + b"}}"
+    with pytest.raises(TFLiteFormatError, match="nested too deeply"):
+        decode_edgecnn_metadata(raw, "m.tflite")

@@ -26,6 +26,7 @@ EDGECNN_MAGIC = "edgecnn-tflite-metadata"
 # reader refuses a newer major version rather than guess at preprocessing.
 METADATA_FORMAT_VERSION = 1
 MIN_RUNTIME_NAME = "min_runtime_version"
+MAX_METADATA_BYTES = 1 << 20  # labels and preprocessing fit easily; anything bigger is not ours
 MIN_RUNTIME_BYTES = 16
 
 # Builtin op names <-> codes, from the schema bindings (no hand-typed numbers).
@@ -68,10 +69,14 @@ def encode_edgecnn_metadata(metadata: dict, writer_version: str) -> bytes:
 
 def decode_edgecnn_metadata(raw: bytes, source: str) -> dict:
     """The graph's metadata dict back from an "edgecnn" buffer."""
+    if len(raw) > MAX_METADATA_BYTES:
+        raise TFLiteFormatError(f"{source}: edgecnn metadata is {len(raw)} bytes, more than {MAX_METADATA_BYTES}")
     try:
         envelope = json.loads(bytes(raw).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise TFLiteFormatError(f"{source}: edgecnn metadata is not valid JSON ({e})") from None
+    except RecursionError:
+        raise TFLiteFormatError(f"{source}: edgecnn metadata is nested too deeply") from None
     if not isinstance(envelope, dict) or envelope.get("magic") != EDGECNN_MAGIC:
         raise TFLiteFormatError(f"{source}: edgecnn metadata has no edgecnn magic")
     version = envelope.get("format_version")
@@ -83,4 +88,30 @@ def decode_edgecnn_metadata(raw: bytes, source: str) -> dict:
     metadata = envelope.get("metadata", {})
     if not isinstance(metadata, dict):
         raise TFLiteFormatError(f"{source}: edgecnn metadata is not a JSON object")
+    _check_known_keys(metadata, source)
     return metadata
+
+
+def _check_known_keys(metadata: dict, source: str) -> None:
+    """The keys edgecnn acts on must have the types it acts on; other keys pass through untouched."""
+    labels = metadata.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(v, str) for v in labels)):
+        raise TFLiteFormatError(f"{source}: edgecnn metadata 'labels' must be a list of strings")
+    prep = metadata.get("preprocessing")
+    if prep is None:
+        return
+    if not isinstance(prep, dict):
+        raise TFLiteFormatError(f"{source}: edgecnn metadata 'preprocessing' must be a JSON object")
+    for key in ("pad",):
+        if key in prep and (isinstance(prep[key], bool) or not isinstance(prep[key], int) or not 0 <= prep[key] <= 4096):
+            raise TFLiteFormatError(f"{source}: edgecnn metadata preprocessing '{key}' must be an int in [0, 4096]")
+    for key in ("scale", "zero_point"):
+        if key in prep and (isinstance(prep[key], bool) or not isinstance(prep[key], (int, float))):
+            raise TFLiteFormatError(f"{source}: edgecnn metadata preprocessing '{key}' must be a number")
+    for key in ("mean", "std"):
+        value = prep.get(key)
+        if value is not None and not (isinstance(value, list) and value
+                                      and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise TFLiteFormatError(f"{source}: edgecnn metadata preprocessing '{key}' must be a list of numbers")
+        if key == "std" and value is not None and any(v <= 0 for v in value):
+            raise TFLiteFormatError(f"{source}: edgecnn metadata preprocessing 'std' must be positive")
