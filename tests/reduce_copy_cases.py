@@ -89,3 +89,22 @@ def numba_equals_litert(graph: Int8Graph, batch: int = 3, seed: int = 0) -> int:
     got = np.asarray(Runtime(graph).run(x))
     assert_same(got, want, "Numba vs LiteRT BUILTIN_REF")
     return want.size
+
+
+def litert_ref_multi(graph: Int8Graph, xs: list[np.ndarray]) -> np.ndarray:
+    """LiteRT BUILTIN_REF on a graph with several int8 inputs (one output), straight through the interpreter."""
+    from edgecnn.deploy.litert import load_interpreter_module, native_stderr_quiet
+
+    module = load_interpreter_module()
+    with native_stderr_quiet():
+        interpreter = module.Interpreter(model_content=to_bytes(graph),
+                                         experimental_op_resolver_type=module.OpResolverType.BUILTIN_REF)  # fmt: skip
+        details = interpreter.get_input_details()
+        for d, x in zip(details, xs):
+            interpreter.resize_tensor_input(d["index"], list(x.shape))
+        interpreter.allocate_tensors()
+    by_name = {d["name"]: d["index"] for d in details}
+    for t, x in zip(graph.inputs, xs):
+        interpreter.set_tensor(by_name[graph.tensors[t].name], np.ascontiguousarray(x))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
