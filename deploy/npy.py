@@ -69,7 +69,7 @@ def read_npy_bytes(data: bytes, name: str = "<npy>", max_bytes: int = MAX_DATA_B
                        f"the file has {len(body)}")
     flat = np.frombuffer(body, dtype=dtype, count=count)
     array = flat.reshape(shape, order="F" if fortran else "C")
-    return np.ascontiguousarray(array, dtype=dtype.newbyteorder("="))
+    return np.array(array, dtype=dtype.newbyteorder("="), order="C")  # a copy: writable, native, 0-d stays 0-d
 
 
 def _parse_header(header: str, name: str) -> tuple[np.dtype, bool, tuple[int, ...]]:

@@ -109,15 +109,15 @@ class _GzipStream:
         out = bytearray()
         try:
             while len(out) < n:
-                if self.z.unconsumed_tail:
-                    out += self.z.decompress(self.z.unconsumed_tail, n - len(out))
-                    continue
-                if self.z.eof:
+                if self.z.eof:  # checked first: a finished member keeps its leftovers in unused_data
                     rest = self.z.unused_data or self.f.read(CHUNK)
                     if not rest.strip(b"\0"):  # padding after the last member, as gzip(1) allows
                         break
                     self.z = zlib.decompressobj(wbits=31)  # another gzip member follows
                     out += self.z.decompress(rest, n - len(out))
+                    continue
+                if self.z.unconsumed_tail:
+                    out += self.z.decompress(self.z.unconsumed_tail, n - len(out))
                     continue
                 chunk = self.f.read(CHUNK)
                 if not chunk:
