@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from conftest import run_cli
+
+pytestmark = pytest.mark.slow  # trains on all of MNIST
 
 
 def test_demo_one_epoch(tmp_path, mnist_root):
@@ -17,3 +23,14 @@ def test_demo_one_epoch(tmp_path, mnist_root):
     for exact in ("litert-ref", "onnxruntime", "c"):
         assert rows[exact][-3] == "100.00%", stdout  # identical to numba on every output row
     assert float(rows["float"][1].rstrip("%")) > 95.0
+
+
+def test_demo_json(tmp_path, mnist_root):
+    rc, stdout, err = run_cli("demo", "--data", mnist_root, "--epochs", "1", "--out", tmp_path / "d", "--quiet",
+                              "--json")
+    assert rc == 0, err
+    doc = json.loads(stdout)
+    assert doc["data"] == str(mnist_root / "mnist") and doc["epochs"] == 1
+    rows = {r["backend"]: r for r in doc["rows"]}
+    assert rows["litert-ref"]["identical_to_numba"] == "100.00%" and rows["float"]["accuracy"] > 0.95
+    assert all(p.startswith(str(tmp_path / "d")) for p in doc["written"])
