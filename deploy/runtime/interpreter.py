@@ -7,6 +7,8 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
+from edgecnn.deploy.runtime.cpu import GEMM_PORTABLE, GEMM_VNNI, kernel_choice
+from edgecnn.deploy.runtime.plan import Unsupported, build_plan
 from edgecnn.deploy.runtime.prepare import PreparedOp, prepare_graph
 from edgecnn.errors import ModelError, ShapeError
 from edgecnn.int8.graph import Int8Graph
@@ -24,6 +26,11 @@ def _numba_threads(count: int):
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+@contextmanager
+def _no_change():
+    yield
 
 
 class Runtime:
@@ -62,6 +69,17 @@ class Runtime:
         # After op i, the buffers no later op (and no graph output) reads.
         self._release = [[t for t in dict.fromkeys(op.inputs) if last_use.get(t, -1) == i and t not in graph.outputs]
                          for i, op in enumerate(self.ops)]  # fmt: skip
+        # The whole-graph executor (executor.py), when it covers every op; else the per-op path below.
+        self.kernels = kernel_choice()
+        self.plan = None
+        self.fallback_reason = "EDGECNN_KERNELS=legacy" if self.kernels == "legacy" else None
+        if self.kernels != "legacy":
+            try:
+                self.plan = build_plan(graph, self.ops)
+            except Unsupported as exc:
+                self.fallback_reason = str(exc)
+        self._gemm = GEMM_VNNI if self.kernels == "vnni" else GEMM_PORTABLE
+        self._buffers: dict[int, tuple] = {}  # slices -> (arenas, im2col blocks, int32 scratch), made once
 
     def _shape(self, tensor_index: int, images: int) -> tuple[int, ...]:
         shape = self.graph.tensors[tensor_index].shape
@@ -137,9 +155,45 @@ class Runtime:
             stop = min(start + self.chunk_size, images)
             yield start, stop, [a[start:stop] for a in arrays]
 
+    def _scratch(self, slices: int) -> tuple:
+        """Per-thread arena and scratch for `slices` threads, allocated on first use and kept."""
+        if slices not in self._buffers:
+            p = self.plan
+            self._buffers[slices] = (np.zeros((slices, p.arena_bytes), np.int8), np.zeros((slices, p.a_bytes), np.uint8),
+                                     np.zeros((slices, p.c_words), np.int32))  # fmt: skip
+        return self._buffers[slices]
+
+    def _run_plan(self, array: np.ndarray) -> list[np.ndarray]:
+        """All outputs through the executor: one compiled call (two threads: one parallel region)."""
+        from edgecnn.deploy.runtime.executor import run_plan, run_plan_parallel
+
+        p, g = self.plan, self.graph
+        images = array.shape[0]
+        x = array.reshape(-1)
+        out = np.empty((images, p.out_row), np.int8)
+        flat = out.reshape(-1)
+        threads = self._threads(images) if images >= 2 * p.group else 1
+        args = (p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, x, flat)
+        if threads == 1:
+            arenas, a, c = self._scratch(1)
+            run_plan(*args, 0, images, p.group, arenas[0], a[0], c[0], self._gemm)
+        else:
+            arenas, a, c = self._scratch(threads)
+            with _numba_threads(threads) if numba.get_num_threads() < threads else _no_change():
+                run_plan_parallel(*args, images, p.group, arenas, a, c, self._gemm)
+        if len(g.outputs) == 1:
+            return [out.reshape((images,) + tuple(g.tensors[g.outputs[0]].shape[1:]))]
+        results, position = [], 0
+        for t, size in zip(g.outputs, p.output_sizes):
+            results.append(out[:, position:position + size].reshape((images,) + tuple(g.tensors[t].shape[1:])))
+            position += size
+        return results
+
     def run_all(self, x) -> list[np.ndarray]:
         """Every graph output, as a list in the graph's output order."""
         arrays = self._check_inputs(x)
+        if self.plan is not None:
+            return self._run_plan(arrays[0])
         images = arrays[0].shape[0]
         g = self.graph
         results = [np.empty((images,) + tuple(g.tensors[t].shape[1:]), dtype=g.tensors[t].dtype) for t in g.outputs]

@@ -1,0 +1,85 @@
+"""The whole-graph executor: one compiled call runs a plan (plan.py) over a batch.
+
+`run_plan` walks the op table for a group of up to `group` images at a time (the
+arena holds one group's tensors, laid out once per model), dispatching on each
+row's opcode to the module-level kernels in fast_conv.py and fast_ops.py: no
+Python between ops, no params objects, no allocation. `run_plan_parallel` splits
+the images into one contiguous slice per thread, each with its own arena and
+scratch (one parallel region per call; Runtime uses it only for larger batches).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from edgecnn.deploy.runtime import fast_conv, fast_ops
+
+# Opcodes (column 0 of the op table).
+OP_GEMM, OP_DEPTHWISE, OP_MAX_POOL, OP_AVERAGE_POOL, OP_COPY, OP_SOFTMAX, OP_ADD_SUB, OP_MEAN_HW, OP_LOOKUP = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9)
+
+_U = np.uint64
+
+
+@njit(cache=True)
+def _run_group(ops, arena, images, a, c, i8p, w8p, i32p, i64p, f64p, kind):
+    for i in range(ops.shape[0]):
+        op = ops[i]
+        code = op[0]
+        if code == OP_GEMM:
+            fast_conv.conv_gemm(op, arena, images, a, c, w8p, i32p, i64p, f64p, kind)
+        elif code == OP_DEPTHWISE:
+            fast_ops.depthwise(op, arena, images, c, i32p, i64p)
+        elif code == OP_MAX_POOL:
+            fast_ops.pool(op, arena, images, c, False)
+        elif code == OP_AVERAGE_POOL:
+            fast_ops.pool(op, arena, images, c, True)
+        elif code == OP_COPY:
+            fast_ops.copy(op, arena, images)
+        elif code == OP_SOFTMAX:
+            fast_ops.softmax(op, arena, images)
+        elif code == OP_ADD_SUB:
+            fast_ops.add_sub(op, arena, images)
+        elif code == OP_MEAN_HW:
+            fast_ops.mean_hw(op, arena, images, c)
+        elif code == OP_LOOKUP:
+            fast_ops.lookup(op, arena, images, i8p)
+
+
+@njit(cache=True)
+def run_plan(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, first, count, group, arena, a, c, kind):
+    """Images first .. first+count-1 of x (int8, flat) through the plan; their outputs into out (flat).
+
+    io rows: [arena offset, bytes per image, position in an output row] for the input (row 0)
+    and each output (rows 1..); an output row of `out` holds every output of one image.
+    """
+    in_off, in_size = io[0, 0], io[0, 1]
+    out_row = 0
+    for k in range(1, io.shape[0]):
+        out_row += io[k, 1]
+    for start in range(first, first + count, group):
+        images = min(group, first + count - start)
+        src = _U(start * in_size)
+        for j in range(images * in_size):
+            arena[_U(in_off + j)] = x[src + _U(j)]
+        _run_group(ops, arena, images, a, c, i8p, w8p, i32p, i64p, f64p, kind)
+        for k in range(1, io.shape[0]):
+            off, size, pos = io[k, 0], io[k, 1], io[k, 2]
+            for image in range(images):
+                dst = _U((start + image) * out_row + pos)
+                s = _U(off + image * size)
+                for j in range(size):
+                    out[dst + _U(j)] = arena[s + _U(j)]
+
+
+@njit(parallel=True, cache=True)
+def run_plan_parallel(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, count, group, arenas, a_s, c_s, kind):
+    """run_plan over `count` images split into one contiguous slice per arena (per thread)."""
+    slices = arenas.shape[0]
+    per = (count + slices - 1) // slices
+    for t in prange(slices):
+        first = t * per
+        n = min(per, count - first)
+        if n > 0:
+            run_plan(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, first, n, group, arenas[t], a_s[t], c_s[t], kind)

@@ -1,0 +1,234 @@
+"""CONV_2D and FULLY_CONNECTED as one int8 GEMM: im2col blocks, packed weights, fused requantization.
+
+The plan (plan.py) turns each layer into C[m][c] = sum_k A[m][k] * W[k][c] over
+m = the output pixels of the images in flight (FC: the input rows) and c = the output
+channels, with k = (filter_y, filter_x, in_channel) in the filter's OHWI order.
+
+Unsigned activations: A holds x + 128 (uint8), because vpdpbusd multiplies u8 by s8.
+TFLite's sum is sum_k w*(x - zp) + bias = sum_k w*(x + 128) - (128 + zp)*sum_k w + bias,
+so plan.py folds (128 + zp)*sum_k w into the bias once per layer (`folded bias`). A tap
+outside the image reads zp + 128 (the `pad byte`): its term w*(zp + 128) is cancelled by
+the fold, i.e. it adds exactly the 0 that TFLite's skipped tap adds. The fold and every
+sum wrap in int32 (mod 2^32), so the result is TFLite's int32 accumulator, bit for bit.
+
+Blocks of up to `block_rows` pixels are gathered into A (K padded to a multiple of 4 with
+zero weights), multiplied by the packed weights (vnni.py on AVX-512 VNNI, plain loops
+elsewhere), and requantized straight from the int32 block into the int8 output:
+- CONV (and FC in "integer" mode): MultiplyByQuantizedMultiplier in one rounding shift,
+  see `requantize_one` (proved equal to TFLite's two roundings).
+- FC in "float" mode: round_half_away(float64(acc) * effective_scale), as LiteRT >= 1.3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from edgecnn.deploy.runtime.cpu import GEMM_VNNI
+from edgecnn.deploy.runtime.fully_connected import round_half_away_to_int32
+from edgecnn.deploy.runtime.vnni import dpbusd_tile
+
+_U = np.uint64
+
+# Fields of a CONV/FC row in the plan's op table (plan.py writes them).
+F_IN, F_OUT = 1, 3
+F_IN_H, F_IN_W, F_CIN, F_OUT_H, F_OUT_W, F_COUT = 4, 5, 6, 7, 8, 9
+F_KH, F_KW, F_SH, F_SW, F_DH, F_DW, F_PAD_T, F_PAD_L = 10, 11, 12, 13, 14, 15, 16, 17
+F_PAD_BYTE, F_K, F_KP, F_CP = 18, 19, 20, 21
+F_W8, F_BIAS, F_RQ, F_ACT_MIN, F_ACT_MAX, F_OUT_ZP, F_FLOAT, F_EFF, F_W32, F_BLOCK = (
+    22, 23, 24, 25, 26, 27, 28, 29, 30, 31)
+FIELDS = 32
+
+# Per-channel requantization constants in the int64 pool: 5 arrays of Cp entries each.
+RQ_MULT, RQ_LEFT, RQ_TOTAL, RQ_ROUND_POS, RQ_ROUND_NEG = 0, 1, 2, 3, 4
+RQ_ARRAYS = 5
+
+
+def requant_constants(multiplier: int, shift: int) -> tuple[int, int, int, int, int]:
+    """(M, left, total_shift, round_pos, round_neg) for `requantize_one` (plain Python, plan time).
+
+    TFLite computes s = SRDHM(x * 2^left, M) = floor((P + 2^30) / 2^31) with P = (x << left) * M,
+    then RDBPOT(s, e), e = right shift, which rounds half away from zero:
+        s >= 0: floor((s + 2^(e-1)) / 2^e)        s < 0: floor((s + 2^(e-1) - 1) / 2^e)
+    For integers a, c and m, n > 0, floor((floor(a/m) + c)/n) = floor((a + c*m)/(m*n)), so
+        result = (P + 2^30 + c * 2^31) >> (31 + e),  c = 2^(e-1) (s >= 0) or 2^(e-1) - 1 (s < 0),
+    and s < 0 exactly when P + 2^30 < 0, i.e. P < -2^30. With e = 0 there is no second rounding
+    (c = 0). |P| < 2^62 and the constants are below 2^62, so the int64 sum cannot overflow.
+    SRDHM saturates only for x = M = INT32_MIN; M >= 0 here, so never. Tested exhaustively-ish
+    against fixedpoint.multiply_by_quantized_multiplier in tests/test_fast_kernels.py.
+    """
+    left = max(shift, 0)
+    right = max(-shift, 0)
+    if right > 0:
+        round_pos = (1 << 30) + (1 << (30 + right))
+        round_neg = round_pos - (1 << 31)
+    else:
+        round_pos = round_neg = 1 << 30
+    return int(multiplier), left, 31 + right, round_pos, round_neg
+
+
+@njit(cache=True, inline="always")
+def wrap32(v):
+    """v mod 2^32 as a signed int32 value (held in int64): what C's int32 arithmetic leaves."""
+    return ((v + 2147483648) & 4294967295) - 2147483648
+
+
+@njit(cache=True, inline="always")
+def requantize_one(acc, mult, left, total, round_pos, round_neg):
+    """MultiplyByQuantizedMultiplier(acc, M, shift) with TFLite's two roundings, as one shift (see above)."""
+    x = acc
+    if left > 0:
+        x = wrap32(x << left)  # TFLite's x * (1 << left) in int32 wraps
+    p = x * mult
+    return (p + (round_neg if p < -1073741824 else round_pos)) >> total
+
+
+@njit(cache=True)
+def _im2col(op, arena, in_base, first, rows, a):
+    """A[i][k] = (input tap k of output pixel first + i) + 128, or the pad byte outside the image.
+
+    Pixels count over all images in flight: m = (image * out_h + out_y) * out_w + out_x.
+    """
+    in_h, in_w, cin = op[F_IN_H], op[F_IN_W], op[F_CIN]
+    out_h, out_w = op[F_OUT_H], op[F_OUT_W]
+    kh, kw, sh, sw, dh, dw = op[F_KH], op[F_KW], op[F_SH], op[F_SW], op[F_DH], op[F_DW]
+    pad_t, pad_l = op[F_PAD_T], op[F_PAD_L]
+    pad = np.uint8(op[F_PAD_BYTE])
+    k, kp = op[F_K], op[F_KP]
+    pixels = out_h * out_w
+    image_size = in_h * in_w * cin
+    for i in range(rows):
+        m = first + i
+        image = m // pixels
+        rest = m - image * pixels
+        out_y = rest // out_w
+        out_x = rest - out_y * out_w
+        dst = _U(i * kp)
+        src_image = in_base + image * image_size
+        for fy in range(kh):
+            in_y = out_y * sh - pad_t + fy * dh
+            for fx in range(kw):
+                in_x = out_x * sw - pad_l + fx * dw
+                if in_y < 0 or in_y >= in_h or in_x < 0 or in_x >= in_w:
+                    for c in range(cin):
+                        a[dst + _U(c)] = pad
+                else:
+                    src = _U(src_image + (in_y * in_w + in_x) * cin)
+                    for c in range(cin):
+                        a[dst + _U(c)] = np.uint8(np.int32(arena[src + _U(c)]) + 128)
+                dst += _U(cin)
+        for t in range(k, kp):
+            a[_U(i * kp + t)] = 0
+
+
+@njit(cache=True)
+def _rows_copy(op, arena, in_base, first, rows, a):
+    """1x1, stride 1, no padding (pointwise convs, FC): A's rows are the input rows, + 128."""
+    k, kp = op[F_K], op[F_KP]
+    for i in range(rows):
+        src = _U(in_base + (first + i) * k)
+        dst = _U(i * kp)
+        for t in range(k):
+            a[dst + _U(t)] = np.uint8(np.int32(arena[src + _U(t)]) + 128)
+        for t in range(k, kp):
+            a[dst + _U(t)] = 0
+
+
+@njit(cache=True)
+def _gemm_vnni(a, rows4, kp, w8, w_start, cp, c):
+    """c[r][ch] = sum_k a[r][k] * w[k][ch] for rows4 rows (a multiple of 4), all cp channels."""
+    k4 = kp // 4
+    for chunk in range((cp + 63) // 64):
+        tiles = min(4, (cp - chunk * 64) // 16)
+        w_chunk = w_start + chunk * k4 * 256  # earlier chunks are full: 4 tiles of 64 bytes per k4
+        for r in range(0, rows4, 4):
+            if tiles == 4:
+                dpbusd_tile(a, r * kp, kp, w8, w_chunk, k4, c, r * cp + chunk * 64, cp, 4, 4)
+            elif tiles == 3:
+                dpbusd_tile(a, r * kp, kp, w8, w_chunk, k4, c, r * cp + chunk * 64, cp, 4, 3)
+            elif tiles == 2:
+                dpbusd_tile(a, r * kp, kp, w8, w_chunk, k4, c, r * cp + chunk * 64, cp, 4, 2)
+            else:
+                dpbusd_tile(a, r * kp, kp, w8, w_chunk, k4, c, r * cp + chunk * 64, cp, 4, 1)
+
+
+@njit(cache=True)
+def _gemm_portable(a, rows4, k, kp, w32, w_start, cp, c):
+    """The same product with plain loops: 4 rows at a time, channels innermost (LLVM vectorizes them).
+
+    Overflow: |a * w| <= 255 * 128 < 2^15; np.int32 keeps each product and sum in wrapping int32.
+    """
+    for r in range(0, rows4, 4):
+        c0, c1, c2, c3 = _U(r * cp), _U((r + 1) * cp), _U((r + 2) * cp), _U((r + 3) * cp)
+        for ch in range(cp):
+            q = _U(ch)
+            c[c0 + q] = 0
+            c[c1 + q] = 0
+            c[c2 + q] = 0
+            c[c3 + q] = 0
+        for t in range(k):
+            x0 = np.int32(a[_U(r * kp + t)])
+            x1 = np.int32(a[_U((r + 1) * kp + t)])
+            x2 = np.int32(a[_U((r + 2) * kp + t)])
+            x3 = np.int32(a[_U((r + 3) * kp + t)])
+            wrow = _U(w_start + t * cp)
+            for ch in range(cp):
+                q = _U(ch)
+                w = w32[wrow + q]
+                c[c0 + q] += np.int32(x0 * w)
+                c[c1 + q] += np.int32(x1 * w)
+                c[c2 + q] += np.int32(x2 * w)
+                c[c3 + q] += np.int32(x3 * w)
+
+
+@njit(cache=True)
+def _epilogue(op, c, rows, first, arena, out_base, i32p, i64p, f64p):
+    """Bias (folded) -> requantize -> output zero point -> clamp -> int8, from the int32 block."""
+    cout, cp = op[F_COUT], op[F_CP]
+    bias, rq = op[F_BIAS], op[F_RQ]
+    act_min, act_max, out_zp = op[F_ACT_MIN], op[F_ACT_MAX], op[F_OUT_ZP]
+    if op[F_FLOAT]:
+        eff = op[F_EFF]
+        for i in range(rows):
+            dst = _U(out_base + (first + i) * cout)
+            for ch in range(cout):
+                acc = wrap32(np.int64(c[_U(i * cp + ch)]) + i32p[_U(bias + ch)])
+                v = round_half_away_to_int32(np.float64(acc) * f64p[_U(eff + ch)]) + out_zp
+                arena[dst + _U(ch)] = min(max(v, act_min), act_max)
+        return
+    mult = _U(rq + RQ_MULT * cp)
+    left = _U(rq + RQ_LEFT * cp)
+    total = _U(rq + RQ_TOTAL * cp)
+    rpos = _U(rq + RQ_ROUND_POS * cp)
+    rneg = _U(rq + RQ_ROUND_NEG * cp)
+    for i in range(rows):
+        dst = _U(out_base + (first + i) * cout)
+        for ch in range(cout):
+            q = _U(ch)
+            acc = wrap32(np.int64(c[_U(i * cp + ch)]) + i32p[_U(bias + ch)])
+            v = requantize_one(acc, i64p[mult + q], i64p[left + q], i64p[total + q], i64p[rpos + q], i64p[rneg + q])
+            v += out_zp
+            arena[dst + q] = min(max(v, act_min), act_max)
+
+
+@njit(cache=True)
+def conv_gemm(op, arena, images, a, c, w8p, i32p, i64p, f64p, kind):
+    """One CONV_2D / FULLY_CONNECTED layer for `images` images held in the arena (see module doc)."""
+    in_base, out_base = op[F_IN], op[F_OUT]
+    k, kp, cp = op[F_K], op[F_KP], op[F_CP]
+    total = images * op[F_OUT_H] * op[F_OUT_W]
+    block = op[F_BLOCK]
+    direct = (op[F_KH] == 1 and op[F_KW] == 1 and op[F_SH] == 1 and op[F_SW] == 1 and op[F_PAD_T] == 0
+              and op[F_PAD_L] == 0 and op[F_IN_H] == op[F_OUT_H] and op[F_IN_W] == op[F_OUT_W])  # fmt: skip
+    for first in range(0, total, block):
+        rows = min(block, total - first)
+        rows4 = (rows + 3) // 4 * 4  # padding rows: computed from stale bytes, never stored
+        if direct:
+            _rows_copy(op, arena, in_base, first, rows, a)
+        else:
+            _im2col(op, arena, in_base, first, rows, a)
+        if kind == GEMM_VNNI:
+            _gemm_vnni(a, rows4, kp, w8p, op[F_W8], cp, c)
+        else:
+            _gemm_portable(a, rows4, k, kp, i32p, op[F_W32], cp, c)
+        _epilogue(op, c, rows, first, arena, out_base, i32p, i64p, f64p)

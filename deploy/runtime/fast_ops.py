@@ -1,0 +1,251 @@
+"""The executor's kernels for the ops around the GEMMs: depthwise conv, pools, ADD/SUB, MEAN, SOFTMAX, copies.
+
+Each works on `images` images held contiguously in the arena (tensor t of image i at
+offset(t) + i * size(t)), reads its fields from its row of the plan's op table (plan.py),
+and does TFLite's arithmetic (INT8.md); requantization uses fast_conv.requantize_one
+(TFLite's two roundings as one shift, proved there).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from edgecnn.deploy.runtime.fast_conv import (
+    F_ACT_MAX,
+    F_ACT_MIN,
+    F_BIAS,
+    F_CIN,
+    F_COUT,
+    F_DH,
+    F_DW,
+    F_IN,
+    F_IN_H,
+    F_IN_W,
+    F_KH,
+    F_KW,
+    F_OUT,
+    F_OUT_H,
+    F_OUT_W,
+    F_OUT_ZP,
+    F_PAD_L,
+    F_PAD_T,
+    F_RQ,
+    F_SH,
+    F_SW,
+    RQ_LEFT,
+    RQ_MULT,
+    RQ_ROUND_NEG,
+    RQ_ROUND_POS,
+    RQ_TOTAL,
+    requantize_one,
+    wrap32,
+)
+from edgecnn.deploy.runtime.pooling import divide_rounding_half_away
+from edgecnn.deploy.runtime.softmax import _softmax_row
+
+_U = np.uint64
+
+# DEPTHWISE_CONV_2D extra fields (the shape fields are fast_conv's).
+F_IN_OFFSET, F_DEPTH_MULT, F_PLANE_H, F_PLANE_W, F_WEXP = 18, 19, 20, 21, 22
+# Generic fields of the other ops.
+F_IN2, F_SIZE = 2, 4
+
+
+@njit(cache=True)
+def depthwise(op, arena, images, scratch, i32p, i64p):
+    """DEPTHWISE_CONV_2D: a padded int32 plane of x + input_offset, then whole output rows at a time.
+
+    plane[py][px][oc] = x[iy][ix][oc // depth_multiplier] + input_offset inside the image, 0 in
+    the padding (w * 0 adds nothing, as TFLite's skipped taps). Per output row and tap, the
+    row's out_w * C products use weights expanded along the row at plan time, so with stride 1
+    the multiply-accumulate is one contiguous loop that LLVM vectorizes.
+    Overflow: |w| <= 128, |x + offset| <= 255: each product < 2^15; int32 sums wrap like TFLite's.
+    """
+    in_h, in_w, cin = op[F_IN_H], op[F_IN_W], op[F_CIN]
+    out_h, out_w, cout = op[F_OUT_H], op[F_OUT_W], op[F_COUT]
+    kh, kw, sh, sw, dh, dw = op[F_KH], op[F_KW], op[F_SH], op[F_SW], op[F_DH], op[F_DW]
+    pad_t, pad_l = op[F_PAD_T], op[F_PAD_L]
+    in_offset, dm = op[F_IN_OFFSET], op[F_DEPTH_MULT]
+    plane_h, plane_w = op[F_PLANE_H], op[F_PLANE_W]
+    wexp, bias, rq = op[F_WEXP], op[F_BIAS], op[F_RQ]
+    act_min, act_max, out_zp = op[F_ACT_MIN], op[F_ACT_MAX], op[F_OUT_ZP]
+    row_len = out_w * cout
+    plane_len = plane_h * plane_w * cout
+    acc0 = _U(plane_len)  # the accumulator row follows the plane in scratch
+    mult = _U(rq + RQ_MULT * cout)
+    left = _U(rq + RQ_LEFT * cout)
+    total = _U(rq + RQ_TOTAL * cout)
+    rpos = _U(rq + RQ_ROUND_POS * cout)
+    rneg = _U(rq + RQ_ROUND_NEG * cout)
+    for image in range(images):
+        src_image = op[F_IN] + image * in_h * in_w * cin
+        dst_image = op[F_OUT] + image * out_h * out_w * cout
+        for j in range(plane_len):
+            scratch[_U(j)] = 0
+        for y in range(in_h):
+            for x in range(in_w):
+                src = _U(src_image + (y * in_w + x) * cin)
+                dst = _U(((pad_t + y) * plane_w + pad_l + x) * cout)
+                if dm == 1:
+                    for ch in range(cout):
+                        scratch[dst + _U(ch)] = np.int32(arena[src + _U(ch)]) + np.int32(in_offset)
+                else:
+                    for ch in range(cout):
+                        scratch[dst + _U(ch)] = np.int32(arena[src + _U(ch // dm)]) + np.int32(in_offset)
+        for out_y in range(out_h):
+            for j in range(row_len):
+                scratch[acc0 + _U(j)] = 0
+            for fy in range(kh):
+                plane_row = (out_y * sh + fy * dh) * plane_w
+                for fx in range(kw):
+                    w_row = _U(wexp + (fy * kw + fx) * row_len)
+                    start = _U((plane_row + fx * dw) * cout)
+                    if sw == 1:
+                        for j in range(row_len):
+                            q = _U(j)
+                            scratch[acc0 + q] += np.int32(i32p[w_row + q] * scratch[start + q])
+                    else:
+                        for out_x in range(out_w):
+                            s = start + _U(out_x * sw * cout)
+                            d = _U(out_x * cout)
+                            for ch in range(cout):
+                                q = _U(ch)
+                                scratch[acc0 + d + q] += np.int32(i32p[w_row + d + q] * scratch[s + q])
+            dst_row = _U(dst_image + out_y * row_len)
+            for out_x in range(out_w):
+                d = _U(out_x * cout)
+                for ch in range(cout):
+                    q = _U(ch)
+                    acc = wrap32(np.int64(scratch[acc0 + d + q]) + i32p[_U(bias) + q])
+                    v = requantize_one(acc, i64p[mult + q], i64p[left + q], i64p[total + q], i64p[rpos + q],
+                                       i64p[rneg + q]) + out_zp  # fmt: skip
+                    arena[dst_row + d + q] = min(max(v, act_min), act_max)
+
+
+@njit(cache=True)
+def pool(op, arena, images, scratch, average):
+    """MAX_POOL_2D / AVERAGE_POOL_2D: the window clipped to the image, channels innermost; no rescale."""
+    in_h, in_w, depth = op[F_IN_H], op[F_IN_W], op[F_CIN]
+    out_h, out_w = op[F_OUT_H], op[F_OUT_W]
+    fh, fw, sh, sw = op[F_KH], op[F_KW], op[F_SH], op[F_SW]
+    pad_t, pad_l = op[F_PAD_T], op[F_PAD_L]
+    act_min, act_max = op[F_ACT_MIN], op[F_ACT_MAX]
+    for image in range(images):
+        src_image = op[F_IN] + image * in_h * in_w * depth
+        dst_image = op[F_OUT] + image * out_h * out_w * depth
+        for out_y in range(out_h):
+            y0 = out_y * sh - pad_t
+            fy0, fy1 = max(0, -y0), min(fh, in_h - y0)
+            for out_x in range(out_w):
+                x0 = out_x * sw - pad_l
+                fx0, fx1 = max(0, -x0), min(fw, in_w - x0)
+                for ch in range(depth):
+                    scratch[_U(ch)] = 0 if average else -128
+                for fy in range(fy0, fy1):
+                    for fx in range(fx0, fx1):
+                        src = _U(src_image + ((y0 + fy) * in_w + x0 + fx) * depth)
+                        if average:  # Overflow: window-many int8 values, far below 2^24
+                            for ch in range(depth):
+                                scratch[_U(ch)] += np.int32(arena[src + _U(ch)])
+                        else:
+                            for ch in range(depth):
+                                scratch[_U(ch)] = max(scratch[_U(ch)], np.int32(arena[src + _U(ch)]))
+                dst = _U(dst_image + (out_y * out_w + out_x) * depth)
+                count = (fy1 - fy0) * (fx1 - fx0)
+                for ch in range(depth):
+                    v = np.int64(scratch[_U(ch)])
+                    if average:
+                        v = divide_rounding_half_away(v, count)
+                    arena[dst + _U(ch)] = min(max(v, act_min), act_max)
+
+
+@njit(cache=True)
+def copy(op, arena, images):
+    """RESHAPE: the bytes, unchanged."""
+    n = images * op[F_SIZE]
+    src, dst = _U(op[F_IN]), _U(op[F_OUT])
+    for j in range(n):
+        arena[dst + _U(j)] = arena[src + _U(j)]
+
+
+# SOFTMAX fields: rows per image, depth, input multiplier, input left shift, diff_min.
+F_SM_ROWS, F_SM_DEPTH, F_SM_MULT, F_SM_LEFT, F_SM_DIFF_MIN = 4, 5, 6, 7, 8
+
+
+@njit(cache=True)
+def softmax(op, arena, images):
+    """SOFTMAX over the last axis: softmax.py's row function, row by row."""
+    rows, depth = images * op[F_SM_ROWS], op[F_SM_DEPTH]
+    for r in range(rows):
+        _softmax_row(arena[op[F_IN]:], arena[op[F_OUT]:], r * depth, depth, op[F_SM_MULT], op[F_SM_LEFT],
+                     op[F_SM_DIFF_MIN])  # fmt: skip
+
+
+# ADD/SUB fields: size per image, the three offsets, the common left shift, three sets of
+# requantization constants (M, left, total, round_pos, round_neg), the SUB flag, the clamp.
+F_AB_IN1_OFF, F_AB_IN2_OFF, F_AB_OUT_OFF, F_AB_LEFT = 5, 6, 7, 8
+F_AB_RQ1, F_AB_RQ2, F_AB_RQO, F_AB_SUB = 9, 14, 19, 24
+
+
+@njit(cache=True)
+def add_sub(op, arena, images):
+    """ADD / SUB of two same-shape int8 tensors (no broadcast): TFLite's 8-bit add.h arithmetic.
+
+    Ranges: |x + offset| <= 255, << 20 gives < 2^28 (int32); each input multiplier is <= 1/2,
+    so the rescaled terms and their sum stay below 2^28.
+    """
+    n = images * op[F_SIZE]
+    in1, in2, out = _U(op[F_IN]), _U(op[F_IN2]), _U(op[F_OUT])
+    o1, o2, oo, ls = op[F_AB_IN1_OFF], op[F_AB_IN2_OFF], op[F_AB_OUT_OFF], op[F_AB_LEFT]
+    r1, r2, ro = F_AB_RQ1, F_AB_RQ2, F_AB_RQO
+    sub = op[F_AB_SUB]
+    act_min, act_max = op[F_ACT_MIN], op[F_ACT_MAX]
+    for j in range(n):
+        q = _U(j)
+        a = (np.int64(arena[in1 + q]) + o1) << ls
+        b = (np.int64(arena[in2 + q]) + o2) << ls
+        sa = requantize_one(a, op[r1], op[r1 + 1], op[r1 + 2], op[r1 + 3], op[r1 + 4])
+        sb = requantize_one(b, op[r2], op[r2 + 1], op[r2 + 2], op[r2 + 3], op[r2 + 4])
+        s = sa - sb if sub else sa + sb
+        v = requantize_one(s, op[ro], op[ro + 1], op[ro + 2], op[ro + 3], op[ro + 4]) + oo
+        arena[out + q] = min(max(v, act_min), act_max)
+
+
+# MEAN over height and width of NHWC: pixels per image, channels, zero points, requant constants.
+F_MEAN_PIXELS, F_MEAN_DEPTH, F_MEAN_IN_ZP, F_MEAN_OUT_ZP, F_MEAN_RQ = 4, 5, 6, 7, 8
+
+
+@njit(cache=True)
+def mean_hw(op, arena, images, scratch):
+    """MEAN over axes 1 and 2: clamp(MBQM(sum - zp_in * count) + zp_out), as reduce.py's mean.
+
+    Overflow: the sum of `pixels` int8 values is far below 2^31; wrapped like TFLite's int32 anyway.
+    """
+    pixels, depth = op[F_MEAN_PIXELS], op[F_MEAN_DEPTH]
+    in_zp, out_zp = op[F_MEAN_IN_ZP], op[F_MEAN_OUT_ZP]
+    r = F_MEAN_RQ
+    for image in range(images):
+        src = _U(op[F_IN] + image * pixels * depth)
+        for ch in range(depth):
+            scratch[_U(ch)] = 0
+        for p in range(pixels):
+            for ch in range(depth):
+                scratch[_U(ch)] += np.int32(arena[src + _U(p * depth + ch)])
+        dst = _U(op[F_OUT] + image * depth)
+        for ch in range(depth):
+            shifted = wrap32(np.int64(scratch[_U(ch)]) - in_zp * pixels)
+            v = requantize_one(shifted, op[r], op[r + 1], op[r + 2], op[r + 3], op[r + 4]) + out_zp
+            arena[dst + _U(ch)] = min(max(v, -128), 127)
+
+
+# LOGISTIC / TANH: size per image, the 256-entry table's offset in the int8 pool.
+F_LUT_TABLE = 5
+
+
+@njit(cache=True)
+def lookup(op, arena, images, i8p):
+    n = images * op[F_SIZE]
+    src, dst, table = _U(op[F_IN]), _U(op[F_OUT]), _U(op[F_LUT_TABLE])
+    for j in range(n):
+        arena[dst + _U(j)] = i8p[table + _U(np.int32(arena[src + _U(j)]) + 128)]

@@ -1,0 +1,87 @@
+"""The AVX-512 VNNI micro-kernel: a register tile of `rows` x (16 * `tiles`) int32 accumulators.
+
+    C[r][16*j + l] = sum over k of A[r][k] * B[k][16*j + l]     (A uint8, B int8, C int32)
+
+A holds `rows` rows of `lda` bytes (activations stored as x + 128, see fast_conv.py);
+B is packed [k4][tiles][16 lanes][4 bytes]: for every group of 4 k's, 64 bytes per zmm
+of 16 output channels. Per k4 step the tile broadcasts 4 bytes of each A row and issues
+rows * tiles `vpdpbusd` (llvm.x86.avx512.vpdpbusd.512: each lane adds four u8 x s8
+products to its int32). The accumulators are LLVM values kept in zmm registers
+(allocas promoted by mem2reg), so at 4 rows x 4 tiles the loop is 16 vpdpbusd, 4 loads
+of B and 4 broadcasts: compute-bound.
+
+Overflow: each vpdpbusd adds four products of at most 255 * 128 < 2^15, and the int32
+lanes wrap on overflow (the non-saturating form), exactly like TFLite's int32 sums.
+
+`rows` and `tiles` must be literal ints at the call site (the tile is unrolled at compile
+time). On a CPU without VNNI the intrinsic compiles to nothing, and cpu.py never picks
+it there; emitting the instruction would make LLVM abort on such a host.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+from edgecnn.deploy.runtime.cpu import HAS_VNNI
+
+_I8 = ir.IntType(8)
+_I32 = ir.IntType(32)
+_V16 = ir.VectorType(_I32, 16)
+
+
+@intrinsic
+def dpbusd_tile(typingctx, a, a_start, lda, b, b_start, k4, c, c_start, ldc, rows, tiles):
+    """C[c_start + r*ldc + 16*j + l] = sum_k A[a_start + r*lda + k] * B[...]: k runs over 4*k4 bytes."""
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(tiles, types.IntegerLiteral)):
+        return None
+    n_rows, n_tiles = rows.literal_value, tiles.literal_value
+    sig = types.void(a, a_start, lda, b, b_start, k4, c, c_start, ldc, rows, tiles)
+
+    def codegen(context, builder, signature, args):
+        if not HAS_VNNI:
+            return context.get_dummy_value()
+        a_arr, a_start_v, lda_v, b_arr, b_start_v, k4_v, c_arr, c_start_v, ldc_v = args[:9]
+        argtys = signature.args
+        intp = context.get_value_type(types.intp)
+
+        def as_intp(value, ty):
+            return context.cast(builder, value, ty, types.intp)
+
+        a_start_v, lda_v = as_intp(a_start_v, argtys[1]), as_intp(lda_v, argtys[2])
+        b_start_v, k4_v = as_intp(b_start_v, argtys[4]), as_intp(k4_v, argtys[5])
+        c_start_v, ldc_v = as_intp(c_start_v, argtys[7]), as_intp(ldc_v, argtys[8])
+        a_ptr = builder.bitcast(context.make_array(argtys[0])(context, builder, a_arr).data, _I8.as_pointer())
+        b_ptr = builder.bitcast(context.make_array(argtys[3])(context, builder, b_arr).data, _I8.as_pointer())
+        c_ptr = builder.bitcast(context.make_array(argtys[6])(context, builder, c_arr).data, _I32.as_pointer())
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16, _V16, _V16]),
+                                            "llvm.x86.avx512.vpdpbusd.512")  # fmt: skip
+        zero = ir.Constant(_V16, None)
+        accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(n_tiles)] for _ in range(n_rows)]
+        row_starts = [builder.add(a_start_v, builder.mul(lda_v, ir.Constant(intp, r))) for r in range(n_rows)]
+        mask = ir.Constant(ir.VectorType(_I32, 16), [0] * 16)
+        with cgutils.for_range(builder, k4_v) as loop:
+            k = loop.index
+            k_bytes = builder.mul(k, ir.Constant(intp, 4))
+            b_step = builder.add(b_start_v, builder.mul(k, ir.Constant(intp, 64 * n_tiles)))
+            weights = []
+            for j in range(n_tiles):
+                p = builder.gep(b_ptr, [builder.add(b_step, ir.Constant(intp, 64 * j))])
+                weights.append(builder.load(builder.bitcast(p, _V16.as_pointer()), align=1))
+            for r in range(n_rows):
+                p = builder.gep(a_ptr, [builder.add(row_starts[r], k_bytes)])
+                word = builder.load(builder.bitcast(p, _I32.as_pointer()), align=1)
+                one = builder.insert_element(ir.Constant(_V16, ir.Undefined), word, ir.Constant(_I32, 0))
+                broadcast = builder.shuffle_vector(one, ir.Constant(_V16, ir.Undefined), mask)
+                for j in range(n_tiles):
+                    acc = builder.load(accs[r][j])
+                    builder.store(builder.call(fn, [acc, broadcast, weights[j]]), accs[r][j])
+        for r in range(n_rows):
+            row = builder.add(c_start_v, builder.mul(ldc_v, ir.Constant(intp, r)))
+            for j in range(n_tiles):
+                p = builder.gep(c_ptr, [builder.add(row, ir.Constant(intp, 16 * j))])
+                builder.store(builder.load(accs[r][j]), builder.bitcast(p, _V16.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
