@@ -32,6 +32,7 @@ class Conv2dCache(NamedTuple):
     dilation: tuple
     groups: int
     path: str  # "dense" (the kernel covers the whole input), "wide" (stride 1), "phases" or "direct"
+    phase_cache: object = None  # "phases": the stride-1 conv's own cache (over the phase image)
 
 
 def _check_conv(x, w, b, groups):
@@ -118,8 +119,8 @@ def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), gr
         return y.reshape(n_img, 1, 1, c_out), Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "dense")
     if stride != (1, 1) and dilation == (1, 1):
         geo = _phase_geometry(x.shape, w.shape, stride, pad, groups)
-        y, _ = conv2d_forward(_to_phases(x, geo), _phase_weights(w, geo), b, groups=groups)
-        return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "phases")
+        y, inner = conv2d_forward(_to_phases(x, geo), _phase_weights(w, geo), b, groups=groups)
+        return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "phases", inner)
     y = np.empty((n_img, oh, ow, c_out), dtype=x.dtype)
     if stride == (1, 1):
         g = _wide_geometry(x.shape, w.shape, pad, dilation, groups)
@@ -137,7 +138,7 @@ def conv2d_backward(dy, cache, need_dx=True):
 
     need_dx=False skips dx (returns None): the first layer's input needs no gradient.
     """
-    x, w, has_bias, stride, pad, dilation, groups, path = cache
+    x, w, has_bias, stride, pad, dilation, groups, path, inner = cache
     n_img, h, wd, c_in = x.shape
     c_out, kh, kw, cg = w.shape
     og = c_out // groups
@@ -152,9 +153,7 @@ def conv2d_backward(dy, cache, need_dx=True):
         return (flat_dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), db
     if path == "phases":
         geo = _phase_geometry(x.shape, w.shape, stride, pad, groups)
-        xph, wph = _to_phases(x, geo), _phase_weights(w, geo)
-        dxph, dwph, db = conv2d_backward(dy, conv2d_forward(xph, wph, None, groups=groups)[1]._replace(
-            has_bias=has_bias), need_dx)
+        dxph, dwph, db = conv2d_backward(dy, inner, need_dx)
         return (_from_phases(dxph, x.shape, geo) if need_dx else None), _phase_weights_back(dwph, w.shape, geo), db
     dx = np.empty_like(x) if need_dx else None
     if path == "wide":
