@@ -9,6 +9,8 @@ block_h * block_w rows; the runtime keeps each image's rows together, LiteRT
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,6 +21,7 @@ from tflite_models import GraphBuilder
 
 from edgecnn.deploy.litert import LiteRTRunner
 from edgecnn.deploy.ops import REGISTRY
+from edgecnn.deploy.ops.space_batch_common import restore_block_batches
 from edgecnn.deploy.runtime import Runtime
 from edgecnn.deploy.runtime.prepare import prepare_op
 from edgecnn.deploy.tflite import read_tflite, to_bytes
@@ -192,3 +195,29 @@ def test_refusals_name_the_op():
     with pytest.raises(ShapeError, match="non-negative"):
         prepare_op(single_op("SPACE_TO_BATCH_ND", x, activation("y", (4, 2, 2, 1)),
                              [block, int32_constant("paddings", [[-1, 1], [0, 0]])]), 0)  # fmt: skip
+
+
+def converter_style(graph: Int8Graph) -> Int8Graph:
+    """What the TensorFlow converter records: batch 1 for every tensor, also between S2B and B2S."""
+    g = copy.deepcopy(graph)
+    for t in g.tensors:
+        if not t.is_constant and t.shape:
+            t.shape = (1,) + tuple(t.shape[1:])
+    return g
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_converter_files_with_batch_1_between_s2b_and_b2s(batch):
+    """Read such a file, restore the block batches, and run it bit-exact with LiteRT (which recomputes shapes)."""
+    graph = example_graph(np.random.default_rng(5))
+    data = to_bytes(converter_style(graph))
+    read = read_tflite(data)
+    with pytest.raises(ShapeError, match=r"SPACE_TO_BATCH_ND.*converter.*restore_block_batches"):
+        prepare_op(read, 1)
+    restored = restore_block_batches(read)
+    assert [t.shape for t in restored.tensors] == [t.shape for t in graph.tensors]
+    x = random_batch(restored, batch, seed=batch)
+    want = LiteRTRunner(data, "ref").run(x)
+    assert np.array_equal(Runtime(restored).run(x), want)
+    assert restore_block_batches(restored) is restored and [t.shape for t in restored.tensors] == [
+        t.shape for t in graph.tensors]  # edgecnn's own shapes are left alone

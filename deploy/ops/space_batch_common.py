@@ -59,3 +59,50 @@ def spatial_dims(shape) -> tuple[int, int]:
 
 def with_spatial(shape, batch: int, height: int, width: int) -> tuple:
     return (batch, height, width, shape[-1]) if len(shape) == 4 else (batch, height, shape[-1])
+
+
+def restore_block_batches(graph):
+    """Give the tensors between SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND their real static batch; returns graph.
+
+    The TensorFlow converter records a dynamic batch as 1 everywhere, also
+    after SPACE_TO_BATCH_ND, where one image is block_h * block_w rows (LiteRT
+    recomputes shapes when it loads a model, so the file still runs there).
+    edgecnn's shapes are static: each tensor's batch is rows per image. This
+    multiplies the recorded batch of S2B's output, and of every activation
+    computed from it up to the BATCH_TO_SPACE_ND that folds it back, by
+    prod(block_shape) when the file recorded the input's batch there.
+    Files edgecnn writes already have the real batch and are left alone.
+    A `.tflite` reader calls this once, after building the graph.
+    """
+    from edgecnn.deploy.ops import REGISTRY
+    from edgecnn.deploy.ops.base import ACTIVATION, ANY
+
+    factors: dict[int, int] = {}  # tensor index -> rows per recorded row
+    for op in graph.ops:
+        opdef = REGISTRY.get(op.kind)
+        if op.kind == "SPACE_TO_BATCH_ND" and len(op.inputs) == 3 and graph.tensors[op.inputs[1]].is_constant:
+            x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+            blocks = int(np.prod(graph.tensors[op.inputs[1]].data, dtype=np.int64))
+            inherited = factors.get(op.inputs[0], 1)
+            if blocks > 1 and x.shape and y.shape and y.shape[0] == x.shape[0]:  # recorded without the blocks
+                factors[op.outputs[0]] = inherited * blocks
+            continue
+        if opdef is None:
+            continue
+        fed = [factors[t] for pos, t in enumerate(op.inputs)
+               if t in factors and opdef.operand(pos).kind in (ACTIVATION, ANY)]  # fmt: skip
+        if not fed:
+            continue
+        factor = max(fed)
+        if op.kind == "BATCH_TO_SPACE_ND":
+            blocks = int(np.prod(graph.tensors[op.inputs[1]].data, dtype=np.int64)) if len(op.inputs) > 1 else 1
+            factor = factor // blocks if blocks > 0 and factor % blocks == 0 else 1
+            if factor <= 1:
+                continue
+        for t in op.outputs:
+            factors[t] = factor
+    for t, factor in factors.items():
+        tensor = graph.tensors[t]
+        if factor > 1 and tensor.shape:
+            tensor.shape = (tensor.shape[0] * factor,) + tuple(tensor.shape[1:])
+    return graph

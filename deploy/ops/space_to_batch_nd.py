@@ -22,8 +22,12 @@ def _prepare(ctx) -> Prepared:
         raise ctx.fail(f"the padded size {padded_h}x{padded_w} is not a multiple of the block {block_h}x{block_w}",
                        ShapeError)  # fmt: skip
     batch = x.shape[0]
-    ctx.check_output_shape(output, with_spatial(x.shape, batch * block_h * block_w, padded_h // block_h,
-                                                padded_w // block_w))  # fmt: skip
+    expected = with_spatial(x.shape, batch * block_h * block_w, padded_h // block_h, padded_w // block_w)
+    if output.shape[0] == batch and block_h * block_w > 1 and tuple(output.shape[1:]) == expected[1:]:
+        raise ctx.fail(f"output {output.name} records batch {batch}, but holds {block_h * block_w} rows per input "
+                       "row (a TensorFlow converter file: space_batch_common.restore_block_batches fixes it)",
+                       ShapeError)  # fmt: skip
+    ctx.check_output_shape(output, expected)
     params = SpaceToBatchParams(block_h, block_w, top, left, ctx.zero_point(output), batch)
     return Prepared(params, (ctx.op.inputs[0],))
 
