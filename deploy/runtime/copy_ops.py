@@ -53,7 +53,12 @@ def concatenation(params, *operands) -> None:
 
 @njit(cache=True)
 def pad(params, input_shape, input_data, output_shape, output_data):
-    """Fill with pad_value, then copy each innermost input row to its place in the output."""
+    """Fill with pad_value, then copy each contiguous input run to its place in the output.
+
+    A run spans the last padded dimension and every unpadded one after it: those
+    inner dimensions have the same strides in the input and the output, so
+    ZeroPadding2D (H and W padded, C not) copies W * C bytes at a time.
+    """
     # Unpack params.
     before, after, pad_value = params.before, params.after, params.pad_value
     # Check shapes.
@@ -65,23 +70,28 @@ def pad(params, input_shape, input_data, output_shape, output_data):
             raise ValueError("pad: output shape is not the padded input shape")
     if input_data.size != np.prod(np.array(input_shape)) or output_data.size != np.prod(np.array(output_shape)):
         raise ValueError("pad: data does not match its shape")
-    # Output strides, row-major.
+    # Output strides, row-major; the run's outermost dimension k.
     out_strides = np.ones(rank, np.int64)
     for d in range(rank - 2, -1, -1):
         out_strides[d] = out_strides[d + 1] * output_shape[d + 1]
-    # Loops: the border first, then each input row (the last dimension) in place.
+    k = 0
+    for d in range(rank):
+        if before[d] != 0 or after[d] != 0:
+            k = d
+    run = 1
+    for d in range(k, rank):
+        run *= input_shape[d]
+    # Loops: the border first, then each run in place.
     output_data[:] = pad_value
-    row = input_shape[rank - 1]
-    if row == 0:
+    if run == 0:
         return
-    rows = input_data.size // row
-    index = np.zeros(rank, np.int64)  # coordinates of the current input row (last one unused)
-    for r in range(rows):
-        start = before[rank - 1]
-        for d in range(rank - 1):
+    index = np.zeros(rank, np.int64)  # coordinates of the current run in dimensions 0 .. k-1
+    for r in range(input_data.size // run):
+        start = before[k] * out_strides[k]
+        for d in range(k):
             start += (index[d] + before[d]) * out_strides[d]
-        output_data[start : start + row] = input_data[r * row : (r + 1) * row]
-        d = rank - 2  # odometer step over the row coordinates
+        output_data[start : start + run] = input_data[r * run : (r + 1) * run]
+        d = k - 1  # odometer step over dimensions 0 .. k-1
         while d >= 0:
             index[d] += 1
             if index[d] < input_shape[d]:
