@@ -139,3 +139,23 @@ def test_non_image_model_runs_on_npy(feature_model, tmp_path):
     rc, stdout, err = run_cli("predict", feature_model, tmp_path / "x.npy", "--json")
     assert rc == 0, err
     assert len(json.loads(stdout)[0]["outputs"]) == 640
+
+
+@pytest.mark.parametrize("backend", ["numba", "litert"])
+def test_int8_feature_model_runs_on_npy(tmp_path, backend):
+    """An int8 autoencoder-like model: [1, 640] in, [1, 640] out; predict, bench and eval behave."""
+    from edgecnn.deploy.tflite import write_tflite
+    from tflite_models import GraphBuilder
+
+    g = GraphBuilder(np.random.default_rng(0), (1, 640))
+    g.fully_connected(32, "RELU").fully_connected(640)
+    model = tmp_path / "ae.tflite"
+    write_tflite(g.build(), model)
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).uniform(0, 1, (1, 640)).astype(np.float32))
+    np.save(tmp_path / "q.npy", np.zeros(640, np.int8))
+    rc, stdout, err = run_cli("predict", model, tmp_path / "x.npy", tmp_path / "q.npy", "--backend", backend, "--json")
+    assert rc == 0, err
+    rows = json.loads(stdout)
+    assert [len(r["outputs"]) for r in rows] == [640, 640]
+    rc, stdout, err = run_cli("bench", model, "--backend", backend, "--seconds", "0.1", "--json")
+    assert rc == 0, err

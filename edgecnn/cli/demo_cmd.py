@@ -132,12 +132,13 @@ def _compare(npz, tflite, onnx, images, labels, np, quiet: bool = False):
             continue
         set_threads(b.name, COMPARE_THREADS)
         y, secs = run_in_chunks(b, images, name, show=False if quiet else None)
-        del b
+        is_int8 = b.is_int8
+        del b  # one back end in memory at a time
         acc = float(np.mean(np.argmax(y, 1) == labels))
         if name == "numba":
             reference = y
         agree = ""
-        if b.is_int8 and reference is not None:
+        if is_int8 and reference is not None:
             agree = f"{np.mean(np.all(y == reference, axis=1)):.2%}"
         rows.append((name, acc, agree, Path(path).stat().st_size, len(labels) / secs))
     x_int8 = None
