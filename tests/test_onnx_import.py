@@ -412,6 +412,7 @@ def edgecnn_to_onnx(model) -> onnx.ModelProto:
     return lenet5_onnx({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in p.items()})
 
 
+@pytest.mark.slow
 def test_trained_lenet5_roundtrips_and_quantizes_via_cli(tmp_path, lenet5_path, mnist_root, mnist_test):
     from edgecnn.data.datasets import lenet_input
     from edgecnn.model.checkpoint import load_checkpoint
