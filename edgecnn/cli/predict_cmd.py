@@ -19,8 +19,9 @@ def register(sub) -> None:
                                 "composited, dark-on-light drawings are inverted (see --invert), and images "
                                 "larger than the model's input are framed like MNIST digits. Models whose "
                                 "input is not an image take .npy files of the input's shape.")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("model", metavar="MODEL", help=".tflite (int8), .npz (float) or .onnx (from `edgecnn export`)")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="PNG, JPEG, PGM, BMP, GIF, TIFF or WebP images, or .npy arrays")
     p.add_argument("--backend", default=None,
                    help="numba, litert, litert-ref, litert-builtin (.tflite) or float (.npz); "
                         "default: numba when installed, else litert; float for .npz, onnxruntime for .onnx")
