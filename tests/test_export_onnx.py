@@ -145,15 +145,35 @@ def test_lenet5_random_weights_and_metadata(tmp_path):
 
 
 @pytest.mark.parametrize("beta", [1.0, 0.25, 4.0])
-@pytest.mark.parametrize("depth", [1, 2, 10, 511])
+@pytest.mark.parametrize("depth", [1, 2, 10, 511, 1000, 4001])
 def test_softmax_rows_bit_exact(depth, beta, rng):
-    """Flat rows, near-ties, saturated rows and the longest supported row (the sum near 2^28)."""
-    g = GraphBuilder(np.random.default_rng(depth), (1, 2, 2, depth), 0.05, 3)
+    """Flat rows, near-ties, saturated rows, and rows of ImageNet's 1,000 classes and longer."""
+    long = depth >= 512  # a flat row's Q12.19 sum would reach 2^28, where TFLite aborts (tested below)
+    g = GraphBuilder(np.random.default_rng(depth), (1, 2, 2, depth), 0.5 if long else 0.05, 3)
     g.softmax(beta)
     graph = g.build()
     x = random_input(graph, 40, depth)
-    x[0], x[1], x[2] = 127, -128, np.arange(x[2].size).reshape(x[2].shape) % 7 - 128
+    if not long:
+        x[0], x[1], x[2] = 127, -128, np.arange(x[2].size).reshape(x[2].shape) % 7 - 128
+    else:  # logits spread like a trained head's, one clear winner per row in x[0]
+        x[0, ..., 7] = 127
     assert_exact(graph, x)
+
+
+def test_softmax_row_that_tflite_aborts_on_fails_the_run():
+    """512 equal maxima make the Q12.19 sum 2^28: TFLite's final shift would be 32, and it aborts.
+    The runtime raises, and onnxruntime refuses the run rather than give an output."""
+    g = GraphBuilder(np.random.default_rng(0), (1, 1000), 0.1, 0)
+    graph = g.softmax(1.0).build()
+    model = to_onnx(graph)
+    x = random_input(graph, 3, 1)
+    assert np.array_equal(run_onnx(model, x), Runtime(graph).run(x))
+    flat = np.zeros((1, 1000), np.int8)
+    with pytest.raises(Exception) as raised:  # Numba wraps an error raised inside prange in a SystemError
+        Runtime(graph).run(flat)
+    assert "softmax: row too long" in str(raised.value) + str(raised.value.__cause__)
+    with pytest.raises(Exception, match="out of (data )?bounds"):
+        run_onnx(model, flat)
 
 
 def test_unsupported_ops_are_refused_clearly():
@@ -163,8 +183,8 @@ def test_unsupported_ops_are_refused_clearly():
     graph.ops[1].kind = "SQUEEZE"
     with pytest.raises(UnsupportedOpError, match=r"op 1 \(SQUEEZE\): SQUEEZE is not supported by the ONNX"):
         to_onnx(graph)
-    g = GraphBuilder(np.random.default_rng(0), (1, 1, 1, 600))
-    with pytest.raises(UnsupportedOpError, match="SOFTMAX.*600"):
+    g = GraphBuilder(np.random.default_rng(0), (1, 1, 1, 8192))
+    with pytest.raises(UnsupportedOpError, match="SOFTMAX.*8192"):
         to_onnx(g.softmax().build())
 
 
@@ -229,7 +249,7 @@ def test_cli_unsupported_op_is_one_clean_line(tmp_path, mnist_root):
     from edgecnn.deploy.tflite import to_bytes
 
     g = GraphBuilder(np.random.default_rng(0), (1, 32, 32, 1))
-    g.conv2d(1, 5, 5, padding="SAME").flatten().softmax()  # rows of 1024: beyond the exporter's softmax
+    g.conv2d(8, 5, 5, padding="SAME").flatten().softmax()  # rows of 8192: beyond the exporter's softmax
     tfl = tmp_path / "softmax.tflite"
     tfl.write_bytes(to_bytes(g.build()))
     rc, _, err = run_cli("export", tfl, "--out", tmp_path / "s.onnx")

@@ -6,16 +6,20 @@ table, so the C file holds only integers (plus the binary64 FULLY_CONNECTED
 scales in the default fc_rescale="float" mode, because TFLite's reference
 kernel itself rescales in floating point there).
 
-The file holds:
+This module names no op: each op's registration (`deploy/ops/<op>.py`)
+gives a C hook, `c(emit, step) -> CSource`, and its kernel text (`c_blocks`);
+see docs/ops.md. The file holds:
 - a header comment starting with the magic line "edgecnn-c v1";
 - #defines for the input/output sizes and quantization parameters;
-- weights as `static const int8_t`, biases and per-channel multipliers and
-  shifts as `static const int32_t`, LOGISTIC/TANH tables as 256 int8;
-- the kernels the model uses (deploy/export/c_source.py);
-- one static int8 arena for the activations, planned here at export time;
-- `int <name>_invoke(const int8_t *input, int8_t *output)` for batch 1;
-- under `#ifdef EDGECNN_MAIN`, a main() that reads raw int8 inputs from
-  stdin and writes the raw int8 outputs to stdout.
+- the kernels the model uses, dependencies first;
+- each op's constants (weights, biases, multipliers, tables) and params struct;
+- one static arena for the intermediate tensors, planned here over the DAG;
+- `int <name>_invoke(const int8_t *input, int8_t *output)` for batch 1 when the
+  graph has one int8 input and one int8 output; otherwise
+  `int <name>_invoke(const <type> *input0, ..., <type> *output0, ...)`, one
+  argument per graph input then per graph output, typed int8_t, uint8_t or float;
+- under `#ifdef EDGECNN_MAIN`, a main() that reads records (every input, in
+  order, raw) from stdin and writes every output, in order, to stdout.
 No malloc, no libc in the inference path.
 """
 
@@ -26,20 +30,28 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 import edgecnn
-from edgecnn.deploy.export.c_source import BLOCKS
-from edgecnn.int8.graph import Int8Graph
-from edgecnn.deploy.runtime.params import RESCALE_FLOAT
-from edgecnn.deploy.runtime.prepare import FC_RESCALE_MODES, PreparedOp, prepare_graph
+from edgecnn.deploy.export.c_source import BLOCKS, CSource
+from edgecnn.deploy.ops import REGISTRY
+from edgecnn.deploy.runtime.prepare import PreparedOp, prepare_graph
+from edgecnn.deploy.ops.fully_connected import FC_RESCALE_MODES
 from edgecnn.errors import UnsupportedOpError
 from edgecnn.fileio import atomic_path
+from edgecnn.int8.graph import Int8Graph
 
 MAGIC = "edgecnn-c"
 FORMAT_VERSION = 1
-SOFTMAX_MAX_DEPTH = 4095  # the Q12.19 sum of up to 4095 terms of at most 2^19 fits an int32
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _VALUES_PER_LINE = 20
+C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t",
+           "float32": "float"}  # fmt: skip
+
+
+def itemsize(dtype: str) -> int:
+    return np.dtype(dtype).itemsize
 
 
 # ---------------------------------------------------------------- arena plan
@@ -47,65 +59,88 @@ _VALUES_PER_LINE = 20
 
 @dataclass(frozen=True)
 class ArenaPlan:
-    """Byte offset of every intermediate tensor in one static arena, and the arena's size."""
+    """Byte offset of every intermediate tensor in one static arena, the arena's size, and each tensor's lifetime."""
 
     offsets: dict[int, int]
     size: int
+    lifetimes: dict[int, tuple[int, int]]  # tensor -> (first op index, last op index)
+
+
+def tensor_bytes(graph: Int8Graph, t: int) -> int:
+    tensor = graph.tensors[t]
+    return math.prod(tensor.shape) * itemsize(tensor.dtype)
+
+
+def lifetimes(graph: Int8Graph, steps: list[PreparedOp]) -> dict[int, tuple[int, int]]:
+    """Every tensor the arena holds: (the op that writes it, the last op that reads it).
+
+    Graph inputs and outputs live in the caller's buffers, constants in
+    `static const` arrays: neither is here. An output nobody reads lives
+    at its op only, which still keeps it apart from that op's inputs.
+    """
+    caller = set(graph.inputs) | set(graph.outputs)
+    span: dict[int, list[int]] = {}
+    for i, step in enumerate(steps):
+        for t in step.outputs:
+            if t not in caller:
+                span[t] = [i, i]
+    for i, step in enumerate(steps):
+        for t in step.inputs:
+            if t in span:
+                span[t][1] = max(span[t][1], i)
+    return {t: (first, last) for t, (first, last) in span.items()}
 
 
 def plan_arena(graph: Int8Graph, steps: list[PreparedOp]) -> ArenaPlan:
     """Greedy first-fit by size: a tensor may share bytes with any tensor whose lifetime it does not meet.
 
     A tensor lives from the op that writes it to the last op that reads it;
-    an op's input and output meet at that op, so they never overlap. For a
-    chain this is the classic ping-pong of two buffers. The graph input and
-    output live in the caller's buffers, not here.
+    an op's inputs and outputs all meet at that op, so they never overlap,
+    whatever the branches. For a chain this is the classic ping-pong of two
+    buffers. Offsets are aligned to the element size (float32 at 4, ...).
     """
-    lifetime: dict[int, list[int]] = {}
-    for i, step in enumerate(steps):
-        if step.output not in graph.outputs:
-            lifetime[step.output] = [i, i]
-    for i, step in enumerate(steps):
-        if step.input in lifetime:
-            lifetime[step.input][1] = max(lifetime[step.input][1], i)
-    sizes = {t: math.prod(graph.tensors[t].shape) for t in lifetime}
+    span = lifetimes(graph, steps)
+    sizes = {t: tensor_bytes(graph, t) for t in span}
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
     offsets = {}
-    for t in sorted(lifetime, key=lambda t: (-sizes[t], lifetime[t][0])):
-        first, last = lifetime[t]
+    for t in sorted(span, key=lambda t: (-sizes[t], span[t][0], t)):
+        first, last = span[t]
+        align = itemsize(graph.tensors[t].dtype)
         offset = 0
         for other_offset, other_size, other_first, other_last in sorted(placed):
             if other_last < first or last < other_first:
                 continue  # never alive together
             if offset + sizes[t] <= other_offset:
                 break
-            offset = max(offset, other_offset + other_size)
+            offset = max(offset, -(-(other_offset + other_size) // align) * align)
         offsets[t] = offset
         placed.append((offset, sizes[t], first, last))
-    return ArenaPlan(offsets, max((o + s for o, s, _, _ in placed), default=0))
+    return ArenaPlan(offsets, max((o + s for o, s, _, _ in placed), default=0), span)
 
 
 # ---------------------------------------------------------------- C literals
 
 
-def _int_literal(v: int) -> str:
+def int_literal(v: int) -> str:
     # -2147483648 is not an int literal in C (it is -(2147483648), a long): spell it as an expression.
-    return "(-2147483647 - 1)" if v == -(2**31) else str(v)
+    if v == -(2**31):
+        return "(-2147483647 - 1)"
+    if v == -(2**63):
+        return "(-9223372036854775807LL - 1)"
+    return str(v) if -(2**31) <= v < 2**31 else f"{v}LL"
 
 
-def _double_literal(v: float) -> str:
+def double_literal(v: float) -> str:
     """An exact C99 hex literal, with the decimal value beside it for readers."""
     return f"{float(v).hex()} /* {float(v)!r} */" if v != 0 else "0.0"
 
 
-def _array(c_type: str, name: str, values, literal=None) -> str:
-    texts = [literal(float(v)) if literal else _int_literal(int(v)) for v in values]
-    per_line = 4 if literal else _VALUES_PER_LINE
-    body = "\n".join("    " + ", ".join(texts[i:i + per_line]) + "," for i in range(0, len(texts), per_line))
-    return f"static const {c_type} {name}[{len(texts)}] = {{\n{body}\n}};\n"
+def float_literal(v: float) -> str:
+    """An exact C99 hex float32 literal."""
+    return f"{float(np.float32(v)).hex()}f" if v != 0 else "0.0f"
 
 
-def _c_string(text: str) -> str:
+def c_string(text: str) -> str:
     out = []
     for byte in str(text).encode("utf-8"):
         ch = chr(byte)
@@ -118,179 +153,137 @@ def _c_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _comment_text(text) -> str:
+def comment_text(text) -> str:
     """Anything, made safe inside a /* */ comment on one line."""
     return re.sub(r"[^\x20-\x7e]", "?", str(text)).replace("*/", "* /").replace("/*", "/ *")
 
 
-def _struct(c_type: str, name: str, fields: list[tuple[str, str]]) -> str:
-    body = "\n".join(f"    .{k} = {v}," for k, v in fields)
-    return f"static const {c_type} {name} = {{\n{body}\n}};\n"
+# ---------------------------------------------------------------- what a C hook gets
 
 
-# ---------------------------------------------------------------- per-op emission
+class CEmitter:
+    """The exporter's side of an op's C hook: the graph, the model's options, and literal writers.
+
+    Hooks use `prefix(step)` for every file-scope name they define, so ops never clash.
+    """
+
+    def __init__(self, graph: Int8Graph, name: str, fc_rescale: str):
+        self.graph, self.name, self.fc_rescale = graph, name, fc_rescale
+
+    @staticmethod
+    def prefix(step: PreparedOp) -> str:
+        return f"op{step.index}"
+
+    def shape(self, t: int) -> tuple[int, ...]:
+        return tuple(self.graph.tensors[t].shape)
+
+    def size(self, t: int) -> int:
+        """Elements of tensor t (batch 1)."""
+        return math.prod(self.graph.tensors[t].shape)
+
+    def c_type(self, t: int) -> str:
+        return C_TYPES[self.graph.tensors[t].dtype]
+
+    @staticmethod
+    def array(c_type: str, name: str, values) -> str:
+        """`static const c_type name[n] = {...};` of integers, or of exact literals for double/float."""
+        values = np.asarray(values).reshape(-1)
+        if c_type == "double":
+            texts, per_line = [double_literal(float(v)) for v in values], 4
+        elif c_type == "float":
+            texts, per_line = [float_literal(float(v)) for v in values], 8
+        else:
+            texts, per_line = [int_literal(int(v)) for v in values], _VALUES_PER_LINE
+        if not texts:
+            raise ValueError(f"{name}: C has no empty arrays")
+        body = "\n".join("    " + ", ".join(texts[i:i + per_line]) + "," for i in range(0, len(texts), per_line))
+        return f"static const {c_type} {name}[{len(texts)}] = {{\n{body}\n}};\n"
+
+    @staticmethod
+    def struct(c_type: str, name: str, fields) -> str:
+        """`static const c_type name = {.field = value, ...};`; int values become exact literals."""
+        body = "\n".join(f"    .{k} = {int_literal(int(v)) if isinstance(v, (int, np.integer)) else v},"
+                         for k, v in fields)  # fmt: skip
+        return f"static const {c_type} {name} = {{\n{body}\n}};\n"
+
+    @staticmethod
+    def fail(step: PreparedOp, message: str) -> UnsupportedOpError:
+        return UnsupportedOpError(f"op {step.index} ({step.kind}): not exportable to C: {message}")
 
 
-@dataclass
-class _OpSource:
-    data: str  # constant arrays and the params struct
-    call: str  # the statement in invoke(); uses the @IN@ and @OUT@ placeholders
-    blocks: tuple[str, ...]  # kernel blocks it needs
-    constant_bytes: int
-    patch: int = 0  # int16 entries of the shared conv patch it needs
+# ---------------------------------------------------------------- kernel blocks
 
 
-def _shape(graph: Int8Graph, t: int) -> tuple[int, ...]:
-    return tuple(graph.tensors[t].shape)
+def all_blocks() -> dict[str, tuple[tuple[str, ...], str]]:
+    """The shared primitives and every registered op's C blocks; a name means one text."""
+    blocks = dict(BLOCKS)
+    for opdef in REGISTRY.values():
+        for name, block in opdef.c_blocks.items():
+            if blocks.setdefault(name, block) != block:
+                raise RuntimeError(f"C block {name!r} of {opdef.name} differs from another with that name")
+    return blocks
 
 
-def _conv_source(graph: Int8Graph, step: PreparedOp, prefix: str) -> _OpSource:
-    p = step.params
-    (filter_shape, filter_data), (_, bias_data) = step.constants
-    _, in_h, in_w, in_depth = _shape(graph, step.input)
-    _, out_h, out_w, out_depth = _shape(graph, step.output)
-    depthwise = step.kind == "DEPTHWISE_CONV_2D"
-    _, filter_h, filter_w, filter_depth = filter_shape
-    data = _array("int8_t", f"{prefix}_filter", filter_data)
-    data += _array("int32_t", f"{prefix}_multiplier", p.output_multiplier)
-    data += _array("int32_t", f"{prefix}_shift", p.output_shift)
-    if bias_data.size:
-        data += _array("int32_t", f"{prefix}_bias", bias_data)
-    fields = [
-        ("input_h", in_h), ("input_w", in_w), ("input_depth", in_depth),
-        ("output_h", out_h), ("output_w", out_w), ("output_depth", out_depth),
-        ("filter_h", filter_h), ("filter_w", filter_w), ("filter_depth", 1 if depthwise else filter_depth),
-        ("stride_h", p.stride_height), ("stride_w", p.stride_width),
-        ("dilation_h", p.dilation_height), ("dilation_w", p.dilation_width),
-        ("pad_top", p.padding_top), ("pad_left", p.padding_left),
-        ("input_offset", p.input_offset), ("output_offset", p.output_offset),
-        ("act_min", p.activation_min), ("act_max", p.activation_max),
-        ("filter", f"{prefix}_filter"), ("bias", f"{prefix}_bias" if bias_data.size else "NULL"),
-        ("multiplier", f"{prefix}_multiplier"), ("shift", f"{prefix}_shift"),
-    ]  # fmt: skip
-    data += _struct("ec_conv_params", f"{prefix}_params", fields)
-    nbytes = filter_data.size + 4 * (bias_data.size + 2 * out_depth)
-    if depthwise:
-        return _OpSource(data, f"ec_depthwise_conv_2d(&{prefix}_params, @IN@, @OUT@);", ("depthwise_conv_2d",),
-                         nbytes)  # fmt: skip
-    return _OpSource(data, f"ec_conv_2d(&{prefix}_params, @IN@, @OUT@, ec_patch);", ("conv_2d",), nbytes,
-                     filter_h * filter_w * filter_depth)  # fmt: skip
-
-
-def _fully_connected_source(graph: Int8Graph, step: PreparedOp, prefix: str) -> _OpSource:
-    p = step.params
-    (filter_shape, filter_data), (_, bias_data) = step.constants
-    units, depth = filter_shape
-    rows = math.prod(_shape(graph, step.input)) // depth
-    data = _array("int8_t", f"{prefix}_filter", filter_data)
-    if bias_data.size:
-        data += _array("int32_t", f"{prefix}_bias", bias_data)
-    fields = [
-        ("rows", rows), ("depth", depth), ("units", units),
-        ("input_offset", p.input_offset), ("weights_offset", p.weights_offset), ("output_offset", p.output_offset),
-        ("act_min", p.activation_min), ("act_max", p.activation_max),
-        ("filter", f"{prefix}_filter"), ("bias", f"{prefix}_bias" if bias_data.size else "NULL"),
-    ]  # fmt: skip
-    if p.rescale == RESCALE_FLOAT:
-        data += _array("double", f"{prefix}_effective_scale", p.effective_scale, _double_literal)
-        fields.append(("effective_scale", f"{prefix}_effective_scale"))
-        block, nbytes = "fully_connected_float", 8 * units
-    else:
-        data += _array("int32_t", f"{prefix}_multiplier", p.output_multiplier)
-        data += _array("int32_t", f"{prefix}_shift", p.output_shift)
-        fields += [("multiplier", f"{prefix}_multiplier"), ("shift", f"{prefix}_shift")]
-        block, nbytes = "fully_connected_integer", 8 * units
-    data += _struct("ec_fc_params", f"{prefix}_params", fields)
-    nbytes += filter_data.size + 4 * bias_data.size
-    return _OpSource(data, f"ec_fully_connected(&{prefix}_params, @IN@, @OUT@);", (block,), nbytes)
-
-
-def _pool_source(graph: Int8Graph, step: PreparedOp, prefix: str) -> _OpSource:
-    p = step.params
-    _, in_h, in_w, depth = _shape(graph, step.input)
-    _, out_h, out_w, _ = _shape(graph, step.output)
-    fields = [
-        ("input_h", in_h), ("input_w", in_w), ("depth", depth), ("output_h", out_h), ("output_w", out_w),
-        ("filter_h", p.filter_height), ("filter_w", p.filter_width),
-        ("stride_h", p.stride_height), ("stride_w", p.stride_width),
-        ("pad_top", p.padding_top), ("pad_left", p.padding_left),
-        ("act_min", p.activation_min), ("act_max", p.activation_max),
-    ]  # fmt: skip
-    kernel = "ec_max_pool_2d" if step.kind == "MAX_POOL_2D" else "ec_average_pool_2d"
-    data = _struct("ec_pool_params", f"{prefix}_params", fields)
-    return _OpSource(data, f"{kernel}(&{prefix}_params, @IN@, @OUT@);", (kernel[3:],), 0)
-
-
-def _softmax_source(graph: Int8Graph, step: PreparedOp, prefix: str) -> _OpSource:
-    p = step.params
-    shape = _shape(graph, step.input)
-    depth = shape[-1]
-    if depth > SOFTMAX_MAX_DEPTH:
-        raise UnsupportedOpError(f"op {step.index} (SOFTMAX): rows of {depth} values are too long for the int8 "
-                                 f"softmax's int32 sum (at most {SOFTMAX_MAX_DEPTH})")  # fmt: skip
-    fields = [
-        ("rows", math.prod(shape) // depth), ("depth", depth), ("input_multiplier", p.input_multiplier),
-        ("input_left_shift", p.input_left_shift), ("diff_min", p.diff_min),
-    ]  # fmt: skip
-    data = _struct("ec_softmax_params", f"{prefix}_params", fields)
-    return _OpSource(data, f"if (ec_softmax(&{prefix}_params, @IN@, @OUT@) != 0) return -1;", ("softmax",), 0)
-
-
-def _lookup_source(graph: Int8Graph, step: PreparedOp, prefix: str) -> _OpSource:
-    size = math.prod(_shape(graph, step.input))
-    data = _array("int8_t", f"{prefix}_table", step.params.table)
-    return _OpSource(data, f"ec_lookup({prefix}_table, @IN@, @OUT@, {size});", ("lookup",), 256)
-
-
-def _reshape_source(graph: Int8Graph, step: PreparedOp, prefix: str) -> _OpSource:
-    return _OpSource("", f"ec_copy(@IN@, @OUT@, {math.prod(_shape(graph, step.input))});", ("copy",), 0)
-
-
-_SOURCES = {
-    "CONV_2D": _conv_source,
-    "DEPTHWISE_CONV_2D": _conv_source,
-    "FULLY_CONNECTED": _fully_connected_source,
-    "MAX_POOL_2D": _pool_source,
-    "AVERAGE_POOL_2D": _pool_source,
-    "SOFTMAX": _softmax_source,
-    "LOGISTIC": _lookup_source,
-    "TANH": _lookup_source,
-    "RESHAPE": _reshape_source,
-}
-
-
-def _blocks_in_order(needed: set[str]) -> list[str]:
-    """The needed kernel blocks and everything they use, dependencies first."""
-    closure: set[str] = set()
-
-    def visit(name):
-        if name not in closure:
-            closure.add(name)
-            for dep in BLOCKS[name][0]:
-                visit(dep)
-
-    for name in needed:
-        visit(name)
+def blocks_in_order(needed, blocks=None) -> list[str]:
+    """The needed kernel blocks and everything they use, dependencies first, in a deterministic order."""
+    blocks = all_blocks() if blocks is None else blocks
     order: list[str] = []
 
-    def emit(name):
+    def emit(name, path=()):
+        if name in path:
+            raise RuntimeError(f"C blocks depend on each other in a cycle: {' -> '.join(path + (name,))}")
+        if name not in blocks:
+            raise RuntimeError(f"unknown C block {name!r}")
         if name not in order:
-            for dep in BLOCKS[name][0]:
-                emit(dep)
+            for dep in blocks[name][0]:
+                emit(dep, path + (name,))
             order.append(name)
 
-    for name in BLOCKS:  # the file's order, so the output is deterministic
-        if name in closure:
-            emit(name)
+    for name in sorted(needed):
+        emit(name)
     return order
+
+
+_blocks_in_order = blocks_in_order  # the old private name, kept for tests written against it
 
 
 # ---------------------------------------------------------------- the file
 
 
+@dataclass(frozen=True)
+class _Io:
+    """One graph input or output as a C argument."""
+
+    tensor: int
+    arg: str  # the parameter name
+    c_type: str
+    macro: str  # INPUT, INPUT0, OUTPUT1, ...
+
+
+def _ios(graph: Int8Graph) -> tuple[list[_Io], list[_Io]]:
+    classic = (len(graph.inputs) == 1 and len(graph.outputs) == 1
+               and graph.tensors[graph.inputs[0]].dtype == "int8" == graph.tensors[graph.outputs[0]].dtype)  # fmt: skip
+    result = []
+    for role, indices in (("input", graph.inputs), ("output", graph.outputs)):
+        ios = []
+        for k, t in enumerate(indices):
+            suffix = "" if classic else str(k)
+            ios.append(_Io(t, f"{role}{suffix}", C_TYPES[graph.tensors[t].dtype], f"{role.upper()}{suffix}"))
+        result.append(ios)
+    return result[0], result[1]
+
+
+def _signature(name: str, inputs: list[_Io], outputs: list[_Io]) -> str:
+    args = [f"const {io.c_type} *{io.arg}" for io in inputs] + [f"{io.c_type} *{io.arg}" for io in outputs]
+    return f"int {name}_invoke({', '.join(args)})"
+
+
+def _quantized(tensor) -> bool:
+    return tensor.dtype != "float32" and tensor.scale.size >= 1 and tensor.zero_point.size >= 1
+
+
 def _header(graph: Int8Graph, name: str, fc_rescale: str, steps, arena: ArenaPlan, constant_bytes: int,
-            patch: int) -> str:  # fmt: skip
-    x, y = graph.input, graph.output
+            scratch: int, inputs: list[_Io], outputs: list[_Io]) -> str:  # fmt: skip
     meta = graph.metadata or {}
     macro = name.upper()
     kinds = ", ".join(dict.fromkeys(step.kind for step in steps)) or "none"
@@ -298,97 +291,113 @@ def _header(graph: Int8Graph, name: str, fc_rescale: str, steps, arena: ArenaPla
         f"{MAGIC} v{FORMAT_VERSION}",
         "",
         f"int8 inference for `{name}`, written by edgecnn {edgecnn.__version__}"
-        + (f" from a model made by edgecnn {_comment_text(meta['edgecnn_version'])}" if "edgecnn_version" in meta
+        + (f" from a model made by edgecnn {comment_text(meta['edgecnn_version'])}" if "edgecnn_version" in meta
            else "") + ".",  # fmt: skip
         "Bit-exact with LiteRT's BUILTIN_REF int8 kernels and edgecnn's runtime",
         f"(FULLY_CONNECTED rescale mode: {fc_rescale}).",
     ]
     if "arch" in meta:
-        lines.append(f"Architecture: {_comment_text(meta['arch'])}.")
+        lines.append(f"Architecture: {comment_text(meta['arch'])}.")
+    lines += [f"Ops ({len(steps)}): {kinds}.", "", f"  {_signature(name, inputs, outputs)};"]
+    for role, ios in (("input", inputs), ("output", outputs)):
+        for io in ios:
+            tensor = graph.tensors[io.tensor]
+            lines.append(f"    {io.arg}: {macro}_{io.macro}_SIZE {io.c_type} values, "
+                         f"{comment_text(tensor.name)} {tuple(tensor.shape)}"
+                         + (f", real = {macro}_{io.macro}_SCALE * (q - {macro}_{io.macro}_ZERO_POINT)"
+                            if _quantized(tensor) else ""))  # fmt: skip
     lines += [
-        f"Ops ({len(steps)}): {kinds}.",
-        "",
-        f"  int {name}_invoke(const int8_t *input, int8_t *output);",
-        f"    input:  {macro}_INPUT_SIZE int8 values, NHWC shape {tuple(x.shape)},",
-        f"            real = {macro}_INPUT_SCALE * (q - {macro}_INPUT_ZERO_POINT)",
-        f"    output: {macro}_OUTPUT_SIZE int8 values, shape {tuple(y.shape)}",
         "    returns 0, or -1 where TFLite aborts (a softmax row too long for its fixed point).",
-        f"  Not reentrant: activations share one static arena of {arena.size} bytes,",
-        f"  plus {2 * patch} bytes of conv scratch.",
+        f"  Not reentrant: intermediate tensors share one static arena of {arena.size} bytes,",
+        f"  plus {scratch} bytes of scratch; inputs and outputs are the caller's buffers.",
         f"  Constants: {constant_bytes} bytes.",
         "",
         "Build: cc -std=c99 -O2 -c model.c (no libm, no malloc; -O3 vectorizes the dot products on desktop CPUs).",
-        "With -DEDGECNN_MAIN the file has a main()",
-        f"that reads raw {macro}_INPUT_SIZE-byte int8 inputs from stdin until EOF and writes the outputs",
-        "to stdout.",
+        "With -DEDGECNN_MAIN the file has a main() that reads records from stdin until EOF, each the raw",
+        "bytes of every input in order, and writes the raw bytes of every output, in order, to stdout.",
     ]
     labels = meta.get("labels")
     if labels:
-        lines += ["", "Labels: " + ", ".join(f"{i}: {_comment_text(label)}" for i, label in enumerate(labels))]
+        lines += ["", "Labels: " + ", ".join(f"{i}: {comment_text(label)}" for i, label in enumerate(labels))]
     return "/* " + "\n * ".join(line for line in lines).replace(" \n", "\n") + "\n */\n"
 
 
-def _defines(graph: Int8Graph, name: str, arena: ArenaPlan, fc_rescale: str) -> str:
+def _defines(graph: Int8Graph, name: str, arena: ArenaPlan, inputs: list[_Io], outputs: list[_Io]) -> str:
     macro = name.upper()
-    x, y = graph.input, graph.output
-    rows = [
-        (f"{macro}_FORMAT_VERSION", str(FORMAT_VERSION)),
-        (f"{macro}_INPUT_SIZE", str(math.prod(x.shape))),
-        (f"{macro}_OUTPUT_SIZE", str(math.prod(y.shape))),
-        (f"{macro}_INPUT_SCALE", repr(float(x.scale[0]))),
-        (f"{macro}_INPUT_ZERO_POINT", str(int(x.zero_point[0]))),
-        (f"{macro}_OUTPUT_SCALE", repr(float(y.scale[0]))),
-        (f"{macro}_OUTPUT_ZERO_POINT", str(int(y.zero_point[0]))),
-        (f"{macro}_ARENA_SIZE", str(arena.size)),
-    ]
+    rows = [(f"{macro}_FORMAT_VERSION", str(FORMAT_VERSION))]
+    rows += [(f"{macro}_NUM_INPUTS", str(len(inputs))), (f"{macro}_NUM_OUTPUTS", str(len(outputs)))]
+    for io in inputs + outputs:
+        rows.append((f"{macro}_{io.macro}_SIZE", str(math.prod(graph.tensors[io.tensor].shape))))
+    for io in inputs + outputs:
+        tensor = graph.tensors[io.tensor]
+        if _quantized(tensor):
+            rows.append((f"{macro}_{io.macro}_SCALE", repr(float(tensor.scale[0]))))
+            rows.append((f"{macro}_{io.macro}_ZERO_POINT", str(int(tensor.zero_point[0]))))
+    rows.append((f"{macro}_ARENA_SIZE", str(arena.size)))
     labels = (graph.metadata or {}).get("labels") or []
     rows.append((f"{macro}_NUM_LABELS", str(len(labels))))
     text = "".join(f"#define {k} {v}\n" for k, v in rows)
     if labels:
         text += (f"\nconst char *const {name}_labels[{len(labels)}] = {{\n"
-                 + "".join(f"    {_c_string(label)},\n" for label in labels) + "};\n")  # fmt: skip
-    if fc_rescale == "float" and any(op.kind == "FULLY_CONNECTED" for op in graph.ops):
-        text += ("\n/* FULLY_CONNECTED rescales in IEEE binary64, as TFLite does: a 32-bit `double` would round\n"
-                 "   differently (use fc_rescale=\"integer\" for such targets, matching older TFLite runtimes). */\n"
-                 "#if DBL_MANT_DIG < 53\n#error \"this model needs a 64-bit double\"\n#endif\n")  # fmt: skip
+                 + "".join(f"    {c_string(label)},\n" for label in labels) + "};\n")  # fmt: skip
     return text
 
 
-def _main(name: str) -> str:
+def _main(name: str, inputs: list[_Io], outputs: list[_Io]) -> str:
     macro = name.upper()
+    decls = "\n".join(f"    static {io.c_type} {io.arg}[{macro}_{io.macro}_SIZE];" for io in inputs + outputs)
+    record = " + ".join(f"sizeof {io.arg}" for io in inputs)
+    reads = "\n".join(f"        got += fread({io.arg}, 1, sizeof {io.arg}, stdin);" for io in inputs)
+    writes = "\n".join(f"        if (fwrite({io.arg}, 1, sizeof {io.arg}, stdout) != sizeof {io.arg}) return 1;"
+                       for io in outputs)  # fmt: skip
+    args = ", ".join(io.arg for io in inputs + outputs)
     return f"""
 #ifdef EDGECNN_MAIN
 #include <stdio.h>
 
-/* Raw int8 inputs of {macro}_INPUT_SIZE bytes on stdin until EOF -> raw int8 outputs on stdout. */
+/* Records of every input's raw bytes, in order, on stdin until EOF -> every output's raw bytes on stdout. */
 int main(void)
 {{
-    static int8_t input[{macro}_INPUT_SIZE], output[{macro}_OUTPUT_SIZE];
-    size_t got;
-    while ((got = fread(input, 1, sizeof input, stdin)) == sizeof input) {{
-        if ({name}_invoke(input, output) != 0) {{
+{decls}
+    for (;;) {{
+        size_t got = 0;
+{reads}
+        if (got == 0 && feof(stdin)) break;
+        if (got != {record}) {{
+            fputs("{name}: the input is not a whole number of records (every input, in order)\\n", stderr);
+            return 1;
+        }}
+        if ({name}_invoke({args}) != 0) {{
             fputs("{name}: inference failed\\n", stderr);
             return 1;
         }}
-        if (fwrite(output, 1, sizeof output, stdout) != sizeof output) return 1;
+{writes}
     }}
-    if (got != 0 || ferror(stdin)) {{
-        fputs("{name}: the input is not a whole number of {macro}_INPUT_SIZE-byte records\\n", stderr);
-        return 1;
-    }}
+    if (ferror(stdin)) return 1;
     return fflush(stdout) == 0 ? 0 : 1;
 }}
 #endif
 """
 
 
+def _hook_source(emit: CEmitter, step: PreparedOp) -> CSource:
+    if step.opdef.c is None:
+        supported = ", ".join(name for name, opdef in REGISTRY.items() if opdef.c is not None)
+        raise UnsupportedOpError(f"op {step.index} ({step.kind}): the C exporter does not support this operator; "
+                                 f"supported: {supported}")  # fmt: skip
+    source = step.opdef.c(emit, step)
+    if not isinstance(source, CSource):
+        raise TypeError(f"{step.kind}'s C hook returned {type(source).__name__}, not CSource")
+    return source
+
+
 def to_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float") -> str:
-    """The C99 source of `graph`: `int <name>_invoke(const int8_t *input, int8_t *output)`, batch 1.
+    """The C99 source of `graph`: `<name>_invoke(inputs..., outputs...)`, batch 1.
 
     fc_rescale is the runtime's option: "float" (current LiteRT reference,
     binary64 multiply + round half away) or "integer" (older runtimes, no
     floating point anywhere in the file's code). Raises UnsupportedOpError
-    for ops the runtime does not run, and the runtime's ModelError /
+    for ops without a C lowering, and the runtime's ModelError /
     ShapeError for graphs LiteRT would refuse.
     """
     if not isinstance(name, str) or not _IDENTIFIER.match(name):
@@ -396,52 +405,86 @@ def to_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float
     if fc_rescale not in FC_RESCALE_MODES:
         raise ValueError(f"fc_rescale must be one of {sorted(FC_RESCALE_MODES)}, got {fc_rescale!r}")
     for i, op in enumerate(graph.ops):
-        if op.kind not in _SOURCES:
+        opdef = REGISTRY.get(op.kind)
+        if opdef is None or opdef.c is None:
+            supported = ", ".join(n for n, d in REGISTRY.items() if d.c is not None)
             raise UnsupportedOpError(f"op {i} ({op.kind}): the C exporter does not support this operator; "
-                                     f"supported: {', '.join(_SOURCES)}")  # fmt: skip
+                                     f"supported: {supported}")  # fmt: skip
     steps = prepare_graph(graph, fc_rescale)
-    if len(graph.outputs) != 1:
-        raise UnsupportedOpError(f"the C exporter writes one output tensor; this graph has {len(graph.outputs)}")
     arena = plan_arena(graph, steps)
-    input_t, output_t = graph.inputs[0], graph.outputs[0]
+    inputs, outputs = _ios(graph)
+    emit = CEmitter(graph, name, fc_rescale)
+    sources = [_hook_source(emit, step) for step in steps]
+
+    # Where each tensor lives: a caller's buffer (the first graph argument that names it), the arena,
+    # or a static const array for a constant fed as a run-time input.
+    home: dict[int, str] = {}
+    for io in inputs + outputs:
+        home.setdefault(io.tensor, io.arg)
+    constant_data = []
 
     def where(t: int) -> str:
-        if t == input_t:
-            return "input"
-        if t == output_t:
-            return "output"
-        return f"ec_arena + {arena.offsets[t]}"
+        tensor = graph.tensors[t]
+        c_type = C_TYPES[tensor.dtype]
+        if t in home:
+            return home[t]
+        if tensor.is_constant:
+            home[t] = f"ec_tensor{t}"
+            constant_data.append(emit.array(c_type, home[t], tensor.data))
+            return home[t]
+        if c_type == "int8_t":
+            return f"ec_arena + {arena.offsets[t]}"
+        return f"({c_type} *)(void *)(ec_arena + {arena.offsets[t]})"
 
-    sources = [_SOURCES[step.kind](graph, step, f"op{step.index}") for step in steps]
     blocks = {b for s in sources for b in s.blocks}
     body = []
     for step, source in zip(steps, sources):
-        out_t = graph.tensors[step.output]
-        body.append(f"    /* op {step.index}: {step.kind} -> {_comment_text(out_t.name)} {tuple(out_t.shape)} */")
-        body.append("    " + source.call.replace("@IN@", where(step.input)).replace("@OUT@", where(step.output)))
-    if output_t == input_t:  # no op computes the output: it is the input
-        blocks.add("copy")
-        body.append(f"    ec_copy(input, output, {math.prod(graph.output.shape)});")
-    constant_bytes = sum(s.constant_bytes for s in sources)
-    patch = max((s.patch for s in sources), default=0)
+        names = ", ".join(f"{comment_text(graph.tensors[t].name)} {tuple(graph.tensors[t].shape)}" for t in step.outputs)
+        body.append(f"    /* op {step.index}: {step.kind} -> {names} */")
+        call = source.call
+        for k, t in enumerate(step.inputs):
+            call = call.replace(f"@IN{k}@", where(t))
+        for k, t in enumerate(step.outputs):
+            call = call.replace(f"@OUT{k}@", where(t))
+        call = call.replace("@SCRATCH@", "(void *)ec_scratch")
+        if re.search(r"@[A-Z]+\d*@", call):
+            raise RuntimeError(f"op {step.index} ({step.kind}): C call has an unknown placeholder: {call}")
+        body += ["    " + line for line in call.strip("\n").split("\n")]
+    # Graph outputs no op writes into their own buffer: a graph input, or a tensor listed twice.
+    for io in outputs:
+        if home[io.tensor] != io.arg:
+            blocks.add("copy")
+            nbytes = tensor_bytes(graph, io.tensor)
+            body.append(f"    ec_copy((const int8_t *)(const void *){home[io.tensor]}, (int8_t *)(void *){io.arg}, "
+                        f"{nbytes});")  # fmt: skip
+    constant_bytes = sum(s.constant_bytes for s in sources) + sum(
+        tensor_bytes(graph, t) for t in home if graph.tensors[t].is_constant)
+    scratch = max((s.scratch_bytes for s in sources), default=0)
+    wide_arena = any(graph.tensors[t].dtype not in ("int8", "uint8") for t in arena.offsets)
+    if not arena.size:
+        arena_text = ""
+    elif wide_arena:  # 8-byte alignment for float, int32 and int64 tensors in the arena
+        arena_text = (f"static int64_t ec_arena_words[{-(-arena.size // 8)}];\n"
+                      "static int8_t *const ec_arena = (int8_t *)ec_arena_words;\n")  # fmt: skip
+    else:
+        arena_text = f"static int8_t ec_arena[{arena.size}];\n"
 
     parts = [
-        _header(graph, name, fc_rescale, steps, arena, constant_bytes, patch),
+        _header(graph, name, fc_rescale, steps, arena, constant_bytes, scratch, inputs, outputs),
         "\n#include <stddef.h>\n#include <stdint.h>\n",
-        "#include <float.h>\n" if "fully_connected_float" in blocks else "",
-        "\n" + _defines(graph, name, arena, fc_rescale),
+        "\n" + _defines(graph, name, arena, inputs, outputs),
         "\n/* ---------------------------------------------------------------- kernels */\n\n",
-        "\n".join(BLOCKS[b][1] for b in _blocks_in_order(blocks)),
+        "\n".join(all_blocks()[b][1] for b in blocks_in_order(blocks)),
         "\n/* ---------------------------------------------------------------- constants */\n\n",
-        "\n".join(s.data for s in sources if s.data),
+        "\n".join([s.data for s in sources if s.data] + constant_data),
         "\n/* ---------------------------------------------------------------- inference */\n\n",
-        f"static int8_t ec_arena[{arena.size}];\n" if arena.size else "",
-        f"static int16_t ec_patch[{patch}]; /* one conv window as x + input_offset */\n" if patch else "",
-        "\n" if arena.size or patch else "",
-        f"int {name}_invoke(const int8_t *input, int8_t *output)\n{{\n",
+        arena_text,
+        f"static int64_t ec_scratch[{-(-scratch // 8)}]; /* shared by the ops, one at a time */\n" if scratch else "",
+        "\n" if arena.size or scratch else "",
+        f"{_signature(name, inputs, outputs)}\n{{\n",
         "\n".join(body) + ("\n" if body else ""),
         "    return 0;\n}\n",
-        _main(name),
+        _main(name, inputs, outputs),
     ]
     return "".join(parts)
 
@@ -453,4 +496,3 @@ def write_c(graph: Int8Graph, path, name: str = "edgecnn_model", fc_rescale: str
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="ascii")
     return path
-

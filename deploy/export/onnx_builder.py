@@ -71,6 +71,25 @@ class OnnxGraphBuilder:
         clipped = self.node("Clip", [x, self.const(lo, dtype), self.const(hi, dtype)], "clamp")
         return self.cast(clipped, TensorProto.INT8)
 
+    def pad_nchw(self, x: str, pads: tuple[int, int, int, int], value: int, dtype) -> str:
+        """x (NCHW) padded by (top, left, bottom, right) with the constant `value` of `dtype`."""
+        top, left, bottom, right = pads
+        if not any(pads):
+            return x
+        widths = self.const([0, 0, top, left, 0, 0, bottom, right], np.int64, "pads")
+        return self.node("Pad", [x, widths, self.const(value, dtype, "pad_value")], "pad", mode="constant")
+
+    def output_stage(self, x: str, output_offset: int, act_min: int, act_max: int) -> str:
+        """TFLite's tail after the rescale, on int64 x: + output zero point, clamp to [act_min, act_max], int8."""
+        x = self.node("Add", [x, self.const(output_offset, np.int64, "output_zp")], "plus_zp")
+        return self.clip_to_int8(x, act_min, act_max, np.int64)
+
+    def lookup_int8(self, x: str, table, hint: str = "lookup") -> str:
+        """table[q + 128] for every int8 q of x: Gather counts negative indices from the end, so the table
+        rolled by -128 is indexed by q itself."""
+        rolled = np.roll(np.asarray(table, np.int8), -128)
+        return self.node("Gather", [self.const(rolled, np.int8, "table"), self.cast(x, TensorProto.INT32)], hint)
+
     # ------------------------------------------------------------ exact integer arithmetic (int64)
 
     def floor_div(self, x: str, divisor: str) -> str:

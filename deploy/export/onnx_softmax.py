@@ -8,6 +8,12 @@ per-row int64 arithmetic written out as the runtime does it:
 - scale = one_over_one_plus_x(sum * 2^h - 2^31): Newton-Raphson with SRDHM and
   saturating doublings (Clip to int32), as in fixedpoint.py;
 - out = RDBPOT(SRDHM(scale, e), 35 - h) - 128, clamped to int8.
+
+Rows of any length up to softmax.MAX_DEPTH: the int64 sum is exact. Where
+the sum reaches 2^28, TFLite's final shift (35 - h) exceeds 31 and TFLite
+aborts; here the divisor is read from a table of the valid shifts only
+(2^23 .. 2^31), so that Gather's index is out of bounds and onnxruntime
+fails the run with "indices element out of data bounds": no wrong output.
 """
 
 from __future__ import annotations
@@ -21,9 +27,8 @@ from edgecnn.deploy.runtime.fixedpoint import (
     multiply_by_quantized_multiplier_greater_than_one,
     rounding_divide_by_pot,
 )
-from edgecnn.errors import UnsupportedOpError
 
-MAX_DEPTH = 511  # 512 maxima make the Q12.19 sum reach 2^28: TFLite's exponent leaves [0, 31] (the runtime aborts)
+_SHIFTS = np.arange(23, 32)  # TFLite's final RoundingDivideByPOT exponents that do not abort: (12 - h) + 23, h >= 4
 
 
 def exp_tables(params) -> tuple[np.ndarray, np.ndarray]:
@@ -60,11 +65,8 @@ def _one_over_one_plus_x(b: OnnxGraphBuilder, a: str) -> str:
     return _saturating_doubling(b, x, 1)
 
 
-def lower_softmax(b: OnnxGraphBuilder, x: str, params, depth: int, index: int) -> str:
+def lower_softmax(b: OnnxGraphBuilder, x: str, params) -> str:
     """int8 softmax over the last axis of x (NHWC order); returns the int8 result."""
-    if depth > MAX_DEPTH:
-        raise UnsupportedOpError(f"op {index} (SOFTMAX): rows of {depth} values; the ONNX exporter supports "
-                                 f"up to {MAX_DEPTH} (TFLite's fixed-point sum overflows beyond)")  # fmt: skip
     exps, terms = exp_tables(params)
     wide = b.cast(x, TensorProto.INT64)
     row_max = b.node("ReduceMax", [wide], "row_max", axes=[-1], keepdims=1)
@@ -72,7 +74,8 @@ def lower_softmax(b: OnnxGraphBuilder, x: str, params, depth: int, index: int) -
     exp = b.node("Gather", [b.const(exps, np.int64, "exp_table"), index_], "exp")
     total = b.node("ReduceSum", [b.node("Gather", [b.const(terms, np.int64, "exp_term_table"), index_]),
                                  b.const([-1], np.int64)], "sum_of_exps", keepdims=1)  # fmt: skip
-    # clz32: the sum is at least 2^19 (the row maximum's term) and below 2^28 (depth <= MAX_DEPTH).
+    # clz32 = 32 - (number of k in 0..31 with sum >= 2^k): the sum is at least 2^19 (the row maximum's
+    # term) and below 2^32 (rows of at most MAX_DEPTH terms of at most 2^19), so 0 <= h <= 12.
     powers = b.const(2 ** np.arange(32, dtype=np.int64), np.int64, "pow2")
     bits = b.node("ReduceSum", [b.cast(b.node("GreaterOrEqual", [b.node("Unsqueeze", [total, b.const([-1], np.int64)]),
                                                                  powers]), TensorProto.INT64),
@@ -81,8 +84,10 @@ def lower_softmax(b: OnnxGraphBuilder, x: str, params, depth: int, index: int) -
     normalised = b.node("Sub", [b.node("Mul", [total, b.node("Gather", [powers, headroom])]),
                                 b.const(2**31, np.int64)], "sum_minus_one")  # fmt: skip
     scale = _one_over_one_plus_x(b, normalised)
-    # exponent = (12 - h) + 31 - 8, in [23, 31] for these sums; RDBPOT by it, per row.
-    divisor = b.node("Gather", [powers, b.node("Sub", [b.const(35, np.int64), headroom], "exponent")])
+    # exponent = (12 - h) + 31 - 8 = 35 - h; the table holds 2^23 .. 2^31 at index 12 - h, so h < 4
+    # (TFLite aborts) indexes past its end and onnxruntime refuses the run.
+    divisor = b.node("Gather", [b.const(2**_SHIFTS, np.int64, "pow2_exponent"),
+                                b.node("Sub", [b.const(12, np.int64), headroom], "exponent_index")])  # fmt: skip
     half = b.node("Div", [divisor, b.const(2, np.int64)])
     out = b.divide_round_half_away(_srdhm(b, scale, exp), divisor, half)
     out = b.node("Sub", [out, b.const(128, np.int64)])

@@ -1,8 +1,41 @@
 """AVERAGE_POOL_2D: int8 average pooling over a clipped window; no rescaling (INT8.md 3)."""
 
 from edgecnn.deploy.ops.base import ACTIVATION, OpDef, Operand
-from edgecnn.deploy.ops.pool_common import decode_pool, encode_pool, prepare_pool
+from edgecnn.deploy.export.c_source import c_block
+from edgecnn.deploy.ops.pool_common import C_PARAMS, c_pool, decode_pool, encode_pool, onnx_average_pool, prepare_pool
 from edgecnn.deploy.runtime import naive
+
+C_BLOCKS = {**C_PARAMS, "average_pool_2d": c_block(("pool_params", "saturate"), r"""
+/* AVERAGE_POOL_2D: the sum of raw int8 over the clipped window divided by its size, ties away from zero
+   (C99 division truncates toward zero). The window always holds a pixel: SAME padding is under a kernel. */
+static void ec_average_pool_2d(const ec_pool_params *p, const int8_t *input, int8_t *output)
+{
+    int out_y, out_x, channel, filter_y, filter_x;
+    for (out_y = 0; out_y < p->output_h; ++out_y) {
+        const int in_y_origin = out_y * p->stride_h - p->pad_top;
+        const int y_start = in_y_origin < 0 ? -in_y_origin : 0;
+        const int y_end = p->filter_h < p->input_h - in_y_origin ? p->filter_h : p->input_h - in_y_origin;
+        for (out_x = 0; out_x < p->output_w; ++out_x) {
+            const int in_x_origin = out_x * p->stride_w - p->pad_left;
+            const int x_start = in_x_origin < 0 ? -in_x_origin : 0;
+            const int x_end = p->filter_w < p->input_w - in_x_origin ? p->filter_w : p->input_w - in_x_origin;
+            const int32_t count = (int32_t)(y_end - y_start) * (x_end - x_start);
+            for (channel = 0; channel < p->depth; ++channel) {
+                int32_t sum = 0, average;
+                for (filter_y = y_start; filter_y < y_end; ++filter_y) {
+                    for (filter_x = x_start; filter_x < x_end; ++filter_x) {
+                        sum += input[((size_t)(in_y_origin + filter_y) * p->input_w + (in_x_origin + filter_x))
+                                     * p->depth + channel];
+                    }
+                }
+                average = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
+                output[((size_t)out_y * p->output_w + out_x) * p->depth + channel] =
+                    ec_saturate(average, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+""")}
 
 OP = OpDef(
     name="AVERAGE_POOL_2D",
@@ -15,4 +48,7 @@ OP = OpDef(
     prepare=prepare_pool,
     kernel="edgecnn.deploy.runtime.pooling:average_pool_2d",
     naive=naive.average_pool_2d,
+    c=lambda emit, step: c_pool(emit, step, "average_pool_2d"),
+    c_blocks=C_BLOCKS,
+    onnx=onnx_average_pool,
 )

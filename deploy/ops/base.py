@@ -63,8 +63,17 @@ class OpDef:
     kernel: str | None = None  # "module:function" of the Numba kernel, imported on first use
     naive: Callable | None = None  # plain-Python reference with the kernel's arguments, returns the output
     fold: Callable | None = None  # (list of input values, options) -> list of output values, for shape ops
-    c: Callable | None = None  # C lowering
-    onnx: Callable | None = None  # ONNX lowering
+    # C lowering: c(emit, step) -> CSource (deploy/export/c_source.py). `emit` is the exporter's
+    # deploy.export.c.CEmitter (graph, names, literals); `step` the PreparedOp (params, inputs,
+    # constants, outputs). The call uses @IN0@.. @OUT0@.. @SCRATCH@ placeholders. See docs/ops.md.
+    c: Callable | None = None
+    # The op's C kernel text: {block name: c_block(deps, text)}; names are unique across the registry
+    # and c_source.BLOCKS (the shared fixed-point primitives). Only blocks a model uses are emitted.
+    c_blocks: dict = field(default_factory=dict)
+    # ONNX lowering: onnx(lw, step) -> None. Reads inputs with lw.nhwc(t) / lw.nchw(t) /
+    # lw.any_layout(t), builds nodes with lw.b (export/onnx_builder.OnnxGraphBuilder) and sets every
+    # output with lw.set(t, value, layout). Import onnx inside the function, never at module level.
+    onnx: Callable | None = None
 
     def input_range(self) -> tuple[int, int]:
         if self.min_inputs is not None:

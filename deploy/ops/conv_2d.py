@@ -1,7 +1,8 @@
 """CONV_2D: int8 per-channel convolution (TFLite reference_integer_ops::ConvPerChannel)."""
 
 from edgecnn.deploy.ops.base import ACTIVATION, CONSTANT, OPTIONAL, OpDef, Operand
-from edgecnn.deploy.ops.conv_common import decode_conv, encode_conv, prepare_conv
+from edgecnn.deploy.export.c_source import c_block
+from edgecnn.deploy.ops.conv_common import C_PARAMS, c_conv, decode_conv, encode_conv, onnx_conv, prepare_conv
 from edgecnn.deploy.runtime import naive
 
 
@@ -10,6 +11,56 @@ def version(graph, op) -> int:
     in_ch = graph.tensors[op.inputs[0]].shape[-1]
     filter_in = graph.tensors[op.inputs[1]].shape[-1]
     return 6 if filter_in != in_ch else 3
+
+
+C_BLOCKS = {**C_PARAMS, "conv_2d": c_block(("conv_params", "requantize"), r"""
+/* CONV_2D (TFLite reference_integer_ops::ConvPerChannel), grouped when input_depth > filter_depth.
+   Per output pixel and group, the window is copied once into patch[(filter_y*filter_w + filter_x)*filter_depth
+   + in_channel] as x + input_offset, with 0 for taps outside the image (w * 0 adds nothing, the same as TFLite
+   skipping them); each filter is then one contiguous dot product with the patch (OHWI has the same order).
+   Overflow: |w| <= 128 and |x + input_offset| <= 255, so each product is below 2^16 and fits an int;
+   the sum runs in uint32_t, which wraps exactly like TFLite's int32 accumulator. */
+static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *output, int16_t *patch)
+{
+    const int groups = p->input_depth / p->filter_depth;
+    const int filters_per_group = p->output_depth / groups;
+    const int taps = p->filter_h * p->filter_w * p->filter_depth;
+    int out_y, out_x, group, out_channel, filter_y, filter_x, in_channel, t;
+    for (out_y = 0; out_y < p->output_h; ++out_y) {
+        const int in_y_origin = out_y * p->stride_h - p->pad_top;
+        for (out_x = 0; out_x < p->output_w; ++out_x) {
+            const int in_x_origin = out_x * p->stride_w - p->pad_left;
+            int8_t *out = output + ((size_t)out_y * p->output_w + out_x) * p->output_depth;
+            for (group = 0; group < groups; ++group) {
+                int16_t *tap = patch;
+                for (filter_y = 0; filter_y < p->filter_h; ++filter_y) {
+                    const int in_y = in_y_origin + p->dilation_h * filter_y;
+                    for (filter_x = 0; filter_x < p->filter_w; ++filter_x) {
+                        const int in_x = in_x_origin + p->dilation_w * filter_x;
+                        const int8_t *x;
+                        if (in_y < 0 || in_y >= p->input_h || in_x < 0 || in_x >= p->input_w) {
+                            for (in_channel = 0; in_channel < p->filter_depth; ++in_channel) *tap++ = 0;
+                            continue;
+                        }
+                        x = input + ((size_t)in_y * p->input_w + in_x) * p->input_depth + group * p->filter_depth;
+                        for (in_channel = 0; in_channel < p->filter_depth; ++in_channel)
+                            *tap++ = (int16_t)(x[in_channel] + p->input_offset);
+                    }
+                }
+                for (out_channel = group * filters_per_group; out_channel < (group + 1) * filters_per_group;
+                     ++out_channel) {
+                    const int8_t *w = p->filter + (size_t)out_channel * taps;
+                    uint32_t acc = 0;
+                    for (t = 0; t < taps; ++t) acc += (uint32_t)(w[t] * patch[t]);
+                    out[out_channel] = ec_requantize(acc, p->bias ? p->bias[out_channel] : 0,
+                                                     p->multiplier[out_channel], p->shift[out_channel],
+                                                     p->output_offset, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+""")}
 
 
 OP = OpDef(
@@ -25,4 +76,7 @@ OP = OpDef(
     prepare=lambda ctx: prepare_conv(ctx, depthwise=False),
     kernel="edgecnn.deploy.runtime.conv:conv_2d",
     naive=naive.conv_2d,
+    c=lambda emit, step: c_conv(emit, step, depthwise=False),
+    c_blocks=C_BLOCKS,
+    onnx=lambda lw, step: onnx_conv(lw, step, depthwise=False),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.deploy.export.c_source import CSource, c_block
 from edgecnn.deploy.ops.base import FUSED_CODES, PrepareContext, Prepared, decode_activation, decode_padding, options_builder
 from edgecnn.deploy.runtime.params import ConvParams
 from edgecnn.errors import ShapeError
@@ -99,3 +100,90 @@ def prepare_conv(ctx: PrepareContext, depthwise: bool) -> Prepared:
     )
     constants = ((tuple(weights.shape), filter_data), ((bias_data.size,), bias_data))
     return Prepared(params, (ctx.op.inputs[0],), constants)
+
+
+# ---------------------------------------------------------------- C (the kernels are in conv_2d.py, depthwise_conv_2d.py)
+
+C_PARAMS = {"conv_params": c_block((), r"""
+/* CONV_2D and DEPTHWISE_CONV_2D. Offsets follow TFLite: input_offset = -input zero point,
+   output_offset = +output zero point. Multipliers and shifts are per output channel. */
+typedef struct {
+    int input_h, input_w, input_depth;
+    int output_h, output_w, output_depth;
+    int filter_h, filter_w, filter_depth;
+    int stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
+    int32_t input_offset, output_offset, act_min, act_max;
+    const int8_t *filter;      /* conv [out][h][w][filter_depth]; depthwise [1][h][w][out] */
+    const int32_t *bias;       /* [out], or NULL */
+    const int32_t *multiplier; /* [out] */
+    const int32_t *shift;      /* [out] */
+} ec_conv_params;
+""")}
+
+
+def c_conv(emit, step, depthwise: bool) -> CSource:
+    """The params struct and call of CONV_2D / DEPTHWISE_CONV_2D; conv needs one window as int16 scratch."""
+    p, name = step.params, emit.prefix(step)
+    (filter_shape, filter_data), (_, bias_data) = step.constants
+    _, in_h, in_w, in_depth = emit.shape(step.inputs[0])
+    _, out_h, out_w, out_depth = emit.shape(step.outputs[0])
+    _, filter_h, filter_w, filter_depth = filter_shape
+    data = emit.array("int8_t", f"{name}_filter", filter_data)
+    data += emit.array("int32_t", f"{name}_multiplier", p.output_multiplier)
+    data += emit.array("int32_t", f"{name}_shift", p.output_shift)
+    if bias_data.size:
+        data += emit.array("int32_t", f"{name}_bias", bias_data)
+    fields = [
+        ("input_h", in_h), ("input_w", in_w), ("input_depth", in_depth),
+        ("output_h", out_h), ("output_w", out_w), ("output_depth", out_depth),
+        ("filter_h", filter_h), ("filter_w", filter_w), ("filter_depth", 1 if depthwise else filter_depth),
+        ("stride_h", p.stride_height), ("stride_w", p.stride_width),
+        ("dilation_h", p.dilation_height), ("dilation_w", p.dilation_width),
+        ("pad_top", p.padding_top), ("pad_left", p.padding_left),
+        ("input_offset", p.input_offset), ("output_offset", p.output_offset),
+        ("act_min", p.activation_min), ("act_max", p.activation_max),
+        ("filter", f"{name}_filter"), ("bias", f"{name}_bias" if bias_data.size else "NULL"),
+        ("multiplier", f"{name}_multiplier"), ("shift", f"{name}_shift"),
+    ]  # fmt: skip
+    data += emit.struct("ec_conv_params", f"{name}_params", fields)
+    nbytes = filter_data.size + 4 * (bias_data.size + 2 * out_depth)
+    if depthwise:
+        return CSource(f"ec_depthwise_conv_2d(&{name}_params, @IN0@, @OUT0@);", data, ("depthwise_conv_2d",), nbytes)
+    return CSource(f"ec_conv_2d(&{name}_params, @IN0@, @OUT0@, @SCRATCH@);", data, ("conv_2d",), nbytes,
+                   2 * filter_h * filter_w * filter_depth)
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def onnx_conv(lw, step, depthwise: bool) -> None:
+    """Pad with the input zero point (TFLite skips out-of-image taps, i.e. adds w * 0), ConvInteger in
+    uint8 x uint8 -> int32, + int32 bias, MultiplyByQuantizedMultiplier in int64, + zero point, clamp, int8."""
+    from onnx import TensorProto
+
+    b, p = lw.b, step.params
+    (filter_shape, filter_data), (_, bias) = step.constants
+    weights = filter_data.reshape(filter_shape)
+    in_depth = lw.shape(step.inputs[0])[3]
+    if not depthwise:
+        out_depth, filter_h, filter_w, filter_depth = filter_shape
+        groups = in_depth // filter_depth
+        oihw = weights.transpose(0, 3, 1, 2)
+    else:  # [1, H, W, C*M] -> [C*M, 1, H, W]; group = input channel puts channel ic*M + m where TFLite does
+        _, filter_h, filter_w, out_depth = filter_shape
+        groups = in_depth
+        oihw = weights.transpose(3, 0, 1, 2)
+    pads = lw.window_pads(step, (filter_h, filter_w), (p.stride_height, p.stride_width),
+                          (p.dilation_height, p.dilation_width))  # fmt: skip
+    in_zp_u8 = b.const(-p.input_offset + 128, np.uint8, "input_zp_u8")
+    x = b.pad_nchw(b.int8_to_uint8(lw.nchw(step.inputs[0])), pads, -p.input_offset + 128, np.uint8)
+    # Weights int8 -> uint8 with zero point 128: (w + 128) - 128 = w, and a u8 x u8 GEMM is exact.
+    w = b.const(oihw.astype(np.int16) + 128, np.uint8, "filter_u8")
+    acc = b.node("ConvInteger", [x, w, in_zp_u8, b.const(128, np.uint8)], "conv",
+                 kernel_shape=[filter_h, filter_w], strides=[p.stride_height, p.stride_width],
+                 dilations=[p.dilation_height, p.dilation_width], group=groups)  # fmt: skip
+    if bias.size:
+        acc = b.node("Add", [acc, b.const(bias.reshape(-1, 1, 1), np.int32, "bias")], "plus_bias")
+    scaled = b.multiply_by_quantized_multiplier(b.cast(acc, TensorProto.INT64), p.output_multiplier,
+                                                p.output_shift, (out_depth, 1, 1))  # fmt: skip
+    lw.set(step.outputs[0], b.output_stage(scaled, p.output_offset, p.activation_min, p.activation_max), "NCHW")

@@ -1,7 +1,8 @@
 """DEPTHWISE_CONV_2D: int8 per-channel depthwise convolution (DepthwiseConvPerChannel)."""
 
 from edgecnn.deploy.ops.base import ACTIVATION, CONSTANT, OPTIONAL, OpDef, Operand
-from edgecnn.deploy.ops.conv_common import decode_conv, encode_conv, prepare_conv
+from edgecnn.deploy.export.c_source import c_block
+from edgecnn.deploy.ops.conv_common import C_PARAMS, c_conv, decode_conv, encode_conv, onnx_conv, prepare_conv
 from edgecnn.deploy.runtime import naive
 
 
@@ -11,6 +12,45 @@ def _encode(b, o, graph, op):
     else:  # the kernel reads it from the filter shape anyway
         multiplier = graph.tensors[op.inputs[1]].shape[3] // graph.tensors[op.inputs[0]].shape[3]
     return encode_conv(b, o, "DepthwiseConv2DOptions", depth_multiplier=multiplier)
+
+
+C_BLOCKS = {**C_PARAMS, "depthwise_conv_2d": c_block(("conv_params", "requantize"), r"""
+/* DEPTHWISE_CONV_2D (TFLite reference_integer_ops::DepthwiseConvPerChannel): output channel
+   m + in_channel * depth_multiplier reads only its input channel. Overflow as in ec_conv_2d. */
+static void ec_depthwise_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *output)
+{
+    const int depth_multiplier = p->output_depth / p->input_depth;
+    int out_y, out_x, in_channel, m, filter_y, filter_x;
+    for (out_y = 0; out_y < p->output_h; ++out_y) {
+        const int in_y_origin = out_y * p->stride_h - p->pad_top;
+        for (out_x = 0; out_x < p->output_w; ++out_x) {
+            const int in_x_origin = out_x * p->stride_w - p->pad_left;
+            int8_t *out = output + ((size_t)out_y * p->output_w + out_x) * p->output_depth;
+            for (in_channel = 0; in_channel < p->input_depth; ++in_channel) {
+                for (m = 0; m < depth_multiplier; ++m) {
+                    const int out_channel = m + in_channel * depth_multiplier;
+                    uint32_t acc = 0;
+                    for (filter_y = 0; filter_y < p->filter_h; ++filter_y) {
+                        const int in_y = in_y_origin + p->dilation_h * filter_y;
+                        if (in_y < 0 || in_y >= p->input_h) continue;
+                        for (filter_x = 0; filter_x < p->filter_w; ++filter_x) {
+                            const int in_x = in_x_origin + p->dilation_w * filter_x;
+                            int32_t x, w;
+                            if (in_x < 0 || in_x >= p->input_w) continue;
+                            x = input[((size_t)in_y * p->input_w + in_x) * p->input_depth + in_channel];
+                            w = p->filter[((size_t)filter_y * p->filter_w + filter_x) * p->output_depth + out_channel];
+                            acc += (uint32_t)(w * (x + p->input_offset));
+                        }
+                    }
+                    out[out_channel] = ec_requantize(acc, p->bias ? p->bias[out_channel] : 0,
+                                                     p->multiplier[out_channel], p->shift[out_channel],
+                                                     p->output_offset, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+""")}
 
 
 OP = OpDef(
@@ -26,4 +66,7 @@ OP = OpDef(
     prepare=lambda ctx: prepare_conv(ctx, depthwise=True),
     kernel="edgecnn.deploy.runtime.depthwise_conv:depthwise_conv_2d",
     naive=naive.depthwise_conv_2d,
+    c=lambda emit, step: c_conv(emit, step, depthwise=True),
+    c_blocks=C_BLOCKS,
+    onnx=lambda lw, step: onnx_conv(lw, step, depthwise=True),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.deploy.export.c_source import CSource, c_block
 from edgecnn.deploy.ops.base import (
     ACTIVATION, CONSTANT, FUSED_CODES, OPTIONAL, OpDef, Operand, Prepared, decode_activation, options_builder,
 )  # fmt: skip
@@ -102,6 +103,136 @@ def _prepare(ctx) -> Prepared:
     return Prepared(params, (ctx.op.inputs[0],), constants)
 
 
+# ---------------------------------------------------------------- C
+
+# Two rescale modes, one text each; a model uses one (fc_rescale), so both define the same names.
+_FC_TEXT = r"""
+/* FULLY_CONNECTED (TFLite reference_integer_ops::FullyConnected / FullyConnectedPerChannel), @MODE@.
+   The input is flattened to [rows][depth]; weights_offset is -weights zero point (0 for per-channel weights).
+   Overflow: |w + weights_offset| <= 255 and |x + input_offset| <= 255, so each product is below 2^16;
+   the sum runs in uint32_t, which wraps like TFLite's int32 accumulator. */
+typedef struct {
+    int rows, depth, units;
+    int32_t input_offset, weights_offset, output_offset, act_min, act_max;
+    const int8_t *filter; /* [units][depth] */
+    const int32_t *bias;  /* [units], or NULL */
+    @FIELDS@
+} ec_fc_params;
+
+static void ec_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *output)
+{
+    int row, unit, d;
+    for (row = 0; row < p->rows; ++row) {
+        const int8_t *x = input + (size_t)row * p->depth;
+        for (unit = 0; unit < p->units; ++unit) {
+            const int8_t *w = p->filter + (size_t)unit * p->depth;
+            uint32_t acc = 0;
+            int32_t total;
+            for (d = 0; d < p->depth; ++d)
+                acc += (uint32_t)((w[d] + p->weights_offset) * (x[d] + p->input_offset));
+            total = ec_from_u32(acc + (uint32_t)(p->bias ? p->bias[unit] : 0));
+            output[(size_t)row * p->units + unit] =
+                ec_saturate((int64_t)@RESCALE@ + p->output_offset, p->act_min, p->act_max);
+        }
+    }
+}
+"""
+
+
+
+
+def _fc_text(mode: str, fields: str, rescale: str) -> str:
+    return _FC_TEXT.replace("@MODE@", mode).replace("@FIELDS@", fields).replace("@RESCALE@", rescale)
+
+
+_DOUBLE_CHECK = r"""#include <float.h>
+/* FULLY_CONNECTED rescales in IEEE binary64, as TFLite does: a 32-bit `double` would round
+   differently (use fc_rescale="integer" for such targets, matching older TFLite runtimes). */
+#if DBL_MANT_DIG < 53
+#error "this model needs a 64-bit double"
+#endif
+"""
+
+C_BLOCKS = {
+    "fully_connected_float": c_block(("from_u32", "saturate", "round_half_away"), _DOUBLE_CHECK + _fc_text(
+        "current LiteRT reference rescale:\n   round_half_away(acc * effective_scale) in binary64, the one place "
+        "where TFLite itself leaves integers",
+        "const double *effective_scale; /* [units]: in_s * w_s / out_s, computed in binary64 */",
+        "ec_round_half_away((double)total * p->effective_scale[unit])")),
+    "fully_connected_integer": c_block(("from_u32", "saturate", "mbqm"), _fc_text(
+        "integer rescale (LiteRT <= 1.2.0,\n   tflite-runtime 2.14): MultiplyByQuantizedMultiplier per unit",
+        "const int32_t *multiplier, *shift; /* [units] */",
+        "ec_mbqm(total, p->multiplier[unit], p->shift[unit])")),
+}
+
+
+def _c(emit, step) -> CSource:
+    p, name = step.params, emit.prefix(step)
+    (filter_shape, filter_data), (_, bias_data) = step.constants
+    units, depth = filter_shape
+    rows = emit.size(step.inputs[0]) // depth
+    data = emit.array("int8_t", f"{name}_filter", filter_data)
+    if bias_data.size:
+        data += emit.array("int32_t", f"{name}_bias", bias_data)
+    fields = [
+        ("rows", rows), ("depth", depth), ("units", units),
+        ("input_offset", p.input_offset), ("weights_offset", p.weights_offset), ("output_offset", p.output_offset),
+        ("act_min", p.activation_min), ("act_max", p.activation_max),
+        ("filter", f"{name}_filter"), ("bias", f"{name}_bias" if bias_data.size else "NULL"),
+    ]  # fmt: skip
+    if p.rescale == RESCALE_FLOAT:
+        data += emit.array("double", f"{name}_effective_scale", p.effective_scale)
+        fields.append(("effective_scale", f"{name}_effective_scale"))
+        block = "fully_connected_float"
+    else:
+        data += emit.array("int32_t", f"{name}_multiplier", p.output_multiplier)
+        data += emit.array("int32_t", f"{name}_shift", p.output_shift)
+        fields += [("multiplier", f"{name}_multiplier"), ("shift", f"{name}_shift")]
+        block = "fully_connected_integer"
+    data += emit.struct("ec_fc_params", f"{name}_params", fields)
+    nbytes = filter_data.size + 4 * bias_data.size + 8 * units
+    return CSource(f"ec_fully_connected(&{name}_params, @IN0@, @OUT0@);", data, (block,), nbytes)
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def _onnx(lw, step) -> None:
+    """MatMulInteger in uint8 x uint8 (onnx_builder.py says why), + bias, then either rescale: "float" is
+    TFLite's float64 acc * scale rounded half away from zero, which Mul, Abs, Floor and Sign reproduce
+    exactly (each IEEE op rounds once, as in C); "integer" is MultiplyByQuantizedMultiplier in int64."""
+    from onnx import TensorProto
+
+    from edgecnn.deploy.export.onnx_builder import INT32_MAX, INT32_MIN
+
+    b, p = lw.b, step.params
+    (filter_shape, filter_data), (_, bias) = step.constants
+    units, depth = filter_shape
+    rows = b.node("Reshape", [lw.nhwc(step.inputs[0]), b.const([-1, depth], np.int64, "shape")], "rows")
+    x = b.int8_to_uint8(rows)
+    in_zp_u8 = b.const(-p.input_offset + 128, np.uint8, "input_zp_u8")
+    w = b.const(filter_data.reshape(units, depth).T.astype(np.int16) + 128, np.uint8, "weights_u8")
+    w_zp_u8 = b.const(-p.weights_offset + 128, np.uint8, "weights_zp_u8")
+    acc = b.node("MatMulInteger", [x, w, in_zp_u8, w_zp_u8], "matmul")
+    if bias.size:
+        acc = b.node("Add", [acc, b.const(bias, np.int32, "bias")], "plus_bias")
+    if p.rescale == RESCALE_FLOAT:
+        # TFLite >= 2.20: (int32) round(double(acc) * effective_scale), clamped to int32 before the cast.
+        product = b.node("Mul", [b.cast(acc, TensorProto.DOUBLE),
+                                 b.const(p.effective_scale, np.float64, "effective_scale")])  # fmt: skip
+        rounded = b.round_half_away_double(product)
+        rounded = b.node("Clip", [rounded, b.const(INT32_MIN, np.float64), b.const(INT32_MAX, np.float64)],
+                         "clamp_int32")  # fmt: skip
+        scaled = b.cast(rounded, TensorProto.INT64)
+    else:
+        scaled = b.multiply_by_quantized_multiplier(b.cast(acc, TensorProto.INT64), p.output_multiplier,
+                                                    p.output_shift, (units,))  # fmt: skip
+    out = b.output_stage(scaled, p.output_offset, p.activation_min, p.activation_max)
+    if len(lw.shape(step.outputs[0])) != 2:  # keep_num_dims
+        out = lw.reshape_to(out, step.outputs[0])
+    lw.set(step.outputs[0], out)
+
+
 OP = OpDef(
     name="FULLY_CONNECTED",
     operands=(Operand("input", ACTIVATION), Operand("filter", CONSTANT), Operand("bias", OPTIONAL)),
@@ -114,4 +245,7 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.fully_connected:fully_connected",
     naive=naive.fully_connected,
+    c=_c,
+    c_blocks=C_BLOCKS,
+    onnx=_onnx,
 )

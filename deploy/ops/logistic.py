@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from edgecnn.deploy.export.c_source import lookup_source
 from edgecnn.deploy.ops.base import ACTIVATION, OpDef, Operand, Prepared, same_shape_unary
 from edgecnn.deploy.runtime import naive
 from edgecnn.deploy.runtime.lookup import logistic_table
@@ -17,6 +18,12 @@ def _prepare(ctx) -> Prepared:
     return Prepared(LookupTableParams(table), (ctx.op.inputs[0],))
 
 
+
+def _onnx(lw, step) -> None:
+    x, layout = lw.any_layout(step.inputs[0])
+    lw.set(step.outputs[0], lw.b.lookup_int8(x, step.params.table, "logistic"), layout)
+
+
 OP = OpDef(
     name="LOGISTIC",
     operands=(Operand("input", ACTIVATION),),
@@ -25,4 +32,6 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.activations:logistic",
     naive=naive.logistic,
+    c=lambda emit, step: lookup_source(emit, step, step.params.table),
+    onnx=_onnx,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.deploy.export.c_source import copy_source
 from edgecnn.deploy.ops.base import ACTIVATION, OPTIONAL, OpDef, Operand, Prepared, int32_vector, options_builder
 from edgecnn.deploy.runtime import naive
 from edgecnn.deploy.runtime.params import ReshapeParams
@@ -43,6 +44,11 @@ def _prepare(ctx) -> Prepared:
     return Prepared(ReshapeParams(), (ctx.op.inputs[0],))
 
 
+
+def _onnx(lw, step) -> None:
+    lw.set(step.outputs[0], lw.reshape_to(lw.nhwc(step.inputs[0]), step.outputs[0]))
+
+
 OP = OpDef(
     name="RESHAPE",
     operands=(Operand("input", ACTIVATION), Operand("shape", OPTIONAL)),
@@ -55,4 +61,6 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.reshape:reshape",
     naive=naive.reshape,
+    c=copy_source,
+    onnx=_onnx,
 )

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from edgecnn.deploy.export.c_source import lookup_source
 from edgecnn.deploy.ops.base import ACTIVATION, OpDef, Operand, Prepared, same_shape_unary
 from edgecnn.deploy.runtime import naive
 from edgecnn.deploy.runtime.lookup import tanh_table
@@ -14,6 +15,12 @@ def _prepare(ctx) -> Prepared:
     return Prepared(LookupTableParams(table), (ctx.op.inputs[0],))
 
 
+
+def _onnx(lw, step) -> None:
+    x, layout = lw.any_layout(step.inputs[0])
+    lw.set(step.outputs[0], lw.b.lookup_int8(x, step.params.table, "tanh"), layout)
+
+
 OP = OpDef(
     name="TANH",
     operands=(Operand("input", ACTIVATION),),
@@ -22,4 +29,6 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.activations:tanh",
     naive=naive.tanh,
+    c=lambda emit, step: lookup_source(emit, step, step.params.table),
+    onnx=_onnx,
 )
