@@ -29,9 +29,13 @@ INT16_MIN, INT16_MAX = -32768, 32767
 # --- RELU / RELU6 / LEAKY_RELU -------------------------------------------------------------------
 
 
-@njit(parallel=True, cache=True)
 def requantize_clamp(params, input_shape, input_data, output_shape, output_data):
-    """RELU and RELU6, element-wise (any shape)."""
+    """RELU and RELU6, element-wise (any shape); a plain-Python entry point, so that no rank compiles anew (see elementwise.binary)."""
+    _requantize_clamp(params, input_data, output_data)
+
+
+@njit(parallel=True, cache=True)
+def _requantize_clamp(params, input_data, output_data):
     zp_in, zp_out = params.input_zero_point, params.output_zero_point
     multiplier, shift = params.multiplier, params.shift
     act_min, act_max = params.activation_min, params.activation_max
@@ -43,9 +47,13 @@ def requantize_clamp(params, input_shape, input_data, output_shape, output_data)
         output_data[i] = min(max(value, act_min), act_max)
 
 
-@njit(parallel=True, cache=True)
 def leaky_relu(params, input_shape, input_data, output_shape, output_data):
-    """LEAKY_RELU, element-wise (any shape)."""
+    """LEAKY_RELU, element-wise (any shape); a plain-Python entry point, so that no rank compiles anew (see elementwise.binary)."""
+    _leaky_relu(params, input_data, output_data)
+
+
+@njit(parallel=True, cache=True)
+def _leaky_relu(params, input_data, output_data):
     zp_in, zp_out = params.input_zero_point, params.output_zero_point
     if input_data.size != output_data.size:
         raise ValueError("leaky_relu: input and output sizes differ")
@@ -156,9 +164,13 @@ def hard_swish_value(params, q):
     return min(max(value, -128), 127)
 
 
-@njit(parallel=True, cache=True)
 def hard_swish(params, input_shape, input_data, output_shape, output_data):
-    """HARD_SWISH, element-wise (any shape)."""
+    """HARD_SWISH, element-wise (any shape); a plain-Python entry point, so that no rank compiles anew (see elementwise.binary)."""
+    _hard_swish(params, input_data, output_data)
+
+
+@njit(parallel=True, cache=True)
+def _hard_swish(params, input_data, output_data):
     if input_data.size != output_data.size:
         raise ValueError("hard_swish: input and output sizes differ")
     for i in prange(input_data.size):

@@ -72,9 +72,18 @@ def _row_offsets(row, out_dims, strides1, strides2):
     return base1, base2
 
 
-@njit(parallel=True, cache=True)
 def binary(params, input1_shape, input1_data, input2_shape, input2_data, output_shape, output_data):
-    """ADD, SUB or MUL of two int8 tensors with broadcasting; shapes come from params (see the module doc)."""
+    """ADD, SUB or MUL of two int8 tensors with broadcasting; shapes come from params (see the module doc).
+
+    A plain-Python entry point on purpose: the shape tuples (any rank, even
+    0) are not read, and a jitted entry would compile again for every
+    combination of ranks (seconds each); the jitted loops compile once.
+    """
+    _binary(params, input1_data, input2_data, output_data)
+
+
+@njit(parallel=True, cache=True)
+def _binary(params, input1_data, input2_data, output_data):
     # Unpack params: the run-time dims are the static ones with the batch axis scaled by the images.
     static_size = 1
     for axis in range(MAX_RANK):
