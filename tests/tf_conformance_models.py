@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import time
+import zlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TF is imported: silence its C++ logging
 
@@ -265,6 +266,27 @@ def sub_mul(keras, layers):
     return keras.Model(inputs, outputs, name="sub_mul")
 
 
+def standalone_activations(keras, layers):
+    """Activations the converter cannot fuse into a producer: RELU, RELU6, TANH, LOGISTIC; PADV2; SOFTMAX."""
+    import tensorflow as tf
+
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same")(inputs)
+    x = layers.UpSampling2D(2, interpolation="bilinear")(x)
+    x = layers.ReLU()(x)  # after a resize: nothing to fuse into
+    x = layers.Conv2D(6, 3, strides=2, padding="same")(x)
+    x = layers.Resizing(12, 12, interpolation="nearest")(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.Lambda(lambda v: tf.pad(v, [[0, 0], [1, 2], [2, 1], [0, 0]], constant_values=0.75))(x)
+    x = layers.DepthwiseConv2D(3)(x)
+    x = layers.Activation("tanh")(x)
+    x = layers.Conv2D(4, 1)(x)
+    x = layers.Activation("sigmoid")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(5, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="standalone_activations")
+
+
 # name -> (builder, input type, output type, what it covers). Types: int8, uint8, float32.
 MODELS = {
     "resnet8": (resnet8, "int8", "int8", "MLPerf Tiny IC ResNet-8, 32x32x3"),
@@ -283,6 +305,7 @@ MODELS = {
     "upsampling": (upsampling, "int8", "int8", "RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR"),
     "dense_4d": (dense_4d, "int8", "int8", "Dense on a 4-D tensor (shape chain)"),
     "sub_mul": (sub_mul, "int8", "int8", "SUB, MUL, broadcast MUL/ADD"),
+    "standalone_activations": (standalone_activations, "int8", "int8", "RELU, RELU6, TANH, LOGISTIC, PADV2"),
 }
 
 
@@ -368,13 +391,14 @@ def main(argv=None) -> int:
     from keras import layers
 
     manifest = {"tensorflow": tf.__version__, "keras": keras.__version__, "seed": SEED, "models": {}}
-    for k, name in enumerate(sorted(MODELS)):
+    for name in sorted(MODELS):
         if args.only and name not in args.only:
             continue
         builder, input_type, output_type, about = MODELS[name]
         start = time.perf_counter()
-        rng = np.random.default_rng([SEED, k])
-        keras.utils.set_random_seed(SEED + k)
+        model_seed = zlib.crc32(name.encode())  # by name: adding a model changes no other model's file
+        rng = np.random.default_rng([SEED, model_seed])
+        keras.utils.set_random_seed((SEED + model_seed) % 2**31)
         model = builder(keras, layers)
         randomize_weights(model, rng)
         samples = calibration_samples(model, rng)
