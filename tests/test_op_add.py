@@ -98,6 +98,6 @@ def test_refuses_two_constants_and_a_batched_constant():
 
 def test_refuses_more_than_six_dimensions():
     shape = (1, 2, 1, 2, 1, 2, 1)
-    graph = Int8Graph([int8_tensor("a", shape, 0.1, 0), int8_tensor("b", shape, 0.1, 0), int8_tensor("y", shape, 0.1, 0)],
-                      [Op(KIND, [0, 1], [2], {"fused_activation_function": "NONE"})], [0, 1], [2])  # fmt: skip
+    tensors = [int8_tensor(name, shape, 0.1, 0) for name in ("a", "b", "y")]
+    graph = Int8Graph(tensors, [Op(KIND, [0, 1], [2], {"fused_activation_function": "NONE"})], [0, 1], [2])
     _refusal(graph, ShapeError, r"op 0 \(ADD\).*1 to 6 dimensions")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgecnn.deploy.ops.base import ANY, OpDef, Operand
-from edgecnn.deploy.ops.binary_common import decode_add_sub, encoder, prepare_add_sub
+from edgecnn.deploy.ops.binary_common import C_BLOCKS, c_binary, decode_add_sub, encoder, onnx_binary, prepare_add_sub
 from edgecnn.deploy.runtime import naive_elementwise
 from edgecnn.deploy.runtime.elementwise_params import OP_ADD
 
@@ -18,4 +18,7 @@ OP = OpDef(
     prepare=lambda ctx: prepare_add_sub(ctx, OP_ADD),
     kernel="edgecnn.deploy.runtime.elementwise:binary",
     naive=naive_elementwise.add,
+    c=c_binary,
+    c_blocks=C_BLOCKS,
+    onnx=onnx_binary,
 )

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.deploy.export.c_source import CSource, c_block
 from edgecnn.deploy.ops.base import FUSED_CODES, Prepared, decode_activation, options_builder
-from edgecnn.deploy.runtime.elementwise_params import MAX_RANK, OP_MUL, BinaryParams, padded_dims
+from edgecnn.deploy.runtime.elementwise_params import MAX_RANK, OP_MUL, OP_SUB, BinaryParams, padded_dims
 from edgecnn.errors import QuantizationError, ShapeError, UnsupportedOpError
 from edgecnn.int8.rules import quantize_multiplier
 
@@ -143,3 +144,121 @@ def encoder(table: str, pot_scale: bool):
         return end(b)
 
     return encode
+
+
+# --- C ---------------------------------------------------------------------------------------------
+
+C_BLOCKS = {"binary": c_block(("mbqm", "saturate"), r"""
+/* ADD, SUB and MUL on int8 with broadcasting (TFLite reference_integer_ops add.h / mul.h, reference_ops sub.h).
+   dims: the output's shape right-aligned into six dimensions; strides1/strides2: each input's element
+   strides along them, 0 where the input is broadcast. op: 0 ADD, 1 SUB, 2 MUL.
+   Overflow: |q + offset| <= 255. ADD/SUB shift that left by 20 (< 2^28) and scale it by a multiplier
+   <= 1/2, so the sum of two stays below 2^29. MUL's product is below 2^16; its multiplier's left
+   shift wraps inside ec_mbqm like TFLite's int32. */
+typedef struct {
+    int32_t op;
+    int32_t input1_offset, input2_offset, output_offset, left_shift;
+    int32_t input1_multiplier, input1_shift, input2_multiplier, input2_shift;
+    int32_t output_multiplier, output_shift, act_min, act_max;
+    int32_t dims[6];
+    uint32_t strides1[6], strides2[6];
+} ec_binary_params;
+
+static int8_t ec_binary_element(const ec_binary_params *p, int8_t x, int8_t y)
+{
+    const int32_t a = p->input1_offset + x;
+    const int32_t b = p->input2_offset + y;
+    int32_t raw;
+    if (p->op == 2) {
+        raw = ec_mbqm(a * b, p->output_multiplier, p->output_shift);
+    } else {
+        const int32_t scale = (int32_t)1 << p->left_shift;
+        const int32_t scaled_a = ec_mbqm(a * scale, p->input1_multiplier, p->input1_shift);
+        const int32_t scaled_b = ec_mbqm(b * scale, p->input2_multiplier, p->input2_shift);
+        raw = ec_mbqm(p->op == 1 ? scaled_a - scaled_b : scaled_a + scaled_b, p->output_multiplier,
+                      p->output_shift);
+    }
+    return ec_saturate((int64_t)raw + p->output_offset, p->act_min, p->act_max);
+}
+
+/* Walks the output in order with an odometer over the six dimensions; each input's offset moves by its
+   stride and jumps back by stride * dim when a dimension wraps. */
+static void ec_binary(const ec_binary_params *p, const int8_t *input1, const int8_t *input2, int8_t *output)
+{
+    int32_t count[6] = {0, 0, 0, 0, 0, 0};
+    size_t offset1 = 0, offset2 = 0, o, total = 1;
+    int axis;
+    for (axis = 0; axis < 6; ++axis) total *= (size_t)p->dims[axis];
+    for (o = 0; o < total; ++o) {
+        output[o] = ec_binary_element(p, input1[offset1], input2[offset2]);
+        for (axis = 5; axis >= 0; --axis) {
+            offset1 += p->strides1[axis];
+            offset2 += p->strides2[axis];
+            if (++count[axis] < p->dims[axis]) break;
+            offset1 -= (size_t)p->strides1[axis] * (size_t)p->dims[axis];
+            offset2 -= (size_t)p->strides2[axis] * (size_t)p->dims[axis];
+            count[axis] = 0;
+        }
+    }
+}
+""")}
+
+
+def _broadcast_strides(dims: np.ndarray, output_dims: np.ndarray) -> list[int]:
+    """Element strides of a row-major tensor of `dims` read along `output_dims`: 0 where it is broadcast."""
+    strides, step = [0] * MAX_RANK, 1
+    for axis in range(MAX_RANK - 1, -1, -1):
+        strides[axis] = 0 if dims[axis] == 1 and output_dims[axis] != 1 else step
+        step *= int(dims[axis])
+    return strides
+
+
+def c_binary(emit, step) -> CSource:
+    """The params struct (static batch-1 shapes) and the call of ec_binary."""
+    p, name = step.params, emit.prefix(step)
+
+    def c_array(values) -> str:
+        return "{" + ", ".join(str(int(v)) for v in values) + "}"
+
+    fields = [
+        ("op", p.op), ("input1_offset", p.input1_offset), ("input2_offset", p.input2_offset),
+        ("output_offset", p.output_offset), ("left_shift", p.left_shift),
+        ("input1_multiplier", p.input1_multiplier), ("input1_shift", p.input1_shift),
+        ("input2_multiplier", p.input2_multiplier), ("input2_shift", p.input2_shift),
+        ("output_multiplier", p.output_multiplier), ("output_shift", p.output_shift),
+        ("act_min", p.activation_min), ("act_max", p.activation_max),
+        ("dims", c_array(p.output_dims)),
+        ("strides1", c_array(_broadcast_strides(p.input1_dims, p.output_dims))),
+        ("strides2", c_array(_broadcast_strides(p.input2_dims, p.output_dims))),
+    ]  # fmt: skip
+    data = emit.struct("ec_binary_params", f"{name}_params", fields)
+    return CSource(f"ec_binary(&{name}_params, @IN0@, @IN1@, @OUT0@);", data, ("binary",))
+
+
+# --- ONNX ------------------------------------------------------------------------------------------
+
+
+def onnx_binary(lw, step) -> None:
+    """int64 arithmetic in TFLite's order on both inputs in TFLite's layout; ONNX broadcasts like numpy."""
+    from onnx import TensorProto
+
+    b, p = lw.b, step.params
+
+    def offset_input(t: int, offset: int) -> str:
+        wide = b.cast(lw.nhwc(t), TensorProto.INT64)
+        return b.node("Add", [wide, b.const(offset, np.int64, "input_offset")], "offset")
+
+    def rescale(x: str, multiplier: int, shift: int) -> str:
+        return b.multiply_by_quantized_multiplier(x, np.array(multiplier), np.array(shift), ())
+
+    a = offset_input(step.inputs[0], p.input1_offset)
+    c = offset_input(step.inputs[1], p.input2_offset)
+    if p.op == OP_MUL:
+        total = b.node("Mul", [a, c], "product")  # |.| < 2^16
+    else:
+        scale = b.const(2**p.left_shift, np.int64, "left_shift")
+        scaled_a = rescale(b.node("Mul", [a, scale], "shl"), p.input1_multiplier, p.input1_shift)
+        scaled_c = rescale(b.node("Mul", [c, scale], "shl"), p.input2_multiplier, p.input2_shift)
+        total = b.node("Sub" if p.op == OP_SUB else "Add", [scaled_a, scaled_c], "total")
+    raw = rescale(total, p.output_multiplier, p.output_shift)
+    lw.set(step.outputs[0], b.output_stage(raw, p.output_offset, p.activation_min, p.activation_max), "NHWC")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecnn.deploy.ops.base import ANY, FUSED_CODES, OpDef, Operand, decode_activation, options_builder
-from edgecnn.deploy.ops.binary_common import prepare_mul
+from edgecnn.deploy.ops.binary_common import C_BLOCKS, c_binary, onnx_binary, prepare_mul
 from edgecnn.deploy.runtime import naive_elementwise
 
 
@@ -33,4 +33,7 @@ OP = OpDef(
     prepare=prepare_mul,
     kernel="edgecnn.deploy.runtime.elementwise:binary",
     naive=naive_elementwise.mul,
+    c=c_binary,
+    c_blocks=C_BLOCKS,
+    onnx=onnx_binary,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgecnn.deploy.ops.base import ACTIVATION, OpDef, Operand
-from edgecnn.deploy.ops.relu import prepare_requantize_clamp
+from edgecnn.deploy.ops.relu import C_BLOCKS, c_requantize_clamp, onnx_requantize_clamp, prepare_requantize_clamp
 from edgecnn.deploy.runtime import naive_elementwise
 
 OP = OpDef(
@@ -14,4 +14,7 @@ OP = OpDef(
     prepare=lambda ctx: prepare_requantize_clamp(ctx, "RELU6"),
     kernel="edgecnn.deploy.runtime.activation_ops:requantize_clamp",
     naive=naive_elementwise.requantize_clamp,
+    c=c_requantize_clamp,
+    c_blocks=C_BLOCKS,
+    onnx=onnx_requantize_clamp,
 )

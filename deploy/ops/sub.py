@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from edgecnn.deploy.ops.base import ANY, OpDef, Operand
-from edgecnn.deploy.ops.binary_common import decode_add_sub, encoder, needs_broadcast, prepare_add_sub
+from edgecnn.deploy.ops.binary_common import (
+    C_BLOCKS, c_binary, decode_add_sub, encoder, needs_broadcast, onnx_binary, prepare_add_sub,
+)  # fmt: skip
 from edgecnn.deploy.runtime import naive_elementwise
 from edgecnn.deploy.runtime.elementwise_params import OP_SUB
 
@@ -25,4 +27,7 @@ OP = OpDef(
     prepare=lambda ctx: prepare_add_sub(ctx, OP_SUB),
     kernel="edgecnn.deploy.runtime.elementwise:binary",
     naive=naive_elementwise.sub,
+    c=c_binary,
+    c_blocks=C_BLOCKS,
+    onnx=onnx_binary,
 )

@@ -30,7 +30,7 @@ INT16_MIN, INT16_MAX = -32768, 32767
 
 
 def requantize_clamp(params, input_shape, input_data, output_shape, output_data):
-    """RELU and RELU6, element-wise (any shape); a plain-Python entry point, so that no rank compiles anew (see elementwise.binary)."""
+    """RELU and RELU6, element-wise (any shape); plain Python, so no rank compiles anew (see elementwise.binary)."""
     _requantize_clamp(params, input_data, output_data)
 
 
@@ -48,7 +48,7 @@ def _requantize_clamp(params, input_data, output_data):
 
 
 def leaky_relu(params, input_shape, input_data, output_shape, output_data):
-    """LEAKY_RELU, element-wise (any shape); a plain-Python entry point, so that no rank compiles anew (see elementwise.binary)."""
+    """LEAKY_RELU, element-wise (any shape); plain Python, so no rank compiles anew (see elementwise.binary)."""
     _leaky_relu(params, input_data, output_data)
 
 
@@ -165,7 +165,7 @@ def hard_swish_value(params, q):
 
 
 def hard_swish(params, input_shape, input_data, output_shape, output_data):
-    """HARD_SWISH, element-wise (any shape); a plain-Python entry point, so that no rank compiles anew (see elementwise.binary)."""
+    """HARD_SWISH, element-wise (any shape); plain Python, so no rank compiles anew (see elementwise.binary)."""
     _hard_swish(params, input_data, output_data)
 
 
