@@ -108,3 +108,18 @@ def litert_ref_multi(graph: Int8Graph, xs: list[np.ndarray]) -> np.ndarray:
         interpreter.set_tensor(by_name[graph.tensors[t].name], np.ascontiguousarray(x))
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def c_and_onnx_equal_runtime(graphs: list[Int8Graph], workdir, batch: int = 3) -> int:
+    """The C export (gcc) and the ONNX export (onnxruntime) of each single-input graph equal the runtime.
+
+    Returns how many output elements were compared (per back end).
+    """
+    from test_export_c import assert_c_equals_runtime
+    from test_export_onnx import assert_exact
+
+    models = [(g, "float", inputs(g, batch, seed)) for seed, g in enumerate(graphs)]
+    for g, _, x in models:
+        assert_exact(g, x)
+    assert_c_equals_runtime(models, workdir)
+    return sum(x.shape[0] * int(np.prod(g.output.shape)) for g, _, x in models)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reduce_copy_cases import assert_same, inputs, litert_ref_multi, numba_equals_litert, scales, zero_points
+from reduce_copy_cases import (assert_same, c_and_onnx_equal_runtime, inputs, litert_ref_multi,
+                               numba_equals_litert, scales, zero_points)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.litert import LiteRTRunner
@@ -152,3 +153,41 @@ def test_shape_values_still_fold():
 
     out = fold([np.array([1]), np.array([-1, 4])], {"axis": 0, "fused_activation_function": "NONE"})
     assert out[0].tolist() == [1, -1, 4]
+
+
+def padded_branches(shape, axis: int, extras, q) -> Int8Graph:
+    """One input, one PAD per branch adding extras[k] zero-point rows at the end of `axis`, then CONCATENATION.
+
+    Gives a single-input graph whose concatenated pieces differ in size (what the C and ONNX tests can feed).
+    """
+    rank = len(shape)
+    tensors = [Tensor("x", shape, "int8", [q[0]], [q[1]])]
+    ops, branches = [], []
+    for k, extra in enumerate(extras):
+        paddings = np.zeros((rank, 2), np.int32)
+        paddings[axis % rank, 1] = extra
+        tensors.append(Tensor(f"paddings{k}", (rank, 2), "int32", [], [], 0, paddings))
+        out_shape = tuple(int(n + p[1]) for n, p in zip(shape, paddings))
+        tensors.append(Tensor(f"branch{k}", out_shape, "int8", [q[0]], [q[1]]))
+        ops.append(Op("PAD", [0, len(tensors) - 2], [len(tensors) - 1], {}))
+        branches.append(len(tensors) - 1)
+    a = axis % rank
+    total = sum(tensors[t].shape[a] for t in branches)
+    tensors.append(Tensor("y", shape[:a] + (total,) + shape[a + 1 :], "int8", [q[0]], [q[1]]))
+    ops.append(Op("CONCATENATION", branches, [len(tensors) - 1], {"axis": axis, "fused_activation_function": "NONE"}))
+    return Int8Graph(tensors, ops, [0], [len(tensors) - 1]).validate()
+
+
+@pytest.mark.parametrize("shape, axis, extras", [((1, 3, 4, 2), 3, (0, 2, 1)), ((1, 3, 4, 2), -3, (1, 0)),
+                                                 ((1, 5), 1, (0, 3)), ((1, 2, 3, 2, 2), 2, (2, 0, 1))])  # fmt: skip
+def test_padded_branches_equal_litert(shape, axis, extras):
+    numba_equals_litert(padded_branches(shape, axis, extras, (0.02, -128)), batch=3)
+
+
+def test_c_and_onnx_equal_the_runtime(tmp_path):
+    graphs = [example_graph(np.random.default_rng(0)), _two_branch_graph((0.05, 3), (0.05, 3), (0.05, 3)),
+              padded_branches((1, 3, 4, 2), 3, (0, 2, 1), (0.02, -128)),
+              padded_branches((1, 3, 4, 2), 1, (1, 0), (0.02, 127)),
+              padded_branches((1, 5), 1, (0, 3), (0.1, 0)),
+              padded_branches((1, 2, 3, 2, 2), 2, (2, 0, 1), (0.1, 5))]  # fmt: skip
+    assert c_and_onnx_equal_runtime(graphs, tmp_path) > 0

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reduce_copy_cases import (naive_equals_numba, numba_equals_litert, random_axes, reduce_graph, scales,
-                               zero_points)  # fmt: skip
+from reduce_copy_cases import (c_and_onnx_equal_runtime, naive_equals_numba, numba_equals_litert, random_axes,
+                               reduce_graph, scales, zero_points)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.litert import LiteRTRunner
@@ -113,3 +113,17 @@ def test_error_is_a_model_error():
     graph = reduce_graph("MEAN", (1, 4, 4, 2), [0], True, (0.05, 0), (0.05, 0))
     with pytest.raises(ModelError):
         Runtime(graph)
+
+
+def test_c_and_onnx_equal_the_runtime(tmp_path):
+    """GAP after a conv (the ONNX input is NCHW), a mean over H only (kept dims leave NCHW order), ranks 2-5."""
+    b = GraphBuilder(np.random.default_rng(1), (1, 5, 6, 3)).conv2d(4, 3, 3, padding="SAME")
+    conv = b.tensors[b.x]
+    axis = b._add(Tensor("h_axis", (1,), "int32", [], [], 0, np.array([1], np.int32)))
+    b._next("MEAN", [b.x, axis], {"keep_dims": False}, (1, 6, 4), float(conv.scale[0]), 9)
+    graphs = [example_graph(np.random.default_rng(0)), b.build(),
+              reduce_graph("MEAN", (1, 7), [1], True, (0.05, -128), (0.01, 127)),
+              reduce_graph("MEAN", (1, 3, 4, 5), [1, -1], True, (0.1, 3), (0.05, -7)),
+              reduce_graph("MEAN", (1, 2, 3, 4, 5), [2, 4], False, (0.3, 127), (0.02, -128)),
+              reduce_graph("MEAN", (1, 13, 11, 2), [1, 2], False, (0.02, 0), (0.02 / 3e-5, 0))]  # fmt: skip
+    assert c_and_onnx_equal_runtime(graphs, tmp_path) > 0

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reduce_copy_cases import naive_equals_numba, numba_equals_litert, pad_graph, scales, zero_points
+from reduce_copy_cases import (c_and_onnx_equal_runtime, naive_equals_numba, numba_equals_litert, pad_graph,
+                               scales, zero_points)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.runtime import Runtime
@@ -94,3 +95,13 @@ def test_rank_5_is_version_4():
     graph = pad_graph("PAD", (1, 2, 2, 2, 2), [[0, 0]] + [[1, 1]] * 4, (0.1, 0), (0.1, 0))
     assert REGISTRY["PAD"].version(graph, graph.ops[0]) == 4
     numba_equals_litert(graph, batch=2)
+
+
+def test_c_and_onnx_equal_the_runtime(tmp_path):
+    """PAD on the graph input (NHWC in ONNX) and after a conv (NCHW), ranks 2 to 5, int32 and int64 paddings."""
+    b = GraphBuilder(np.random.default_rng(1), (1, 4, 5, 2)).conv2d(3, 1, 1)
+    b = add_pad(b, [[0, 0], [2, 0], [1, 3], [1, 2]]).conv2d(2, 3, 3)
+    graphs = [example_graph(np.random.default_rng(0)), b.build(),
+              pad_graph("PAD", (1, 6), [[0, 0], [3, 4]], (0.05, -128), (0.05, 127), dtype="int64"),
+              pad_graph("PAD", (1, 2, 3, 4, 2), [[0, 0], [1, 2], [0, 1], [3, 0], [1, 1]], (0.1, 3), (0.2, -7))]
+    assert c_and_onnx_equal_runtime(graphs, tmp_path) > 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reduce_copy_cases import naive_equals_numba, numba_equals_litert, pad_graph
+from reduce_copy_cases import c_and_onnx_equal_runtime, naive_equals_numba, numba_equals_litert, pad_graph
 from test_op_pad import add_pad, pad_cases
 from tflite_models import GraphBuilder
 
@@ -68,3 +68,11 @@ def test_constant_must_be_one_int8_value():
     graph.tensors[2] = Tensor("constant_values", (2,), "int8", [0.1], [0], 0, np.array([1, 2], np.int8))
     with pytest.raises(ShapeError, match="one"):
         Runtime(graph)
+
+
+def test_c_and_onnx_equal_the_runtime(tmp_path):
+    b = GraphBuilder(np.random.default_rng(1), (1, 4, 5, 2)).conv2d(3, 1, 1)
+    b = add_pad(b, [[0, 0], [1, 1], [0, 2], [0, 1]], "PADV2", 127).pool("MAX_POOL_2D")
+    graphs = [example_graph(np.random.default_rng(0)), b.build(),
+              pad_graph("PADV2", (1, 5, 3), [[0, 0], [1, 2], [0, 1]], (0.1, 3), (0.2, -7), -128)]
+    assert c_and_onnx_equal_runtime(graphs, tmp_path) > 0

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reduce_copy_cases import (naive_equals_numba, numba_equals_litert, random_axes, reduce_graph, scales,
-                               zero_points)  # fmt: skip
+from reduce_copy_cases import (c_and_onnx_equal_runtime, naive_equals_numba, numba_equals_litert, random_axes,
+                               reduce_graph, scales, zero_points)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.litert import LiteRTRunner
@@ -75,3 +75,11 @@ def test_batch_axis_is_refused():
     graph = reduce_graph("REDUCE_MAX", (1, 3, 3, 2), [0, 1], True, (0.1, 5), (0.1, 5))
     with pytest.raises(UnsupportedOpError, match="the batch"):
         Runtime(graph)
+
+
+def test_c_and_onnx_equal_the_runtime(tmp_path):
+    graphs = [example_graph(np.random.default_rng(0)),
+              reduce_graph("REDUCE_MAX", (1, 9), [1], False, (0.05, -128), (0.05, -128)),
+              reduce_graph("REDUCE_MAX", (1, 4, 5, 3), [2], False, (0.1, 3), (0.1, 3)),
+              reduce_graph("REDUCE_MAX", (1, 3, 4, 5, 2), [1, 3], True, (0.1, 127), (0.1, 127))]  # fmt: skip
+    assert c_and_onnx_equal_runtime(graphs, tmp_path) > 0

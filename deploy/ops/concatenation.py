@@ -10,8 +10,11 @@ the way LiteRT does, and refuses axis 0 (the batch).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from edgecnn.deploy.export.c_source import CSource, c_block
 from edgecnn.deploy.ops.base import ANY, FUSED_CODES, OpDef, Operand, Prepared, decode_activation, options_builder
 from edgecnn.deploy.runtime import naive_reduce_copy as naive
 from edgecnn.deploy.runtime.reduce_copy_params import ConcatenationParams
@@ -63,6 +66,42 @@ def _prepare(ctx) -> Prepared:
     return Prepared(ConcatenationParams(axis), tuple(ctx.op.inputs))
 
 
+C_BLOCKS = {"concatenation": c_block((), r"""
+/* CONCATENATION: each of the `outer` rows of the output (the dimensions before the axis) takes `slab`
+   bytes of one input at column `offset`; called once per input. */
+static void ec_concatenation(const int8_t *input, int8_t *output, size_t outer, size_t slab, size_t output_slab,
+                             size_t offset)
+{
+    size_t o, i;
+    for (o = 0; o < outer; ++o)
+        for (i = 0; i < slab; ++i) output[o * output_slab + offset + i] = input[o * slab + i];
+}
+""")}
+
+
+def _c(emit, step) -> CSource:
+    axis = step.params.axis
+    out_shape = emit.shape(step.outputs[0])
+    outer, output_slab = math.prod(out_shape[:axis]), math.prod(out_shape[axis:])
+    calls, offset = [], 0
+    for k, t in enumerate(step.inputs):
+        slab = math.prod(emit.shape(t)[axis:])
+        calls.append(f"ec_concatenation(@IN{k}@, @OUT0@, {outer}, {slab}, {output_slab}, {offset});")
+        offset += slab
+    return CSource("\n".join(calls), blocks=("concatenation",))
+
+
+def _onnx(lw, step) -> None:
+    """ONNX Concat, in NCHW when every input already is (rank 4), else in TFLite's layout."""
+    axis = step.params.axis
+    views = [lw.any_layout(t) for t in step.inputs]
+    if all(layout == "NCHW" for _, layout in views):
+        values, layout, axis = [v for v, _ in views], "NCHW", [0, 3, 1, 2].index(axis)
+    else:
+        values, layout = [lw.nhwc(t) for t in step.inputs], "NHWC"
+    lw.set(step.outputs[0], lw.b.node("Concat", values, "concat", axis=axis), layout)
+
+
 OP = OpDef(
     name="CONCATENATION",
     operands=(Operand("values", ANY),),
@@ -76,4 +115,7 @@ OP = OpDef(
     kernel="edgecnn.deploy.runtime.copy_ops:concatenation",
     naive=naive.concatenation,
     fold=fold,
+    c=_c,
+    c_blocks=C_BLOCKS,
+    onnx=_onnx,
 )

@@ -14,8 +14,10 @@ import math
 
 import numpy as np
 
+from edgecnn.deploy.export.c_source import c_block
 from edgecnn.deploy.ops.base import ACTIVATION, CONSTANT, OpDef, Operand, Prepared
-from edgecnn.deploy.ops.reduce_common import decode_reducer, encode_reducer, reduced_axes
+from edgecnn.deploy.ops.reduce_common import C_BLOCKS as REDUCE_BLOCKS
+from edgecnn.deploy.ops.reduce_common import c_reduce, decode_reducer, encode_reducer, onnx_reduce, reduced_axes
 from edgecnn.deploy.runtime import naive_reduce_copy as naive
 from edgecnn.deploy.runtime.reduce_copy_params import ReduceParams
 
@@ -51,6 +53,39 @@ def _prepare(ctx) -> Prepared:
     return Prepared(params, (ctx.op.inputs[0],))
 
 
+C_BLOCKS = {**REDUCE_BLOCKS, "mean": c_block(("reduce_params", "from_u32", "mbqm", "saturate"), r"""
+/* MEAN (QuantizedMeanOrSum): each output is the sum of its inputs, minus input_zero_point * count, rescaled by
+   multiplier/shift (in_scale / out_scale / count, folded at export time), plus output_zero_point, clamped.
+   The sums run in uint32_t, which wraps exactly like TFLite's int32 accumulator; so does the subtraction. */
+static void ec_mean(const ec_reduce_params *p, const int8_t *input, int8_t *output, uint32_t *sums)
+{
+    int32_t index[8] = {0};
+    int32_t i, at = 0;
+    const uint32_t zero_sum = (uint32_t)((int64_t)p->input_zero_point * p->count);
+    for (i = 0; i < p->output_size; ++i) sums[i] = 0;
+    for (i = 0; i < p->input_size; ++i) {
+        sums[at] += (uint32_t)input[i];
+        at += ec_reduce_step(p, index);
+    }
+    for (i = 0; i < p->output_size; ++i) {
+        const int32_t shifted = ec_from_u32(sums[i] - zero_sum);
+        output[i] = ec_saturate((int64_t)ec_mbqm(shifted, p->multiplier, p->shift) + p->output_zero_point,
+                                -128, 127);
+    }
+}
+""")}
+
+
+def _onnx(lw, step) -> None:
+    """ReduceSum in int64, then the same int32 wrap, rescale and clamp as the kernel (onnx_builder)."""
+    p = step.params
+    total, layout = onnx_reduce(lw, step, "ReduceSum")
+    b = lw.b
+    shifted = b.wrap_int32(b.node("Sub", [b.wrap_int32(total), b.const(p.input_zero_point * p.count, np.int64)]))
+    scaled = b.multiply_by_quantized_multiplier(shifted, np.array([p.multiplier]), np.array([p.shift]), (1,))
+    lw.set(step.outputs[0], b.output_stage(scaled, p.output_zero_point, -128, 127), layout)
+
+
 OP = OpDef(
     name="MEAN",
     operands=(Operand("input", ACTIVATION), Operand("axis", CONSTANT)),
@@ -63,4 +98,7 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.reduce:mean",
     naive=naive.mean,
+    c=lambda emit, step: c_reduce(emit, step, "ec_mean", scratch=True),
+    c_blocks=C_BLOCKS,
+    onnx=_onnx,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgecnn.deploy.ops.base import ACTIVATION, CONSTANT, OpDef, Operand
-from edgecnn.deploy.ops.pad_common import MIN_RUNTIME, empty_options, prepare_pad, version
+from edgecnn.deploy.ops.pad_common import C_BLOCKS, MIN_RUNTIME, c_pad, empty_options, onnx_pad, prepare_pad, version
 from edgecnn.deploy.runtime import naive_reduce_copy as naive
 
 _decode, _encode = empty_options("PadOptions")
@@ -20,4 +20,7 @@ OP = OpDef(
     prepare=prepare_pad,
     kernel="edgecnn.deploy.runtime.copy_ops:pad",
     naive=naive.pad,
+    c=c_pad,
+    c_blocks=C_BLOCKS,
+    onnx=onnx_pad,
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.deploy.export.c_source import CSource, c_block
 from edgecnn.deploy.ops.base import Prepared, options_builder
 from edgecnn.deploy.runtime.reduce_copy_params import PadParams
 from edgecnn.errors import ShapeError, UnsupportedOpError
@@ -61,3 +62,69 @@ def prepare_pad(ctx, pad_value=None) -> Prepared:
     if pad_value is None:
         pad_value = ctx.zero_point(output)
     return Prepared(PadParams(before, after, int(pad_value)), (ctx.op.inputs[0],))
+
+
+# ---------------------------------------------------------------- C and ONNX lowerings
+
+C_BLOCKS = {"pad": c_block((), r"""
+/* PAD / PADV2: the output filled with pad_value, then each innermost input row copied into its place.
+   before[d] values of padding precede dimension d; output_strides are the output's row-major strides. */
+typedef struct {
+    int rank;
+    const int32_t *input_dims;
+    const int32_t *output_strides;
+    const int32_t *before;
+    int32_t input_size, output_size;
+    int32_t pad_value;
+} ec_pad_params;
+
+static void ec_pad(const ec_pad_params *p, const int8_t *input, int8_t *output)
+{
+    int32_t index[8] = {0};
+    const int32_t row = p->input_dims[p->rank - 1];
+    int32_t i, r, start;
+    int d;
+    for (i = 0; i < p->output_size; ++i) output[i] = (int8_t)p->pad_value;
+    if (row == 0) return;
+    for (r = 0; r < p->input_size / row; ++r) {
+        start = p->before[p->rank - 1];
+        for (d = 0; d < p->rank - 1; ++d) start += (index[d] + p->before[d]) * p->output_strides[d];
+        for (i = 0; i < row; ++i) output[start + i] = input[r * row + i];
+        for (d = p->rank - 2; d >= 0; --d) {
+            if (++index[d] < p->input_dims[d]) break;
+            index[d] = 0;
+        }
+    }
+}
+""")}
+
+
+def c_pad(emit, step) -> CSource:
+    p = step.params
+    x, y = step.inputs[0], step.outputs[0]
+    dims, out_dims = emit.shape(x), emit.shape(y)
+    strides = [1] * len(out_dims)
+    for d in range(len(out_dims) - 2, -1, -1):
+        strides[d] = strides[d + 1] * out_dims[d + 1]
+    prefix = emit.prefix(step)
+    data = (emit.array("int32_t", f"{prefix}_dims", dims) + emit.array("int32_t", f"{prefix}_strides", strides)
+            + emit.array("int32_t", f"{prefix}_before", p.before)
+            + emit.struct("ec_pad_params", f"{prefix}_params", [
+                ("rank", len(dims)), ("input_dims", f"{prefix}_dims"), ("output_strides", f"{prefix}_strides"),
+                ("before", f"{prefix}_before"), ("input_size", emit.size(x)), ("output_size", emit.size(y)),
+                ("pad_value", p.pad_value)]))  # fmt: skip
+    return CSource(f"ec_pad(&{prefix}_params, @IN0@, @OUT0@);", data, ("pad",), 12 * len(dims))
+
+
+def onnx_pad(lw, step) -> None:
+    """ONNX Pad (constant mode) with the int8 pad value, in whichever layout the input exists."""
+    p = step.params
+    x = step.inputs[0]
+    value, layout = lw.any_layout(x)
+    before, after = [int(v) for v in p.before], [int(v) for v in p.after]
+    if layout == "NCHW":
+        order = [0, 3, 1, 2]  # NCHW position i holds NHWC dimension order[i]
+        before, after = [before[d] for d in order], [after[d] for d in order]
+    widths = lw.b.const(before + after, np.int64, "pads")
+    padded = lw.b.node("Pad", [value, widths, lw.b.const(p.pad_value, np.int8, "pad_value")], "pad", mode="constant")
+    lw.set(step.outputs[0], padded, layout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecnn.deploy.ops.base import ACTIVATION, CONSTANT, OPTIONAL, OpDef, Operand
-from edgecnn.deploy.ops.pad_common import MIN_RUNTIME, empty_options, prepare_pad, version
+from edgecnn.deploy.ops.pad_common import C_BLOCKS, MIN_RUNTIME, c_pad, empty_options, onnx_pad, prepare_pad, version
 from edgecnn.deploy.runtime import naive_reduce_copy as naive
 from edgecnn.errors import ShapeError, UnsupportedOpError
 
@@ -39,4 +39,7 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.copy_ops:padv2",
     naive=naive.padv2,
+    c=c_pad,
+    c_blocks=C_BLOCKS,
+    onnx=onnx_pad,
 )

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.deploy.export.c_source import c_block
 from edgecnn.deploy.ops.base import ACTIVATION, CONSTANT, OpDef, Operand, Prepared
-from edgecnn.deploy.ops.reduce_common import decode_reducer, encode_reducer, reduced_axes
+from edgecnn.deploy.ops.reduce_common import C_BLOCKS as REDUCE_BLOCKS
+from edgecnn.deploy.ops.reduce_common import c_reduce, decode_reducer, encode_reducer, onnx_reduce, reduced_axes
 from edgecnn.deploy.runtime import naive_reduce_copy as naive
 from edgecnn.deploy.runtime.reduce_copy_params import ReduceParams
 
@@ -28,6 +30,28 @@ def _prepare(ctx) -> Prepared:
     return Prepared(ReduceParams(reduced, count, zp, zp, 0, 0), (ctx.op.inputs[0],))
 
 
+C_BLOCKS = {**REDUCE_BLOCKS, "reduce_max": c_block(("reduce_params",), r"""
+/* REDUCE_MAX: each output is the largest int8 reduced into it, starting from -128 (no rescaling). */
+static void ec_reduce_max(const ec_reduce_params *p, const int8_t *input, int8_t *output)
+{
+    int32_t index[8] = {0};
+    int32_t i, at = 0;
+    for (i = 0; i < p->output_size; ++i) output[i] = -128;
+    for (i = 0; i < p->input_size; ++i) {
+        if (input[i] > output[at]) output[at] = input[i];
+        at += ec_reduce_step(p, index);
+    }
+}
+""")}
+
+
+def _onnx(lw, step) -> None:
+    import onnx
+
+    maximum, layout = onnx_reduce(lw, step, "ReduceMax")
+    lw.set(step.outputs[0], lw.b.cast(maximum, onnx.TensorProto.INT8), layout)
+
+
 OP = OpDef(
     name="REDUCE_MAX",
     operands=(Operand("input", ACTIVATION), Operand("axis", CONSTANT)),
@@ -40,4 +64,7 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.reduce:reduce_max",
     naive=naive.reduce_max,
+    c=lambda emit, step: c_reduce(emit, step, "ec_reduce_max", scratch=False),
+    c_blocks=C_BLOCKS,
+    onnx=_onnx,
 )
