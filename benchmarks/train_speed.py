@@ -1,97 +1,196 @@
-"""Seconds per training epoch: edgecnn's reference trainer vs PyTorch, same run, same model.
+"""Seconds per training epoch: edgecnn's reference trainer vs PyTorch, same run, same model, same batch.
 
-LeNet-5 (61,706 parameters) on MNIST, batch 64, Adam, 2 threads. PyTorch is
-timed only when it is installed (`pip install torch==2.13.0`); it is never a
-dependency of edgecnn.
+    python benchmarks/train_speed.py [--arch resnet8|lenet5] [--dataset fashion-mnist] [--limit N]
+                                     [--batch-size 32] [--threads 2] [--rounds 2]
+                                     [--torch-python /work/venv-torch/bin/python]
 
-    python benchmarks/train_speed.py [--epochs 1] [--threads 2] [--limit N]
+PyTorch runs in its own interpreter (`--torch-python`, a venv with
+`pip install torch==2.13.0`); it is never a dependency of edgecnn. The images
+reach it as raw float32 bytes, so that venv needs no numpy. Both sides train the
+same architecture with Adam (lr 1e-3) on the same images in the same order of
+magnitude of work: one pass over `--limit` images. Rounds alternate edgecnn and
+PyTorch so that load from other processes on a shared machine hits both alike;
+the median of the rounds is reported. PyTorch runs with its default OpenMP
+settings and with OMP_WAIT_POLICY=PASSIVE (edgecnn's setting), and the faster of
+the two counts.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
+TORCH_SCRIPT = r"""
+import json, sys, time
+import torch
+from torch import nn
 
-def edgecnn_epoch(x, y, epochs, seed=0):
+cfg = json.loads(sys.argv[1])
+torch.set_num_threads(cfg["threads"])
+torch.manual_seed(0)
+n, shape = cfg["n"], cfg["shape"]
+x = torch.frombuffer(bytearray(open(cfg["x"], "rb").read()), dtype=torch.float32).reshape(n, *shape)
+x = x.permute(0, 3, 1, 2).contiguous()
+y = torch.frombuffer(bytearray(open(cfg["y"], "rb").read()), dtype=torch.int64)
+
+
+class Block(nn.Module):
+    # MLPerf Tiny ResNet-8 stack: conv3x3-BN-ReLU-conv3x3-BN + shortcut (1x1 conv when strided), ReLU
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout)
+        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout)
+        self.short = nn.Conv2d(cin, cout, 1, stride) if stride != 1 else None
+
+    def forward(self, t):
+        u = self.b2(self.c2(torch.relu(self.b1(self.c1(t)))))
+        return torch.relu(u + (self.short(t) if self.short is not None else t))
+
+
+c = shape[2]
+if cfg["arch"] == "resnet8":
+    model = nn.Sequential(nn.Conv2d(c, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(), Block(16, 16, 1),
+                          Block(16, 32, 2), Block(32, 64, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+else:  # lenet5
+    model = nn.Sequential(nn.Conv2d(c, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
+                          nn.ReLU(), nn.Linear(84, 10))
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+loss_fn = nn.CrossEntropyLoss()
+bs = cfg["batch"]
+
+
+def epoch(count):
+    model.train()
+    perm = torch.randperm(count)
+    correct = 0
+    for i in range(0, count, bs):
+        idx = perm[i:i + bs]
+        out = model(x[idx])
+        loss = loss_fn(out, y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        correct += int((out.argmax(1) == y[idx]).sum())
+    return correct / count
+
+
+epoch(min(n, 8 * bs))  # warm-up
+t0 = time.perf_counter()
+acc = epoch(n)
+print(json.dumps({"seconds": time.perf_counter() - t0, "train_accuracy": acc, "torch": torch.__version__}))
+"""
+
+
+def load_data(dataset: str, data: str | None, arch: str, limit: int | None):
+    """(x float32 NHWC, y int64, description): the dataset's images, or random ones of CIFAR-10's shape."""
+    from edgecnn.train.inputs import model_input
+
+    if dataset == "random":
+        rng = np.random.default_rng(0)
+        n = limit or 10_000
+        images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        return model_input(arch, images), rng.integers(0, 10, n).astype(np.int64), "random 32x32x3 images"
+    from edgecnn.data.datasets import load_split
+
+    images, labels = load_split(dataset, "train", data)
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    return model_input(arch, images), np.asarray(labels, np.int64), dataset
+
+
+def edgecnn_epoch(arch, x, y, batch):
     from edgecnn.model import build
     from edgecnn.train.trainer import TrainConfig, train
 
-    # Warm-up on a few batches so Numba's JIT (cached after the first run) is not timed.
-    warm = build("lenet5").init_params(seed)
-    train(warm, (x[:256], y[:256]), (x[:0], y[:0]), TrainConfig(epochs=1, seed=seed), progress=False)
-    model = build("lenet5").init_params(seed)
+    warm = build(arch, input_shape=x.shape[1:], classes=10).init_params(0)  # JIT (cached on disk) not timed
+    train(warm, (x[:8 * batch], y[:8 * batch]), (x[:0], y[:0]), TrainConfig(epochs=1, batch_size=batch),
+          progress=False)
+    model = build(arch, input_shape=x.shape[1:], classes=10).init_params(0)
     t0 = time.perf_counter()
-    state = train(model, (x, y), (x[:0], y[:0]), TrainConfig(epochs=epochs, seed=seed), progress=False)
-    return (time.perf_counter() - t0) / epochs, state.history[-1]["train_accuracy"]
+    state = train(model, (x, y), (x[:0], y[:0]), TrainConfig(epochs=1, batch_size=batch, schedule="constant"),
+                  progress=False)
+    return time.perf_counter() - t0, state.history[-1]["train_accuracy"]
 
 
-def torch_epoch(x, y, epochs, threads, seed=0):
-    import torch
-    from torch import nn
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    yt = torch.from_numpy(y.astype(np.int64))
-    loss_fn = nn.CrossEntropyLoss()
-
-    def one_epoch(n):
-        perm = torch.randperm(n)
-        correct = 0
-        for i in range(0, n, 64):
-            idx = perm[i:i + 64]
-            out = model(xt[idx])
-            loss = loss_fn(out, yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            correct += int((out.argmax(1) == yt[idx]).sum())
-        return correct / n
-
-    one_epoch(256)  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(epochs):
-        acc = one_epoch(len(xt))
-    return (time.perf_counter() - t0) / epochs, acc
+def torch_epoch(python, arch, x, y, batch, threads, passive):
+    with tempfile.TemporaryDirectory() as tmp:
+        xf, yf = Path(tmp) / "x.bin", Path(tmp) / "y.bin"
+        xf.write_bytes(np.ascontiguousarray(x, np.float32).tobytes())
+        yf.write_bytes(np.ascontiguousarray(y, np.int64).tobytes())
+        cfg = {"arch": arch, "n": len(x), "shape": list(x.shape[1:]), "x": str(xf), "y": str(yf),
+               "batch": batch, "threads": threads}
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        if passive:
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
+        done = subprocess.run([python, "-c", TORCH_SCRIPT, json.dumps(cfg)], capture_output=True, text=True,
+                              env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"PyTorch run failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--arch", choices=("resnet8", "lenet5"), default="resnet8")
+    ap.add_argument("--dataset", default="fashion-mnist", help="an IDX dataset name, or 'random' (32x32x3)")
+    ap.add_argument("--data", default=None, help="data root (default: edgecnn's search order)")
     ap.add_argument("--limit", type=int, default=None, help="train on the first N images only")
-    ap.add_argument("--data", default=os.environ.get("EDGECNN_DATA"))
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--torch-python", default="/work/venv-torch/bin/python")
+    ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
+    from edgecnn.tuning import tune_process
+
+    tune_process()
     import numba
 
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    from edgecnn.data.datasets import lenet_input, load_split
-
-    images, labels = load_split("mnist", "train", args.data)
-    if args.limit:
-        images, labels = images[:args.limit], labels[:args.limit]
-    x, y = lenet_input(images), labels.astype(np.int64)
-    print(f"LeNet-5, {len(x)} images/epoch, batch 64, Adam, {args.threads} threads, {args.epochs} epoch(s)")
-    e_sec, e_acc = edgecnn_epoch(x, y, args.epochs)
-    print(f"edgecnn : {e_sec:6.2f} s/epoch  (train accuracy {e_acc:.4f})")
-    try:
-        import torch
-    except ImportError:
-        print("pytorch : not installed (pip install torch==2.13.0 to compare)")
-        return
-    t_sec, t_acc = torch_epoch(x, y, args.epochs, args.threads)
-    print(f"pytorch : {t_sec:6.2f} s/epoch  (train accuracy {t_acc:.4f}, torch {torch.__version__})")
-    print(f"ratio edgecnn / pytorch = {e_sec / t_sec:.2f}x  (target <= 1.00x)")
+    x, y, what = load_data(args.dataset, args.data, args.arch, args.limit)
+    print(f"{args.arch} on {what} {tuple(x.shape[1:])}: {len(x)} images/epoch, batch {args.batch_size}, Adam, "
+          f"{args.threads} threads, {args.rounds} round(s)", file=sys.stderr)
+    have_torch = Path(args.torch_python).exists()
+    ours, theirs, torch_version = [], [], None
+    for r in range(args.rounds):
+        sec, acc = edgecnn_epoch(args.arch, x, y, args.batch_size)
+        ours.append(sec)
+        print(f"round {r + 1}: edgecnn {sec:7.2f} s/epoch (train accuracy {acc:.4f})", file=sys.stderr)
+        if not have_torch:
+            continue
+        runs = [torch_epoch(args.torch_python, args.arch, x, y, args.batch_size, args.threads, passive)
+                for passive in (False, True)]
+        best = min(runs, key=lambda run: run["seconds"])
+        theirs.append(best["seconds"])
+        torch_version = best["torch"]
+        print(f"round {r + 1}: pytorch {best['seconds']:7.2f} s/epoch (default {runs[0]['seconds']:.2f}, "
+              f"passive {runs[1]['seconds']:.2f}; train accuracy {best['train_accuracy']:.4f})", file=sys.stderr)
+    result = {"arch": args.arch, "dataset": what, "images": len(x), "batch": args.batch_size,
+              "threads": args.threads, "edgecnn_seconds": statistics.median(ours),
+              "pytorch_seconds": statistics.median(theirs) if theirs else None, "torch": torch_version}
+    if theirs:
+        result["ratio"] = result["edgecnn_seconds"] / result["pytorch_seconds"]
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"edgecnn : {result['edgecnn_seconds']:7.2f} s/epoch")
+        if theirs:
+            print(f"pytorch : {result['pytorch_seconds']:7.2f} s/epoch (torch {torch_version})")
+            print(f"ratio edgecnn / pytorch = {result['ratio']:.2f}x  (target <= 1.00x)")
+        else:
+            print(f"pytorch : not found at {args.torch_python} (python3.11 -m venv /work/venv-torch && "
+                  f"/work/venv-torch/bin/pip install torch==2.13.0)")
 
 
 if __name__ == "__main__":
