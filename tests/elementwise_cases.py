@@ -170,3 +170,43 @@ def assert_runtime_matches_litert(graph, seed: int, batch: int = 2) -> int:
     for g, w in zip(got, want):
         assert_same(g, w, f"runtime vs LiteRT, ops {[(op.kind, op.options) for op in graph.ops]}")
     return sum(w.size for w in want)
+
+
+@st.composite
+def unary_cases(draw, kind, low=-4.0, high=1.0):
+    """A one-op element-wise graph of `kind` on a drawn odd shape (rank 1 to 5) with drawn qparams."""
+    rank = draw(st.integers(1, 5))
+    shape = (1,) + tuple(draw(st.integers(1, 7)) for _ in range(rank - 1))
+    options = {}
+    if kind == "LEAKY_RELU":
+        options["alpha"] = float(np.float32(draw(st.sampled_from([0.0, 0.01, 0.1, 0.2, 0.3, 1.0, 1.5, -0.25])
+                                                | st.floats(-2.0, 2.0, allow_nan=False))))  # fmt: skip
+    q_in, (out_scale, out_zp) = draw(qparams(low, high)), draw(qparams(low, high))
+    if kind == "HARD_SWISH":  # LiteRT refuses an output scale below input scale / 128
+        out_scale = max(out_scale, float(np.float32(q_in[0] / 100)))
+    return unary_graph(kind, shape, q_in, (out_scale, out_zp), options)
+
+
+def unary_inputs(graph, batch: int = 2) -> list[np.ndarray]:
+    """Every int8 value at least once when the batch holds 256 elements or more, else a spread."""
+    shape = (batch,) + tuple(graph.input.shape[1:])
+    size = int(np.prod(shape))
+    values = np.arange(-128, 128, dtype=np.int8) if size >= 256 else np.linspace(-128, 127, size).astype(np.int8)
+    return [np.resize(values, shape)]
+
+
+def assert_unary_runtime_matches(graph, judge: str, batch: int = 2):
+    """judge: "naive" or "litert"."""
+    inputs = unary_inputs(graph, batch)
+    want = naive_outputs(graph, inputs) if judge == "naive" else litert_outputs(graph, inputs)
+    for got, ref in zip(runtime_outputs(graph, inputs), want):
+        assert_same(got, ref, f"runtime vs {judge}, {graph.ops[0].kind} {graph.ops[0].options} "
+                              f"in {graph.tensors[0].scale[0]}/{graph.tensors[0].zero_point[0]} "
+                              f"out {graph.tensors[1].scale[0]}/{graph.tensors[1].zero_point[0]}")  # fmt: skip
+
+
+def assert_exports_match(graph, inputs) -> int:
+    """C (gcc) and ONNX (onnxruntime) outputs == LiteRT BUILTIN_REF (the export tests' shared judge)."""
+    from test_export_graphs import assert_exports_match_litert
+
+    return assert_exports_match_litert(graph, inputs)
