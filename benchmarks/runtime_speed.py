@@ -1,41 +1,50 @@
-"""Images per second of the Numba int8 runtime on a LeNet-5-shaped graph, at batch 1 and batch 1000.
+"""edgecnn's int8 runtime vs LiteRT (XNNPACK, builtin, reference) and onnxruntime: one process, interleaved.
 
-The graph is built directly as an Int8Graph with random int8 weights and
-plausible qparams (per-channel weight scales, output scales sized to the
-accumulators): CONV 5x5x6 RELU, MAX_POOL 2, CONV 5x5x16 RELU, MAX_POOL 2,
-RESHAPE (1, 400), FC 120 RELU, FC 84 RELU, FC 10. Timings are warm medians;
-the first call (Numba compile, or loading the on-disk cache) is reported on
-its own. If LiteRT and edgecnn's .tflite writer are available, the same
-graph is timed in LiteRT too (BUILTIN_REF, the resolver edgecnn is
-bit-exact with, and the default XNNPACK one), outputs are compared, and the
-ratios printed. The machine's load average is printed with the results,
-because other processes on a 2-core machine change the numbers a lot.
+Models: LeNet-5 (an Int8Graph built here, random weights) and converter-made DS-CNN,
+MobileNetV1 0.25 (96x96x3) and ResNet-8 (tests/tf_conformance_models.py, run in the
+TensorFlow venv: $EDGECNN_TF_PYTHON or /work/main/.venv-tf/bin/python; the .tflite files
+are cached in --models-dir). Every engine loads the same graph (LiteRT: the same bytes).
 
-GNU OpenMP (Numba's default threading layer here) spin-waits at every
-barrier; when the cores are shared with other processes that halves the
-batch-1000 rate (measured: 12k vs 24k images/s with one of 2 cores busy
-elsewhere). Each parallel region here lasts milliseconds, so waiting
-passively costs nothing, and this script sets OMP_WAIT_POLICY=PASSIVE unless
-the environment already sets it (run with OMP_WAIT_POLICY=ACTIVE to compare).
+For each model, thread count and batch: every output of edgecnn is compared with LiteRT
+BUILTIN_REF (must be identical), then the engines are timed in rounds; within a round
+each engine runs back to back (interleaved), so load changes hit all of them alike. The
+figure is the median over rounds of images/s; the ratio is edgecnn / the engine. The
+reference and builtin resolvers are slow: they run at batch 1 and 64 only.
 
-    python benchmarks/runtime_speed.py [--batch 1000] [--repeats 7] [--threads N]
+Also printed: the CPU model and flags, load average (before and after), library versions,
+the kernels edgecnn picked (vnni / portable: EDGECNN_KERNELS=portable forces the latter),
+and GMAC/s with its share of the int8 peak: 64 MACs per cycle per core (one vpdpbusd zmm
+per cycle) at the clock /proc/cpuinfo reports, times the threads used.
+
+    python benchmarks/runtime_speed.py [--models lenet5 ds_cnn ...] [--threads 1 2] [--batches 1 64 1000]
 """
+
+from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before Numba loads libgomp; see the docstring
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before Numba loads libgomp: shared cores, short regions
 
 import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from edgecnn.int8.graph import Int8Graph, Op, Tensor  # noqa: E402
-from edgecnn.deploy.runtime import Runtime  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CONVERTER_MODELS = ("ds_cnn", "mobilenet_v1_025", "resnet8")
+ALL_MODELS = ("lenet5",) + CONVERTER_MODELS
 
 
 def lenet5_int8_graph(seed: int = 0) -> Int8Graph:
+    """CONV 5x5x6 RELU, MAX_POOL 2, CONV 5x5x16 RELU, MAX_POOL 2, RESHAPE, FC 120 RELU, FC 84 RELU, FC 10."""
     rng = np.random.default_rng(seed)
     tensors: list[Tensor] = []
 
@@ -85,81 +94,174 @@ def lenet5_int8_graph(seed: int = 0) -> Int8Graph:
     return Int8Graph(tensors, ops, [x], [f3]).validate()
 
 
-def median_seconds(run, x, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def macs_per_image(graph: Int8Graph) -> int:
+    """Multiply-accumulates of the conv-like ops for one image."""
+    total = 0
+    for op in graph.ops:
+        if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        out = graph.tensors[op.outputs[0]].shape
+        w = graph.tensors[op.inputs[1]].shape
+        if op.kind == "CONV_2D":
+            total += int(np.prod(out)) * int(np.prod(w[1:]))
+        elif op.kind == "DEPTHWISE_CONV_2D":
+            total += int(np.prod(out)) * w[1] * w[2]
+        else:
+            total += int(np.prod(out)) * w[1]
+    return total
+
+
+def converter_models(directory: Path, names) -> dict:
+    """name -> .tflite path, making the missing ones with the TensorFlow venv (seeded, deterministic)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    missing = [n for n in names if not (directory / f"{n}.tflite").exists()]
+    if missing:
+        python = os.environ.get("EDGECNN_TF_PYTHON", str(ROOT / ".venv-tf" / "bin" / "python"))
+        print(f"making {', '.join(missing)} with {python} tests/tf_conformance_models.py ...", flush=True)
+        subprocess.run([python, str(ROOT / "tests" / "tf_conformance_models.py"), str(directory), "--only", *missing],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return {n: directory / f"{n}.tflite" for n in names}
+
+
+def cpu_description() -> tuple[str, list[str], float]:
+    model, flags, mhz = platform.processor() or "?", [], 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model in ("?", "", "x86_64"):
+                model = value.strip()
+            elif key == "flags" and not flags:
+                flags = value.split()
+            elif key == "cpu MHz" and not mhz:
+                mhz = float(value)
+    except OSError:
+        pass
+    return model, flags, mhz
+
+
+def engines(graph: Int8Graph, tflite_bytes: bytes, threads: int, batch: int) -> dict:
+    """name -> callable(x) for every engine that can run; reasons printed for the others."""
+    from edgecnn.deploy.litert import LiteRTRunner
+    from edgecnn.deploy.runtime import Runtime
+
+    out = {"edgecnn": Runtime(graph, num_threads=threads).run}
+    for resolver, name in (("default", "xnnpack"), ("builtin", "builtin"), ("ref", "ref")):
+        if name in ("builtin", "ref") and batch > 64:
+            continue
+        out[name] = LiteRTRunner(tflite_bytes, resolver=resolver, num_threads=threads).run
+    try:
+        import onnxruntime as ort
+
+        from edgecnn.deploy.export.onnx import to_bytes as onnx_bytes
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(onnx_bytes(graph), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        out["onnxruntime"] = lambda x: session.run(None, {name: x})[0]
+    except Exception as e:  # exporter in progress, onnxruntime missing, ...
+        print(f"    onnxruntime skipped: {type(e).__name__}: {str(e)[:100]}")
+    return out
+
+
+def time_round(run, x, budget: float) -> float:
+    """Seconds per call: at least one call, more until `budget` seconds have passed."""
+    calls, start = 0, time.perf_counter()
+    while True:
         run(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= budget:
+            return elapsed / calls
 
 
-def _cpu_seconds(run, x):
-    start = time.process_time()
-    run(x)
-    return time.process_time() - start
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=list(ALL_MODELS), choices=ALL_MODELS)
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 64, 1000])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--budget", type=float, default=0.05, help="seconds per engine per round (at least one call)")
+    p.add_argument("--models-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "edgecnn-bench-models")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
 
-
-def litert_runner(graph, resolver, threads):
-    """A LiteRTRunner for the graph, or None (with the reason printed) when it cannot be built."""
-    try:
-        from edgecnn.deploy.litert import LiteRTRunner
-        from edgecnn.deploy.tflite.writer import to_bytes
-    except ImportError as e:
-        print(f"LiteRT timing skipped: {e}")
-        return None
-    try:
-        return LiteRTRunner(to_bytes(graph), resolver=resolver, num_threads=threads)
-    except Exception as e:  # BackendUnavailableError, a writer still in progress, ...
-        print(f"LiteRT ({resolver}) timing skipped: {type(e).__name__}: {e}")
-        return None
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=None, help="Numba/LiteRT threads (default: all cores)")
-    args = parser.parse_args()
-
-    graph = lenet5_int8_graph()
-    x = np.random.default_rng(1).integers(-128, 128, (args.batch, 32, 32, 1), dtype=np.int8)
-    start = time.perf_counter()
-    runtime = Runtime(graph, num_threads=args.threads)
-    prepare_s = time.perf_counter() - start
-    start = time.perf_counter()
-    runtime.run(x[:1])  # serial path
-    runtime.run(x[:64])  # parallel path
-    first_s = time.perf_counter() - start
-
+    import ai_edge_litert
     import numba
 
-    threads = args.threads or numba.get_num_threads()
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; numba {numba.__version__}, "
-          f"threading layer {numba.threading_layer()}, {threads} threads, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")  # fmt: skip
-    print(f"prepare {prepare_s * 1e3:.1f} ms; first calls (JIT compile or on-disk cache load) {first_s:.2f} s")
-    one = median_seconds(runtime.run, x[:1], max(50, args.repeats * 20))
-    many = median_seconds(runtime.run, x, args.repeats)
-    print(f"edgecnn numba  batch 1: {1 / one:9.0f} images/s ({one * 1e6:.0f} us per image)")
-    print(f"edgecnn numba  batch {args.batch}: {args.batch / many:9.0f} images/s")
-    # CPU time on one thread barely depends on what else runs; it bounds what idle cores can do.
-    single = Runtime(graph, num_threads=1)
-    single.run(x[:64])
-    cpu = min(_cpu_seconds(single.run, x) for _ in range(3))
-    print(f"one thread: {cpu / args.batch * 1e6:.1f} us CPU per image -> {args.batch / cpu:.0f} images/s per "
-          f"core, {threads * args.batch / cpu:.0f} images/s on {threads} idle cores")  # fmt: skip
+    from edgecnn.deploy.runtime.cpu import kernel_choice
+    from edgecnn.deploy.tflite import read_tflite
+    from edgecnn.deploy.tflite.writer import to_bytes
 
-    ours = runtime.run(x)
-    for resolver in ("ref", "default"):
-        runner = litert_runner(graph, resolver, threads)
-        if runner is None:
-            continue
-        same = np.array_equal(runner.run(x), ours)
-        theirs = median_seconds(runner.run, x, args.repeats)
-        print(f"LiteRT {resolver:7s} batch {args.batch}: {args.batch / theirs:9.0f} images/s; "
-              f"edgecnn is {theirs / many:.1f}x; outputs {'identical' if same else 'DIFFER'}")  # fmt: skip
+    model, flags, mhz = cpu_description()
+    wanted = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimddp", "i8mm")
+    versions = {"numba": numba.__version__, "numpy": np.__version__,
+                "ai-edge-litert": getattr(ai_edge_litert, "__version__", "?")}  # fmt: skip
+    try:
+        import onnxruntime
+
+        versions["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    print(f"date {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {platform.machine()} {model}, "
+          f"{os.cpu_count()} logical CPUs, {mhz:.0f} MHz")  # fmt: skip
+    print(f"CPU flags of note: {' '.join(f for f in wanted if f in flags) or 'none'} ({len(flags)} flags in all)")
+    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; python {platform.python_version()}; "
+          + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print(f"edgecnn kernels: {kernel_choice()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
+          f"threading layer: Numba's default")  # fmt: skip
+    peak_per_core = 64 * mhz / 1e3  # GMAC/s: one 64-MAC vpdpbusd per cycle
+    print(f"int8 peak assumed: 64 MAC/cycle/core x {mhz / 1e3:.2f} GHz = {peak_per_core:.0f} GMAC/s per core")
+
+    graphs = {}
+    if "lenet5" in args.models:
+        g = lenet5_int8_graph()
+        graphs["lenet5"] = (g, to_bytes(g))
+    paths = converter_models(args.models_dir, [m for m in args.models if m != "lenet5"])
+    for name, path in paths.items():
+        graphs[name] = (read_tflite(path), path.read_bytes())
+
+    results = []
+    for name, (graph, model_bytes) in graphs.items():
+        macs = macs_per_image(graph)
+        shape = tuple(graph.tensors[graph.inputs[0]].shape[1:])
+        print(f"\n== {name}: {macs / 1e6:.3f} M MAC per image, input {shape}")
+        for threads in args.threads:
+            for batch in args.batches:
+                x = np.random.default_rng(batch).integers(-128, 128, (batch,) + shape, dtype=np.int8)
+                runs = engines(graph, model_bytes, threads, batch)
+                from edgecnn.deploy.litert import LiteRTRunner
+
+                reference = LiteRTRunner(model_bytes, resolver="ref", num_threads=threads).run(x)
+                ours = runs["edgecnn"](x)
+                same = np.array_equal(ours, reference)
+                identical = {"edgecnn": f"{int(np.sum(ours == reference))}/{reference.size}"}
+                for engine, run in runs.items():
+                    if engine != "edgecnn":
+                        theirs = np.asarray(run(x)).reshape(reference.shape)
+                        identical[engine] = f"{int(np.sum(theirs == reference))}/{reference.size}"
+                per_round = {engine: [] for engine in runs}
+                for _ in range(args.rounds):
+                    for engine, run in runs.items():
+                        per_round[engine].append(time_round(run, x, args.budget))
+                rate = {e: batch / statistics.median(t) for e, t in per_round.items()}
+                print(f"  threads {threads} batch {batch:5d}: edgecnn output identical to BUILTIN_REF: "
+                      f"{'yes' if same else 'NO'} ({identical['edgecnn']} elements)")  # fmt: skip
+                for engine in runs:
+                    gmacs = rate[engine] * macs / 1e9
+                    share = gmacs / (peak_per_core * threads) if peak_per_core else float("nan")
+                    ratio = "" if engine == "edgecnn" else f"  edgecnn/{engine} = {rate['edgecnn'] / rate[engine]:.2f}x"
+                    print(f"    {engine:12s} {rate[engine]:11.0f} images/s  {gmacs:7.1f} GMAC/s  "
+                          f"{100 * share:5.1f}% of peak  same as REF {identical[engine]:>14s}{ratio}")  # fmt: skip
+                results.append({"model": name, "threads": threads, "batch": batch, "identical": bool(same),
+                                "images_per_second": rate, "gmacs": {e: r * macs / 1e9 for e, r in rate.items()}})
+    print(f"\nload average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0 if all(r["identical"] for r in results) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -37,7 +37,10 @@ F_KH, F_KW, F_SH, F_SW, F_DH, F_DW, F_PAD_T, F_PAD_L = 10, 11, 12, 13, 14, 15, 1
 F_PAD_BYTE, F_K, F_KP, F_CP = 18, 19, 20, 21
 F_W8, F_BIAS, F_RQ, F_ACT_MIN, F_ACT_MAX, F_OUT_ZP, F_FLOAT, F_EFF, F_W32, F_BLOCK = (
     22, 23, 24, 25, 26, 27, 28, 29, 30, 31)
-FIELDS = 32
+F_EXPANDED = 32  # length of the expanded per-channel constants (a multiple of cout, see requantize_rows)
+# The direct (no im2col) VNNI convolution: padded plane, k4 per filter row, its packed weights, rows per block.
+F_PLANE_H, F_PLANE_W, F_ROW_K4, F_W_DIRECT, F_DIRECT_ROWS = 33, 34, 35, 36, 37
+FIELDS = 40
 
 # Per-channel requantization constants in the int64 pool: 5 arrays of Cp entries each.
 RQ_MULT, RQ_LEFT, RQ_TOTAL, RQ_ROUND_POS, RQ_ROUND_NEG = 0, 1, 2, 3, 4
@@ -135,6 +138,47 @@ def _rows_copy(op, arena, in_base, first, rows, a):
 
 
 @njit(cache=True)
+def _tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, rows, tiles):
+    """vnni.dpbusd_tile with run-time rows (1..4) and tiles (1..4): picks the unrolled variant."""
+    if rows == 4:
+        if tiles == 4:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 4, 4)
+        elif tiles == 3:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 4, 3)
+        elif tiles == 2:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 4, 2)
+        else:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 4, 1)
+    elif rows == 3:
+        if tiles == 4:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 3, 4)
+        elif tiles == 3:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 3, 3)
+        elif tiles == 2:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 3, 2)
+        else:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 3, 1)
+    elif rows == 2:
+        if tiles == 4:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 2, 4)
+        elif tiles == 3:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 2, 3)
+        elif tiles == 2:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 2, 2)
+        else:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 2, 1)
+    else:
+        if tiles == 4:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 1, 4)
+        elif tiles == 3:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 1, 3)
+        elif tiles == 2:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 1, 2)
+        else:
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 1, 1)
+
+
+@njit(cache=True)
 def _gemm_vnni(a, rows4, kp, w8, w_start, cp, c):
     """c[r][ch] = sum_k a[r][k] * w[k][ch] for rows4 rows (a multiple of 4), all cp channels."""
     k4 = kp // 4
@@ -142,14 +186,53 @@ def _gemm_vnni(a, rows4, kp, w8, w_start, cp, c):
         tiles = min(4, (cp - chunk * 64) // 16)
         w_chunk = w_start + chunk * k4 * 256  # earlier chunks are full: 4 tiles of 64 bytes per k4
         for r in range(0, rows4, 4):
-            if tiles == 4:
-                dpbusd_tile(a, r * kp, kp, w8, w_chunk, k4, c, r * cp + chunk * 64, cp, 4, 4)
-            elif tiles == 3:
-                dpbusd_tile(a, r * kp, kp, w8, w_chunk, k4, c, r * cp + chunk * 64, cp, 4, 3)
-            elif tiles == 2:
-                dpbusd_tile(a, r * kp, kp, w8, w_chunk, k4, c, r * cp + chunk * 64, cp, 4, 2)
-            else:
-                dpbusd_tile(a, r * kp, kp, w8, w_chunk, k4, c, r * cp + chunk * 64, cp, 4, 1)
+            _tile(a, r * kp, kp, 0, 1, w8, w_chunk, k4, c, r * cp + chunk * 64, cp, 4, tiles)
+
+
+@njit(cache=True)
+def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p):
+    """CONV_2D without im2col (VNNI, dilation_w 1): each A row is a window of a padded uint8 image.
+
+    plane[py][px][ci] = x + 128 inside the image and the pad byte (zp + 128) around it. For
+    output pixel (oy, ox) and filter row fy, the taps (fx, ci) are the kw*cin contiguous bytes
+    at ((oy*sh + fy*dh)*plane_w + ox*sw)*cin: the tile reads them in place, with lda = sw*cin
+    between neighbouring pixels and a_step = dh*plane_w*cin between filter rows. The weights
+    are packed per filter row, each row's kw*cin taps padded to a multiple of 4 with zeros (the
+    extra bytes read are the next pixel's, times 0).
+    """
+    in_h, in_w, cin = op[F_IN_H], op[F_IN_W], op[F_CIN]
+    out_h, out_w, cout = op[F_OUT_H], op[F_OUT_W], op[F_COUT]
+    kh, sh, sw, dh = op[F_KH], op[F_SH], op[F_SW], op[F_DH]
+    pad_t, pad_l = op[F_PAD_T], op[F_PAD_L]
+    plane_h, plane_w, k4, w_direct = op[F_PLANE_H], op[F_PLANE_W], op[F_ROW_K4], op[F_W_DIRECT]
+    cp, block_rows = op[F_CP], op[F_DIRECT_ROWS]
+    pad = np.uint8(op[F_PAD_BYTE])
+    bias, rq, expanded = op[F_BIAS], op[F_RQ], op[F_EXPANDED]
+    act_min, act_max, out_zp = op[F_ACT_MIN], op[F_ACT_MAX], op[F_OUT_ZP]
+    plane_len = plane_h * plane_w * cin + 64  # + slack: the last window's k padding reads past the end
+    row_bytes = in_w * cin
+    for image in range(images):
+        src_image = op[F_IN] + image * in_h * row_bytes
+        for j in range(plane_len):
+            plane[_U(j)] = pad
+        for y in range(in_h):
+            src = _U(src_image + y * row_bytes)
+            dst = _U(((pad_t + y) * plane_w + pad_l) * cin)
+            for j in range(row_bytes):
+                plane[dst + _U(j)] = np.uint8(np.int32(arena[src + _U(j)]) + 128)
+        out_image = op[F_OUT] + image * out_h * out_w * cout
+        for first_y in range(0, out_h, block_rows):
+            rows_y = min(block_rows, out_h - first_y)
+            for chunk in range((cp + 63) // 64):
+                tiles = min(4, (cp - chunk * 64) // 16)
+                w_chunk = w_direct + chunk * kh * k4 * 256
+                for yi in range(rows_y):
+                    a_row = (first_y + yi) * sh * plane_w * cin
+                    for x0 in range(0, out_w, 4):
+                        _tile(plane, a_row + x0 * sw * cin, sw * cin, dh * plane_w * cin, kh, w8p, w_chunk, k4, c,
+                              (yi * out_w + x0) * cp + chunk * 64, cp, min(4, out_w - x0), tiles)  # fmt: skip
+            requantize_rows(c, cp, rows_y * out_w, cout, i32p[bias:bias + expanded], i64p, rq, expanded, act_min,
+                            act_max, out_zp, arena, out_image + first_y * out_w * cout)  # fmt: skip
 
 
 @njit(cache=True)
@@ -196,19 +279,51 @@ def _epilogue(op, c, rows, first, arena, out_base, i32p, i64p, f64p):
                 v = round_half_away_to_int32(np.float64(acc) * f64p[_U(eff + ch)]) + out_zp
                 arena[dst + _U(ch)] = min(max(v, act_min), act_max)
         return
-    mult = _U(rq + RQ_MULT * cp)
-    left = _U(rq + RQ_LEFT * cp)
-    total = _U(rq + RQ_TOTAL * cp)
-    rpos = _U(rq + RQ_ROUND_POS * cp)
-    rneg = _U(rq + RQ_ROUND_NEG * cp)
+    expanded = op[F_EXPANDED]
+    requantize_rows(c, cp, rows, cout, i32p[bias:bias + expanded], i64p, rq, expanded, act_min, act_max, out_zp,
+                    arena, out_base + first * cout)
+
+
+@njit(cache=True)
+def requantize_rows(c, c_stride, rows, cout, bias, i64p, rq, expanded, act_min, act_max, out_zp, out, out_start):
+    """out[out_start + i*cout + ch] = clamp(requantize(c[i*c_stride + ch] + bias[ch]) + out_zp), int8.
+
+    The per-channel constants (bias and the five RQ arrays, each `expanded` long) repeat
+    the cout channels expanded/cout times, so when the rows are contiguous
+    (c_stride == cout) the work runs as long flat loops that LLVM vectorizes well; a loop
+    over 16 channels alone spends its time in loop setup. Branch-free for the vectorizer:
+    the left shift is always applied (0 leaves an int32 unchanged), and requantize_one's
+    rounding choice becomes round_pos - (p < -2^30) * (round_pos - round_neg).
+    """
+    mult = i64p[rq + RQ_MULT * expanded:rq + (RQ_MULT + 1) * expanded]
+    left = i64p[rq + RQ_LEFT * expanded:rq + (RQ_LEFT + 1) * expanded]
+    total = i64p[rq + RQ_TOTAL * expanded:rq + (RQ_TOTAL + 1) * expanded]
+    rpos = i64p[rq + RQ_ROUND_POS * expanded:rq + (RQ_ROUND_POS + 1) * expanded]
+    rneg = i64p[rq + RQ_ROUND_NEG * expanded:rq + (RQ_ROUND_NEG + 1) * expanded]
+    if c_stride == cout:
+        count = rows * cout
+        for start in range(0, count, expanded):
+            n = min(expanded, count - start)
+            for j in range(n):
+                q = _U(j)
+                acc = wrap32(np.int64(c[_U(start) + q]) + np.int64(bias[q]))
+                x = wrap32(acc << left[q])
+                p = x * mult[q]
+                p += rpos[q] - np.int64(p < -1073741824) * (rpos[q] - rneg[q])
+                v = (p >> total[q]) + out_zp
+                out[_U(out_start + start) + q] = min(max(v, act_min), act_max)
+        return
     for i in range(rows):
-        dst = _U(out_base + (first + i) * cout)
+        src = _U(i * c_stride)
+        dst = _U(out_start + i * cout)
         for ch in range(cout):
             q = _U(ch)
-            acc = wrap32(np.int64(c[_U(i * cp + ch)]) + i32p[_U(bias + ch)])
-            v = requantize_one(acc, i64p[mult + q], i64p[left + q], i64p[total + q], i64p[rpos + q], i64p[rneg + q])
-            v += out_zp
-            arena[dst + q] = min(max(v, act_min), act_max)
+            acc = wrap32(np.int64(c[src + q]) + np.int64(bias[q]))
+            x = wrap32(acc << left[q])
+            p = x * mult[q]
+            p += rpos[q] - np.int64(p < -1073741824) * (rpos[q] - rneg[q])
+            v = (p >> total[q]) + out_zp
+            out[dst + q] = min(max(v, act_min), act_max)
 
 
 @njit(cache=True)
@@ -220,6 +335,9 @@ def conv_gemm(op, arena, images, a, c, w8p, i32p, i64p, f64p, kind):
     block = op[F_BLOCK]
     direct = (op[F_KH] == 1 and op[F_KW] == 1 and op[F_SH] == 1 and op[F_SW] == 1 and op[F_PAD_T] == 0
               and op[F_PAD_L] == 0 and op[F_IN_H] == op[F_OUT_H] and op[F_IN_W] == op[F_OUT_W])  # fmt: skip
+    if kind == GEMM_VNNI and op[F_DIRECT_ROWS] > 0 and not direct:
+        _conv_direct(op, arena, images, a, c, w8p, i32p, i64p)
+        return
     for first in range(0, total, block):
         rows = min(block, total - first)
         rows4 = (rows + 3) // 4 * 4  # padding rows: computed from stale bytes, never stored

@@ -39,6 +39,7 @@ from edgecnn.deploy.runtime.fast_conv import (
     RQ_ROUND_POS,
     RQ_TOTAL,
     requantize_one,
+    requantize_rows,
     wrap32,
 )
 from edgecnn.deploy.runtime.pooling import divide_rounding_half_away
@@ -73,11 +74,9 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
     row_len = out_w * cout
     plane_len = plane_h * plane_w * cout
     acc0 = _U(plane_len)  # the accumulator row follows the plane in scratch
-    mult = _U(rq + RQ_MULT * cout)
-    left = _U(rq + RQ_LEFT * cout)
-    total = _U(rq + RQ_TOTAL * cout)
-    rpos = _U(rq + RQ_ROUND_POS * cout)
-    rneg = _U(rq + RQ_ROUND_NEG * cout)
+    # Bias and requantization constants are expanded along the output row at plan time.
+    bias_row = i32p[bias:bias + row_len]
+    rq_row = rq
     for image in range(images):
         src_image = op[F_IN] + image * in_h * in_w * cin
         dst_image = op[F_OUT] + image * out_h * out_w * cout
@@ -112,15 +111,8 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
                             for ch in range(cout):
                                 q = _U(ch)
                                 scratch[acc0 + d + q] += np.int32(i32p[w_row + d + q] * scratch[s + q])
-            dst_row = _U(dst_image + out_y * row_len)
-            for out_x in range(out_w):
-                d = _U(out_x * cout)
-                for ch in range(cout):
-                    q = _U(ch)
-                    acc = wrap32(np.int64(scratch[acc0 + d + q]) + i32p[_U(bias) + q])
-                    v = requantize_one(acc, i64p[mult + q], i64p[left + q], i64p[total + q], i64p[rpos + q],
-                                       i64p[rneg + q]) + out_zp  # fmt: skip
-                    arena[dst_row + d + q] = min(max(v, act_min), act_max)
+            requantize_rows(scratch[acc0:], row_len, 1, row_len, bias_row, i64p, rq_row, row_len, act_min, act_max,
+                            out_zp, arena, dst_image + out_y * row_len)
 
 
 @njit(cache=True)

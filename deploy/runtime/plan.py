@@ -29,6 +29,7 @@ ARENA_TARGET = 256 * 1024  # bytes of live tensors per group: the group stays in
 MAX_GROUP = 32
 A_BLOCK_BYTES = 48 * 1024  # one im2col block (uint8 rows x Kp)
 C_BLOCK_BYTES = 64 * 1024  # its int32 results (rows x Cp)
+EXPAND_TO = 512  # per-channel requantization constants are repeated to about this length
 
 
 class Unsupported(Exception):
@@ -103,24 +104,45 @@ def _gemm_row(pools, row, w_kc, bias, in_zp, rescale):
     kp, cp = -(-k // 4) * 4, -(-cout // 16) * 16
     sums = w_kc.astype(np.int64).sum(axis=0)
     bias64 = np.zeros(cout, np.int64) if bias.size == 0 else bias.astype(np.int64)
-    folded = np.zeros(cp, np.int32)
-    folded[:cout] = _wrap32(bias64 - (128 + in_zp) * sums)
+    folded = _wrap32(bias64 - (128 + in_zp) * sums)
+    reps = max(1, EXPAND_TO // cout)  # per-channel constants repeated: long flat requantization loops
     w32 = np.zeros((kp, cp), np.int32)
     w32[:k, :cout] = w_kc
     row[fc.F_PAD_BYTE] = in_zp + 128
     row[fc.F_K], row[fc.F_KP], row[fc.F_CP] = k, kp, cp
     row[fc.F_W8] = pools.add("w8", pack_vnni(w_kc, kp, cp))
     row[fc.F_W32] = pools.add("i32", w32)
-    row[fc.F_BIAS] = pools.add("i32", folded)
+    row[fc.F_BIAS] = pools.add("i32", np.tile(folded, reps))
+    row[fc.F_EXPANDED] = reps * cout
     kind, values = rescale
     if kind == "float":
         eff = np.zeros(cp)
         eff[:cout] = values
         row[fc.F_FLOAT], row[fc.F_EFF] = 1, pools.add("f64", eff)
     else:
-        row[fc.F_RQ] = pools.add("i64", _requant_arrays(*values, cp))
+        multipliers, shifts = (np.tile(np.asarray(v).reshape(-1), reps) for v in values)
+        row[fc.F_RQ] = pools.add("i64", _requant_arrays(multipliers, shifts, reps * cout))
     block = min(A_BLOCK_BYTES // kp, C_BLOCK_BYTES // (4 * cp), 512)
     row[fc.F_BLOCK] = max(4, block // 4 * 4)
+
+
+def _direct_row(pools, row, w, in_shape, out_shape, p, scratch):
+    """Fields and weights of fast_conv._conv_direct: per filter row, kw*cin taps padded to 4."""
+    cout, kh, kw, cin = w.shape
+    out_h, out_w = out_shape[1], out_shape[2]
+    row_k = kw * cin
+    row_kp = -(-row_k // 4) * 4
+    cp = int(row[fc.F_CP])
+    w_rows = np.zeros((kh, row_kp, cout), np.int8)
+    w_rows[:, :row_k, :] = w.reshape(cout, kh, row_k).transpose(1, 2, 0)
+    plane_h = max(p.padding_top + in_shape[1], (out_h - 1) * p.stride_height + (kh - 1) * p.dilation_height + 1)
+    plane_w = max(p.padding_left + in_shape[2], (out_w - 1) * p.stride_width + kw)
+    row[fc.F_PLANE_H], row[fc.F_PLANE_W] = plane_h, plane_w
+    row[fc.F_ROW_K4] = row_kp // 4
+    row[fc.F_W_DIRECT] = pools.add("w8", pack_vnni(w_rows.reshape(kh * row_kp, cout), kh * row_kp, cp))
+    row[fc.F_DIRECT_ROWS] = max(1, C_BLOCK_BYTES // (4 * cp * out_w))
+    scratch["a"] = max(scratch["a"], plane_h * plane_w * cin + 64)
+    scratch["c"] = max(scratch["c"], row[fc.F_DIRECT_ROWS] * out_w * cp)
 
 
 def _window(row, in_shape, out_shape, kh, kw, p, pool=False):
@@ -160,6 +182,8 @@ def _op_row(graph, op, pools, scratch):
             row[0] = ex.OP_GEMM
             _gemm_row(pools, row, w.reshape(f_shape[0], -1).T, np.asarray(bias), -p.input_offset,
                       ("integer", (p.output_multiplier, p.output_shift)))  # fmt: skip
+            if p.dilation_width == 1:
+                _direct_row(pools, row, w, in_shape, out_shape, p, scratch)
             scratch["a"] = max(scratch["a"], row[fc.F_BLOCK] * row[fc.F_KP])
             scratch["c"] = max(scratch["c"], row[fc.F_BLOCK] * row[fc.F_CP])
         else:
@@ -173,8 +197,9 @@ def _op_row(graph, op, pools, scratch):
             taps = w.reshape(kh * kw, cout).astype(np.int32)
             row[fo.F_WEXP] = pools.add("i32", np.tile(taps, (1, out_w)))
             b = np.zeros(cout, np.int32) if np.asarray(bias).size == 0 else np.asarray(bias, np.int32)
-            row[fc.F_BIAS] = pools.add("i32", b)
-            row[fc.F_RQ] = pools.add("i64", _requant_arrays(p.output_multiplier, p.output_shift, cout))
+            row[fc.F_BIAS] = pools.add("i32", np.tile(b, out_w))
+            row[fc.F_RQ] = pools.add("i64", _requant_arrays(np.tile(p.output_multiplier, out_w),
+                                                            np.tile(p.output_shift, out_w), out_w * cout))
             scratch["c"] = max(scratch["c"], plane_h * plane_w * cout + out_w * cout)
     elif kind == "FULLY_CONNECTED":
         (f_shape, f_data), (_, bias) = op.constants

@@ -32,17 +32,22 @@ _V16 = ir.VectorType(_I32, 16)
 
 
 @intrinsic
-def dpbusd_tile(typingctx, a, a_start, lda, b, b_start, k4, c, c_start, ldc, rows, tiles):
-    """C[c_start + r*ldc + 16*j + l] = sum_k A[a_start + r*lda + k] * B[...]: k runs over 4*k4 bytes."""
+def dpbusd_tile(typingctx, a, a_start, lda, a_step, steps, b, b_start, k4, c, c_start, ldc, rows, tiles):
+    """C[c_start + r*ldc + 16*j + l] = sum over s < steps, k < 4*k4 of A[a_start + r*lda + s*a_step + k] * B[...].
+
+    With steps = 1 this is a plain GEMM tile; with steps = filter height and a_step = one
+    padded image row, each A row is a sliding window (fast_conv.py's direct convolution).
+    B holds steps * k4 groups of [tiles][16][4] bytes, in that order.
+    """
     if not (isinstance(rows, types.IntegerLiteral) and isinstance(tiles, types.IntegerLiteral)):
         return None
     n_rows, n_tiles = rows.literal_value, tiles.literal_value
-    sig = types.void(a, a_start, lda, b, b_start, k4, c, c_start, ldc, rows, tiles)
+    sig = types.void(a, a_start, lda, a_step, steps, b, b_start, k4, c, c_start, ldc, rows, tiles)
 
     def codegen(context, builder, signature, args):
         if not HAS_VNNI:
             return context.get_dummy_value()
-        a_arr, a_start_v, lda_v, b_arr, b_start_v, k4_v, c_arr, c_start_v, ldc_v = args[:9]
+        a_arr, a_start_v, lda_v, a_step_v, steps_v, b_arr, b_start_v, k4_v, c_arr, c_start_v, ldc_v = args[:11]
         argtys = signature.args
         intp = context.get_value_type(types.intp)
 
@@ -50,33 +55,38 @@ def dpbusd_tile(typingctx, a, a_start, lda, b, b_start, k4, c, c_start, ldc, row
             return context.cast(builder, value, ty, types.intp)
 
         a_start_v, lda_v = as_intp(a_start_v, argtys[1]), as_intp(lda_v, argtys[2])
-        b_start_v, k4_v = as_intp(b_start_v, argtys[4]), as_intp(k4_v, argtys[5])
-        c_start_v, ldc_v = as_intp(c_start_v, argtys[7]), as_intp(ldc_v, argtys[8])
+        a_step_v, steps_v = as_intp(a_step_v, argtys[3]), as_intp(steps_v, argtys[4])
+        b_start_v, k4_v = as_intp(b_start_v, argtys[6]), as_intp(k4_v, argtys[7])
+        c_start_v, ldc_v = as_intp(c_start_v, argtys[9]), as_intp(ldc_v, argtys[10])
         a_ptr = builder.bitcast(context.make_array(argtys[0])(context, builder, a_arr).data, _I8.as_pointer())
-        b_ptr = builder.bitcast(context.make_array(argtys[3])(context, builder, b_arr).data, _I8.as_pointer())
-        c_ptr = builder.bitcast(context.make_array(argtys[6])(context, builder, c_arr).data, _I32.as_pointer())
+        b_ptr = builder.bitcast(context.make_array(argtys[5])(context, builder, b_arr).data, _I8.as_pointer())
+        c_ptr = builder.bitcast(context.make_array(argtys[8])(context, builder, c_arr).data, _I32.as_pointer())
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16, _V16, _V16]),
                                             "llvm.x86.avx512.vpdpbusd.512")  # fmt: skip
         zero = ir.Constant(_V16, None)
         accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(n_tiles)] for _ in range(n_rows)]
-        row_starts = [builder.add(a_start_v, builder.mul(lda_v, ir.Constant(intp, r))) for r in range(n_rows)]
         mask = ir.Constant(ir.VectorType(_I32, 16), [0] * 16)
-        with cgutils.for_range(builder, k4_v) as loop:
-            k = loop.index
-            k_bytes = builder.mul(k, ir.Constant(intp, 4))
-            b_step = builder.add(b_start_v, builder.mul(k, ir.Constant(intp, 64 * n_tiles)))
-            weights = []
-            for j in range(n_tiles):
-                p = builder.gep(b_ptr, [builder.add(b_step, ir.Constant(intp, 64 * j))])
-                weights.append(builder.load(builder.bitcast(p, _V16.as_pointer()), align=1))
-            for r in range(n_rows):
-                p = builder.gep(a_ptr, [builder.add(row_starts[r], k_bytes)])
-                word = builder.load(builder.bitcast(p, _I32.as_pointer()), align=1)
-                one = builder.insert_element(ir.Constant(_V16, ir.Undefined), word, ir.Constant(_I32, 0))
-                broadcast = builder.shuffle_vector(one, ir.Constant(_V16, ir.Undefined), mask)
+        with cgutils.for_range(builder, steps_v) as outer:
+            s = outer.index
+            step_start = builder.add(a_start_v, builder.mul(s, a_step_v))
+            row_starts = [builder.add(step_start, builder.mul(lda_v, ir.Constant(intp, r))) for r in range(n_rows)]
+            b_outer = builder.add(b_start_v, builder.mul(builder.mul(s, k4_v), ir.Constant(intp, 64 * n_tiles)))
+            with cgutils.for_range(builder, k4_v) as loop:
+                k = loop.index
+                k_bytes = builder.mul(k, ir.Constant(intp, 4))
+                b_step = builder.add(b_outer, builder.mul(k, ir.Constant(intp, 64 * n_tiles)))
+                weights = []
                 for j in range(n_tiles):
-                    acc = builder.load(accs[r][j])
-                    builder.store(builder.call(fn, [acc, broadcast, weights[j]]), accs[r][j])
+                    p = builder.gep(b_ptr, [builder.add(b_step, ir.Constant(intp, 64 * j))])
+                    weights.append(builder.load(builder.bitcast(p, _V16.as_pointer()), align=1))
+                for r in range(n_rows):
+                    p = builder.gep(a_ptr, [builder.add(row_starts[r], k_bytes)])
+                    word = builder.load(builder.bitcast(p, _I32.as_pointer()), align=1)
+                    one = builder.insert_element(ir.Constant(_V16, ir.Undefined), word, ir.Constant(_I32, 0))
+                    broadcast = builder.shuffle_vector(one, ir.Constant(_V16, ir.Undefined), mask)
+                    for j in range(n_tiles):
+                        acc = builder.load(accs[r][j])
+                        builder.store(builder.call(fn, [acc, broadcast, weights[j]]), accs[r][j])
         for r in range(n_rows):
             row = builder.add(c_start_v, builder.mul(ldc_v, ir.Constant(intp, r)))
             for j in range(n_tiles):
