@@ -93,38 +93,53 @@ class LiteRTRunner:
             raise TFLiteFormatError(f"{self.source}: LiteRT cannot load the model: {_one_line(e)}") from None
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
-        if len(inputs) != 1:
-            raise TFLiteFormatError(f"{self.source}: {len(inputs)} inputs; edgecnn models have one")
+        if not inputs:
+            raise TFLiteFormatError(f"{self.source}: the model has no input")
+        self._inputs = inputs
         self._input = inputs[0]
         self._outputs = [o["index"] for o in outputs]
-        if np.dtype(self._input["dtype"]) not in _INPUT_DTYPES:
-            raise TFLiteFormatError(
-                f"{self.source}: {np.dtype(self._input['dtype']).name} input; edgecnn runs models with "
-                "int8, uint8 or float32 input (a float or uint8 edge is the model's own QUANTIZE)"
-            )
-        self.input_dtype = np.dtype(self._input["dtype"])
-        self.input_shape = tuple(int(d) for d in self._input["shape"][1:])  # without the batch
+        for detail in inputs:
+            if np.dtype(detail["dtype"]) not in _INPUT_DTYPES:
+                raise TFLiteFormatError(
+                    f"{self.source}: {np.dtype(detail['dtype']).name} input; edgecnn runs models with "
+                    "int8, uint8 or float32 input (a float or uint8 edge is the model's own QUANTIZE)"
+                )
+        # Per input, in the model's input order; input_dtype / input_shape are the first input's.
+        self.input_dtypes = [np.dtype(d["dtype"]) for d in inputs]
+        self.input_shapes = [tuple(int(v) for v in d["shape"][1:]) for d in inputs]  # without the batch
+        self.input_dtype = self.input_dtypes[0]
+        self.input_shape = self.input_shapes[0]
         self._batch = int(self._input["shape"][0])
 
-    def run(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    def run(self, x) -> np.ndarray | list[np.ndarray]:
         """The outputs for input `x` of shape (N,) + input_shape, in the model's input dtype.
 
         int8 models take int8; a model whose graph starts with QUANTIZE takes
-        its float32 or uint8 input. One output comes back as an array (int8,
-        uint8 or float32, as the model says), several as a list.
+        its float32 or uint8 input. A model with several inputs takes a list
+        of arrays in its input order, all with the same N. One output comes
+        back as an array (int8, uint8 or float32, as the model says), several
+        as a list.
         """
-        x = np.asarray(x)
-        if x.dtype != self.input_dtype:
-            raise ShapeError(f"LiteRT input must be {self.input_dtype.name}, got {x.dtype}")
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape or x.shape[0] < 1:
-            dims = ", ".join(map(str, self.input_shape))
-            raise ShapeError(f"LiteRT input has shape {x.shape}, the model takes (N, {dims})")
-        if x.shape[0] != self._batch:
+        arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+        if len(arrays) != len(self._inputs):
+            raise ShapeError(f"the model has {len(self._inputs)} inputs, got {len(arrays)} arrays")
+        arrays = [np.asarray(a) for a in arrays]
+        for a, dtype, shape in zip(arrays, self.input_dtypes, self.input_shapes):
+            if a.dtype != dtype:
+                raise ShapeError(f"LiteRT input must be {dtype.name}, got {a.dtype}")
+            if a.ndim != len(shape) + 1 or tuple(a.shape[1:]) != shape or a.shape[0] < 1:
+                dims = ", ".join(map(str, shape))
+                raise ShapeError(f"LiteRT input has shape {a.shape}, the model takes (N, {dims})")
+        if len({a.shape[0] for a in arrays}) != 1:
+            raise ShapeError(f"inputs have different batch sizes {[a.shape[0] for a in arrays]}")
+        if arrays[0].shape[0] != self._batch:
             with native_stderr_quiet():
-                self.interpreter.resize_tensor_input(self._input["index"], list(x.shape))
+                for detail, a in zip(self._inputs, arrays):
+                    self.interpreter.resize_tensor_input(detail["index"], list(a.shape))
                 self.interpreter.allocate_tensors()
-            self._batch = x.shape[0]
-        self.interpreter.set_tensor(self._input["index"], np.ascontiguousarray(x))
+            self._batch = arrays[0].shape[0]
+        for detail, a in zip(self._inputs, arrays):
+            self.interpreter.set_tensor(detail["index"], np.ascontiguousarray(a))
         self.interpreter.invoke()
         # get_tensor copies, so the results outlive the next invoke.
         out = [self.interpreter.get_tensor(i) for i in self._outputs]
