@@ -286,7 +286,7 @@ def test_runtime_equals_litert_reference(case, model_dir, record_property):
     from edgecnn.deploy.litert import LiteRTRunner
 
     runner = LiteRTRunner(case.data, "ref")
-    want = runner.run(case.inputs[0])
+    want = runner.run(case.inputs)
     want = want if isinstance(want, list) else [want]
     names = [d["name"] for d in runner.interpreter.get_output_details()]
     assert names == case.output_names(), "edgecnn and LiteRT order the outputs differently"

@@ -157,6 +157,19 @@ def two_outputs(keras, layers):
     return keras.Model(inputs, [classes, box], name="two_outputs")
 
 
+def two_inputs(keras, layers):
+    """Two inputs of different shapes: an image and a side vector, joined by a broadcast MUL gate and an ADD."""
+    image = keras.Input((10, 10, 3), name="image")
+    side = keras.Input((4,), name="side")
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(image)
+    gate = layers.Dense(8, activation="sigmoid")(side)
+    x = layers.Multiply()([x, layers.Reshape((1, 1, 8))(gate)])
+    x = layers.Add()([x, layers.Conv2D(8, 1)(image)])
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(3)(layers.Concatenate()([x, side]))
+    return keras.Model([image, side], outputs, name="two_inputs")
+
+
 def small_cnn(keras, layers):
     """A small conv net; converted with float or uint8 edges (QUANTIZE/DEQUANTIZE)."""
     inputs = keras.Input((16, 16, 3))
@@ -295,6 +308,7 @@ MODELS = {
     "ds_cnn": (ds_cnn, "int8", "int8", "MLPerf Tiny KWS DS-CNN, 49x10x1"),
     "fc_autoencoder": (fc_autoencoder, "int8", "int8", "MLPerf Tiny AD FC autoencoder, 640 inputs"),
     "two_outputs": (two_outputs, "int8", "int8", "two outputs"),
+    "two_inputs": (two_inputs, "int8", "int8", "two inputs (image and vector)"),
     "float_io": (small_cnn, "float32", "float32", "converter defaults: float in/out (QUANTIZE/DEQUANTIZE)"),
     "uint8_io": (small_cnn, "uint8", "uint8", "uint8 input and output"),
     "uint8_in_int8_out": (small_cnn, "uint8", "int8", "uint8 input, int8 output"),
@@ -348,10 +362,16 @@ def randomize_weights(model, rng: np.random.Generator) -> None:
         layer.set_weights(new)
 
 
-def calibration_samples(model, rng: np.random.Generator) -> list[list[np.ndarray]]:
-    """CALIBRATION_SAMPLES seeded random inputs in [-1, 1] (batch 1 each), one list per sample."""
-    shapes = [tuple(int(d) for d in t.shape[1:]) for t in model.inputs]
-    return [[rng.uniform(-1.0, 1.0, (1,) + s).astype(np.float32) for s in shapes] for _ in range(CALIBRATION_SAMPLES)]
+def calibration_samples(model, rng: np.random.Generator) -> list:
+    """CALIBRATION_SAMPLES seeded random inputs in [-1, 1] (batch 1 each).
+
+    One list per sample for a single input; a dict by input name for several
+    (the converter's signature need not keep Keras' input order).
+    """
+    shapes = {t.name: tuple(int(d) for d in t.shape[1:]) for t in model.inputs}
+    samples = [{n: rng.uniform(-1.0, 1.0, (1,) + s).astype(np.float32) for n, s in shapes.items()}
+               for _ in range(CALIBRATION_SAMPLES)]  # fmt: skip
+    return [list(x.values()) for x in samples] if len(shapes) == 1 else samples
 
 
 def convert(tf, model, samples, input_type: str, output_type: str) -> bytes:
