@@ -9,9 +9,10 @@ Kernel: deploy/runtime/spatial_ops.py.
 from __future__ import annotations
 
 from edgecnn.deploy.ops.base import ACTIVATION, CONSTANT, OpDef, Operand, Prepared
-from edgecnn.deploy.ops.space_batch_common import MIN_RUNTIME, prepare_blocks, spatial_dims, version, with_spatial
+from edgecnn.deploy.ops.space_batch_common import (C_BLOCKS, MIN_RUNTIME, c_batch_to_space, onnx_batch_to_space, prepare_blocks,
+                                                  spatial_dims, version, with_spatial)
 from edgecnn.deploy.runtime import spatial_naive
-from edgecnn.deploy.runtime.spatial_ops import BatchToSpaceParams
+from edgecnn.deploy.runtime.spatial_params import BatchToSpaceParams
 from edgecnn.errors import ShapeError
 
 
@@ -38,4 +39,7 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.spatial_ops:batch_to_space_nd",
     naive=spatial_naive.batch_to_space_nd,
+    c=c_batch_to_space,
+    c_blocks=C_BLOCKS,
+    onnx=onnx_batch_to_space,
 )

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.deploy.export.c_source import CSource, c_block
 from edgecnn.deploy.ops.base import ACTIVATION, CONSTANT, OpDef, Operand, Prepared
 from edgecnn.deploy.ops.resize_common import flag, options_codec, prepare_resize
 from edgecnn.deploy.runtime import spatial_naive
-from edgecnn.deploy.runtime.spatial_ops import ResizeBilinearParams
+from edgecnn.deploy.runtime.spatial_params import ResizeBilinearParams
 from edgecnn.errors import ShapeError
 
 _decode, _encode = options_codec("ResizeBilinearOptions")
@@ -54,6 +55,79 @@ def _prepare(ctx) -> Prepared:
     return Prepared(ResizeBilinearParams(y0, y1, fy, x0, x1, fx, align, half), (ctx.op.inputs[0],))
 
 
+# ---------------------------------------------------------------- C and ONNX lowerings
+
+C_BLOCKS = {
+    "resize_bilinear": c_block((), r"""
+/* RESIZE_BILINEAR, int8 (TFLite ResizeBilinearInteger): four taps weighted in 10-bit fixed point,
+   (1024 - fy)(1024 - fx), fy(1024 - fx), (1024 - fy)fx, fy*fx (they sum to 2^20), then
+   (acc +- 2^19) / 2^20 with C's truncating division. |acc| <= 128 * 4 * 2^21: int64 by the reference. */
+typedef struct {
+    int32_t batches, in_h, in_w, depth, out_h, out_w;
+    const int32_t *y0, *y1, *fy, *x0, *x1, *fx;
+} ec_resize_bilinear_params;
+
+static void ec_resize_bilinear(const ec_resize_bilinear_params *p, const int8_t *input, int8_t *output)
+{
+    int32_t b, y, x, c;
+    for (b = 0; b < p->batches; ++b) {
+        for (y = 0; y < p->out_h; ++y) {
+            const int64_t fy = p->fy[y];
+            const int8_t *row0 = input + (b * p->in_h + p->y0[y]) * p->in_w * p->depth;
+            const int8_t *row1 = input + (b * p->in_h + p->y1[y]) * p->in_w * p->depth;
+            for (x = 0; x < p->out_w; ++x) {
+                const int64_t fx = p->fx[x];
+                const int32_t c0 = p->x0[x] * p->depth, c1 = p->x1[x] * p->depth;
+                int8_t *dst = output + ((b * p->out_h + y) * p->out_w + x) * p->depth;
+                for (c = 0; c < p->depth; ++c) {
+                    int64_t acc = row0[c0 + c] * (1024 - fy) * (1024 - fx) + row1[c0 + c] * fy * (1024 - fx)
+                                + row0[c1 + c] * (1024 - fy) * fx + row1[c1 + c] * fy * fx;
+                    acc += acc > 0 ? (1 << 19) : -(1 << 19);
+                    dst[c] = (int8_t)(acc / (1 << 20));
+                }
+            }
+        }
+    }
+}
+"""),
+}
+
+
+def _c(emit, step) -> CSource:
+    p = step.params
+    batch, in_h, in_w, depth = emit.shape(step.inputs[0])
+    _, out_h, out_w, _ = emit.shape(step.outputs[0])
+    prefix = emit.prefix(step)
+    names = ("y0", "y1", "fy", "x0", "x1", "fx")
+    tables = (p.y0, p.y1, p.y_frac, p.x0, p.x1, p.x_frac)
+    data = "".join(emit.array("int32_t", f"{prefix}_{n}", t) for n, t in zip(names, tables))
+    data += emit.struct("ec_resize_bilinear_params", f"{prefix}_params", [
+        ("batches", batch), ("in_h", in_h), ("in_w", in_w), ("depth", depth), ("out_h", out_h), ("out_w", out_w),
+        *[(n, f"{prefix}_{n}") for n in names]])  # fmt: skip
+    return CSource(f"ec_resize_bilinear(&{prefix}_params, @IN0@, @OUT0@);", data, ("resize_bilinear",),
+                   12 * (out_h + out_w))  # fmt: skip
+
+
+def _onnx(lw, step) -> None:
+    """Gather the four taps in NHWC, weight them in int64, and divide by 2^20 rounding half away from zero."""
+    from onnx import TensorProto
+
+    b, p = lw.b, step.params
+    x = lw.nhwc(step.inputs[0])
+    fy = p.y_frac.astype(np.int64).reshape(1, -1, 1, 1)
+    fx = p.x_frac.astype(np.int64).reshape(1, 1, -1, 1)
+    rows = {k: b.node("Gather", [x, b.const(v, np.int64, k)], "rows", axis=1) for k, v in (("y0", p.y0), ("y1", p.y1))}
+    total = None
+    for row, col, weight in (("y0", p.x0, (1024 - fy) * (1024 - fx)), ("y1", p.x0, fy * (1024 - fx)),
+                             ("y0", p.x1, (1024 - fy) * fx), ("y1", p.x1, fy * fx)):  # fmt: skip
+        tap = b.cast(b.node("Gather", [rows[row], b.const(col, np.int64, "cols")], "tap", axis=2), TensorProto.INT64)
+        term = b.node("Mul", [tap, b.const(weight, np.int64, "weight")], "weighted")
+        total = term if total is None else b.node("Add", [total, term], "sum")
+    # (total +- 2^19) / 2^20, truncating: sign(t) * ((|t| + 2^19) // 2^20) is the same for t != 0, and 0 for 0.
+    rounded = b.divide_round_half_away(total, b.const(2**20, np.int64, "two20"), b.const(2**19, np.int64, "two19"))
+    lw.set(step.outputs[0], b.cast(rounded, TensorProto.INT8))
+
+
 def _version(graph, op) -> int:
     """3 with half_pixel_centers, else 2 (int8; op_version.cc)."""
     return 3 if op.options.get("half_pixel_centers") else 2
@@ -71,4 +145,7 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.spatial_ops:resize_bilinear",
     naive=spatial_naive.resize_bilinear,
+    c=_c,
+    c_blocks=C_BLOCKS,
+    onnx=_onnx,
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.deploy.export.c_source import CSource, c_block
 from edgecnn.errors import ShapeError, UnsupportedOpError
 
 
@@ -106,3 +107,143 @@ def restore_block_batches(graph):
         if factor > 1 and tensor.shape:
             tensor.shape = (tensor.shape[0] * factor,) + tuple(tensor.shape[1:])
     return graph
+
+
+# ---------------------------------------------------------------- C and ONNX lowerings
+
+C_BLOCKS = {
+    "space_to_batch": c_block((), r"""
+/* SPACE_TO_BATCH_ND, int8, one image: output row (shift_h * block_w + shift_w) * batch + b holds the
+   padded input's pixels (out_y * block_h + shift_h, out_x * block_w + shift_w); padding is pad_value. */
+typedef struct {
+    int32_t batch, in_h, in_w, depth, out_h, out_w, block_h, block_w, pad_top, pad_left, pad_value;
+} ec_space_to_batch_params;
+
+static void ec_space_to_batch(const ec_space_to_batch_params *p, const int8_t *input, int8_t *output)
+{
+    int32_t out_b, y, x, c;
+    for (out_b = 0; out_b < p->batch * p->block_h * p->block_w; ++out_b) {
+        const int32_t b = out_b % p->batch, shift = out_b / p->batch;
+        const int32_t shift_h = shift / p->block_w, shift_w = shift % p->block_w;
+        for (y = 0; y < p->out_h; ++y) {
+            const int32_t in_y = y * p->block_h + shift_h - p->pad_top;
+            for (x = 0; x < p->out_w; ++x) {
+                const int32_t in_x = x * p->block_w + shift_w - p->pad_left;
+                int8_t *dst = output + ((out_b * p->out_h + y) * p->out_w + x) * p->depth;
+                if (in_y >= 0 && in_y < p->in_h && in_x >= 0 && in_x < p->in_w) {
+                    const int8_t *src = input + ((b * p->in_h + in_y) * p->in_w + in_x) * p->depth;
+                    for (c = 0; c < p->depth; ++c) dst[c] = src[c];
+                } else {
+                    for (c = 0; c < p->depth; ++c) dst[c] = (int8_t)p->pad_value;
+                }
+            }
+        }
+    }
+}
+"""),
+    "batch_to_space": c_block((), r"""
+/* BATCH_TO_SPACE_ND, int8, one image: input row r goes to block offset r / batch of output row r % batch,
+   pixel (in_y * block_h + offset / block_w - crop_top, in_x * block_w + offset % block_w - crop_left). */
+typedef struct {
+    int32_t batch, in_h, in_w, depth, out_h, out_w, block_h, block_w, crop_top, crop_left;
+} ec_batch_to_space_params;
+
+static void ec_batch_to_space(const ec_batch_to_space_params *p, const int8_t *input, int8_t *output)
+{
+    int32_t in_b, y, x, c;
+    for (in_b = 0; in_b < p->batch * p->block_h * p->block_w; ++in_b) {
+        const int32_t b = in_b % p->batch, offset = in_b / p->batch;
+        for (y = 0; y < p->in_h; ++y) {
+            const int32_t out_y = y * p->block_h + offset / p->block_w - p->crop_top;
+            if (out_y < 0 || out_y >= p->out_h) continue;
+            for (x = 0; x < p->in_w; ++x) {
+                const int32_t out_x = x * p->block_w + offset % p->block_w - p->crop_left;
+                const int8_t *src;
+                int8_t *dst;
+                if (out_x < 0 || out_x >= p->out_w) continue;
+                src = input + ((in_b * p->in_h + y) * p->in_w + x) * p->depth;
+                dst = output + ((b * p->out_h + out_y) * p->out_w + out_x) * p->depth;
+                for (c = 0; c < p->depth; ++c) dst[c] = src[c];
+            }
+        }
+    }
+}
+"""),
+}
+
+
+def _dims(shape) -> tuple[int, int, int, int]:
+    return (shape[0], shape[1], shape[2], shape[3]) if len(shape) == 4 else (shape[0], shape[1], 1, shape[2])
+
+
+def c_space_to_batch(emit, step) -> CSource:
+    p = step.params
+    batch, in_h, in_w, depth = _dims(emit.shape(step.inputs[0]))
+    _, out_h, out_w, _ = _dims(emit.shape(step.outputs[0]))
+    name = f"{emit.prefix(step)}_params"
+    data = emit.struct("ec_space_to_batch_params", name, [
+        ("batch", batch), ("in_h", in_h), ("in_w", in_w), ("depth", depth), ("out_h", out_h), ("out_w", out_w),
+        ("block_h", p.block_height), ("block_w", p.block_width), ("pad_top", p.pad_top), ("pad_left", p.pad_left),
+        ("pad_value", p.pad_value)])  # fmt: skip
+    return CSource(f"ec_space_to_batch(&{name}, @IN0@, @OUT0@);", data, ("space_to_batch",), 44)
+
+
+def c_batch_to_space(emit, step) -> CSource:
+    p = step.params
+    _, in_h, in_w, depth = _dims(emit.shape(step.inputs[0]))
+    batch, out_h, out_w, _ = _dims(emit.shape(step.outputs[0]))
+    name = f"{emit.prefix(step)}_params"
+    data = emit.struct("ec_batch_to_space_params", name, [
+        ("batch", batch), ("in_h", in_h), ("in_w", in_w), ("depth", depth), ("out_h", out_h), ("out_w", out_w),
+        ("block_h", p.block_height), ("block_w", p.block_width), ("crop_top", p.crop_top),
+        ("crop_left", p.crop_left)])  # fmt: skip
+    return CSource(f"ec_batch_to_space(&{name}, @IN0@, @OUT0@);", data, ("batch_to_space",), 40)
+
+
+def _as_4d(lw, step, t: int) -> str:
+    """Tensor t in NHWC, a rank-3 NHC one as NH1C."""
+    value = lw.nhwc(t)
+    if len(lw.shape(t)) == 4:
+        return value
+    return lw.b.node("Unsqueeze", [value, lw.b.const([2], np.int64, "axis_w")], "nh1c")
+
+
+def _set_from_4d(lw, step, value: str) -> None:
+    t = step.outputs[0]
+    if len(lw.shape(t)) == 3:
+        value = lw.b.node("Squeeze", [value, lw.b.const([2], np.int64, "axis_w")], "nhc")
+    lw.set(t, value)
+
+
+def onnx_space_to_batch(lw, step) -> None:
+    """Pad with the zero point, then (N, B, H/bh, bh, W/bw, bw, C) -> (N, bh, bw, B, H/bh, W/bw, C), per image."""
+    b, p = lw.b, step.params
+    x = _as_4d(lw, step, step.inputs[0])
+    _, in_h, in_w, depth = _dims(lw.shape(step.inputs[0]))
+    _, out_h, out_w, _ = _dims(lw.shape(step.outputs[0]))
+    pad_bottom = out_h * p.block_height - in_h - p.pad_top
+    pad_right = out_w * p.block_width - in_w - p.pad_left
+    widths = b.const([0, p.pad_top, p.pad_left, 0, 0, pad_bottom, pad_right, 0], np.int64, "pads")
+    padded = b.node("Pad", [x, widths, b.const(p.pad_value, np.int8, "pad_value")], "pad", mode="constant")
+    split = b.node("Reshape", [padded, b.const([-1, p.input_batch, out_h, p.block_height, out_w, p.block_width, depth],
+                                               np.int64, "blocks")], "blocks")  # fmt: skip
+    moved = b.node("Transpose", [split], "to_batch", perm=[0, 3, 5, 1, 2, 4, 6])
+    rows = b.node("Reshape", [moved, b.const([-1, out_h, out_w, depth], np.int64, "shape")], "space_to_batch")
+    _set_from_4d(lw, step, rows)
+
+
+def onnx_batch_to_space(lw, step) -> None:
+    """(N, bh, bw, B, H, W, C) -> (N, B, H, bh, W, bw, C) -> (N*B, H*bh, W*bw, C), then the crops, per image."""
+    b, p = lw.b, step.params
+    x = _as_4d(lw, step, step.inputs[0])
+    _, in_h, in_w, depth = _dims(lw.shape(step.inputs[0]))
+    _, out_h, out_w, _ = _dims(lw.shape(step.outputs[0]))
+    split = b.node("Reshape", [x, b.const([-1, p.block_height, p.block_width, p.output_batch, in_h, in_w, depth],
+                                          np.int64, "blocks")], "blocks")  # fmt: skip
+    moved = b.node("Transpose", [split], "to_space", perm=[0, 3, 4, 1, 5, 2, 6])
+    full = b.node("Reshape", [moved, b.const([-1, in_h * p.block_height, in_w * p.block_width, depth], np.int64,
+                                             "shape")], "batch_to_space")  # fmt: skip
+    cropped = b.node("Slice", [full, b.const([p.crop_top, p.crop_left], np.int64, "starts"),
+                               b.const([p.crop_top + out_h, p.crop_left + out_w], np.int64, "ends"),
+                               b.const([1, 2], np.int64, "axes")], "crop")  # fmt: skip
+    _set_from_4d(lw, step, cropped)

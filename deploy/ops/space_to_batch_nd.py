@@ -8,9 +8,10 @@ zero point (reference_ops::SpaceToBatchND). Kernel: deploy/runtime/spatial_ops.p
 from __future__ import annotations
 
 from edgecnn.deploy.ops.base import ACTIVATION, CONSTANT, OpDef, Operand, Prepared
-from edgecnn.deploy.ops.space_batch_common import MIN_RUNTIME, prepare_blocks, spatial_dims, version, with_spatial
+from edgecnn.deploy.ops.space_batch_common import (C_BLOCKS, MIN_RUNTIME, c_space_to_batch, onnx_space_to_batch, prepare_blocks,
+                                                  spatial_dims, version, with_spatial)
 from edgecnn.deploy.runtime import spatial_naive
-from edgecnn.deploy.runtime.spatial_ops import SpaceToBatchParams
+from edgecnn.deploy.runtime.spatial_params import SpaceToBatchParams
 from edgecnn.errors import ShapeError
 
 
@@ -40,4 +41,7 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.spatial_ops:space_to_batch_nd",
     naive=spatial_naive.space_to_batch_nd,
+    c=c_space_to_batch,
+    c_blocks=C_BLOCKS,
+    onnx=onnx_space_to_batch,
 )

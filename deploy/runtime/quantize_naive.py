@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecnn.deploy.runtime.naive import clamp, multiply_by_quantized_multiplier
-from edgecnn.deploy.runtime.quantize_ops import AffineQuantizeParams
+from edgecnn.deploy.runtime.quantize_params import AffineQuantizeParams
 from edgecnn.int8.rules import quantize_input
 
 

@@ -26,41 +26,13 @@ never carries a float64 intermediate into a rounding decision.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 from numba import njit
 
 from edgecnn.deploy.runtime.fixedpoint import multiply_by_quantized_multiplier
+from edgecnn.deploy.runtime.quantize_params import AffineQuantizeParams, DequantizeParams, RequantizeParams
 
 
-
-
-class AffineQuantizeParams(NamedTuple):
-    """float32 -> int8/uint8: the output's float32 scale (as a Python float) and zero point, and the type's range."""
-
-    scale: float
-    zero_point: int
-    quantized_min: int
-    quantized_max: int
-
-
-class RequantizeParams(NamedTuple):
-    """int8/uint8 -> int8/uint8: real multiplier in_s / out_s = multiplier * 2^(shift - 31)."""
-
-    input_offset: int  # -input zero point
-    output_multiplier: int
-    output_shift: int
-    output_offset: int  # +output zero point
-    quantized_min: int
-    quantized_max: int
-
-
-class DequantizeParams(NamedTuple):
-    """int8/uint8 -> float32: the input's float32 scale (as a Python float) and zero point."""
-
-    scale: float
-    zero_point: int
 
 
 @njit(cache=True)
@@ -118,6 +90,10 @@ def quantize(params, input_shape, input_data, output_shape, output_data):
         affine_quantize(params, input_shape, input_data, output_shape, output_data)
     else:
         requantize(params, input_shape, input_data, output_shape, output_data)
+
+
+__all__ = ["AffineQuantizeParams", "RequantizeParams", "DequantizeParams", "affine_quantize", "requantize", "quantize",
+           "dequantize"]
 
 
 @njit(cache=True)
