@@ -123,3 +123,12 @@ def c_and_onnx_equal_runtime(graphs: list[Int8Graph], workdir, batch: int = 3) -
         assert_exact(g, x)
     assert_c_equals_runtime(models, workdir)
     return sum(x.shape[0] * int(np.prod(g.output.shape)) for g, _, x in models)
+
+
+def c_and_onnx_equal_runtime_in(graphs: list[Int8Graph], batch: int = 2) -> int:
+    """c_and_onnx_equal_runtime in a fresh temporary directory (for hypothesis tests, which cannot use tmp_path)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="edgecnn-c-") as workdir:
+        return c_and_onnx_equal_runtime(graphs, Path(workdir), batch)

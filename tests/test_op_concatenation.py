@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reduce_copy_cases import (assert_same, c_and_onnx_equal_runtime, inputs, litert_ref_multi,
-                               numba_equals_litert, scales, zero_points)  # fmt: skip
+from reduce_copy_cases import (assert_same, c_and_onnx_equal_runtime, c_and_onnx_equal_runtime_in, inputs,
+                               litert_ref_multi, numba_equals_litert, scales, zero_points)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.litert import LiteRTRunner
@@ -70,7 +70,7 @@ def _images(graph, batch, seed):
     return [inputs(Int8Graph(graph.tensors, [], [t], [t]), batch, seed + k) for k, t in enumerate(graph.inputs)]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(concat_cases(), st.integers(0, 2**16))
 def test_naive_equals_numba(graph, seed):
     xs = _images(graph, 2, seed)
@@ -80,7 +80,7 @@ def test_naive_equals_numba(graph, seed):
     assert_same(got, np.concatenate(xs, axis=a), "Numba vs numpy")
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(concat_cases(max_dim=6), st.integers(0, 2**16))
 def test_numba_equals_litert(graph, seed):
     xs = _images(graph, 3, seed)
@@ -191,3 +191,32 @@ def test_c_and_onnx_equal_the_runtime(tmp_path):
               padded_branches((1, 5), 1, (0, 3), (0.1, 0)),
               padded_branches((1, 2, 3, 2, 2), 2, (2, 0, 1), (0.1, 5))]  # fmt: skip
     assert c_and_onnx_equal_runtime(graphs, tmp_path) > 0
+
+
+@st.composite
+def branch_cases(draw, max_dim=4):
+    rank = draw(st.integers(2, 5))
+    shape = (1,) + tuple(draw(st.integers(1, max_dim)) for _ in range(rank - 1))
+    axis = draw(st.integers(1, rank - 1))
+    extras = draw(st.lists(st.integers(0, 3), min_size=1, max_size=4))
+    axis = axis - rank if draw(st.booleans()) else axis
+    return padded_branches(shape, axis, extras, (draw(scales), draw(zero_points)))
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.lists(branch_cases(), min_size=6, max_size=6))
+def test_random_graphs_c_and_onnx_equal_the_runtime(graphs):
+    c_and_onnx_equal_runtime_in(graphs)
+
+
+@settings(max_examples=15, deadline=None)
+@given(concat_cases(), st.integers(0, 2**16))
+def test_onnx_with_several_graph_inputs_equals_the_runtime(graph, seed):
+    import onnxruntime as ort
+
+    from edgecnn.deploy.export.onnx import to_onnx
+
+    xs = _images(graph, 2, seed)
+    session = ort.InferenceSession(to_onnx(graph).SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {graph.tensors[t].name: x for t, x in zip(graph.inputs, xs)}
+    assert_same(session.run(None, feed)[0], np.asarray(Runtime(graph).run(xs)), "ONNX vs Numba")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reduce_copy_cases import (c_and_onnx_equal_runtime, naive_equals_numba, numba_equals_litert, random_axes,
-                               reduce_graph, scales, zero_points)  # fmt: skip
+from reduce_copy_cases import (c_and_onnx_equal_runtime, c_and_onnx_equal_runtime_in, naive_equals_numba,
+                               numba_equals_litert, random_axes, reduce_graph, scales, zero_points)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.litert import LiteRTRunner
@@ -43,13 +43,13 @@ def mean_cases(draw, max_dim=5):
     return reduce_graph("MEAN", shape, random_axes(draw, rank), draw(st.booleans()), in_q, out_q)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(mean_cases(), st.integers(0, 2**16))
 def test_naive_equals_numba(graph, seed):
     naive_equals_numba(graph, batch=2, seed=seed)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(mean_cases(max_dim=7), st.integers(0, 2**16))
 def test_numba_equals_litert(graph, seed):
     numba_equals_litert(graph, batch=3, seed=seed)
@@ -127,3 +127,18 @@ def test_c_and_onnx_equal_the_runtime(tmp_path):
               reduce_graph("MEAN", (1, 2, 3, 4, 5), [2, 4], False, (0.3, 127), (0.02, -128)),
               reduce_graph("MEAN", (1, 13, 11, 2), [1, 2], False, (0.02, 0), (0.02 / 3e-5, 0))]  # fmt: skip
     assert c_and_onnx_equal_runtime(graphs, tmp_path) > 0
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.lists(mean_cases(), min_size=6, max_size=6))
+def test_random_graphs_c_and_onnx_equal_the_runtime(graphs):
+    c_and_onnx_equal_runtime_in(graphs)
+
+
+@pytest.mark.parametrize("axes", [[], [1, 2, 3, -1, 2]])
+@pytest.mark.parametrize("keep_dims", [True, False])
+def test_no_axes_and_repeated_axes_equal_litert(axes, keep_dims):
+    """No axes: a per-element requantization; repeated axes collapse, as LiteRT's ResolveAxis does."""
+    graph = reduce_graph("MEAN", (1, 3, 4, 2), axes, keep_dims, (0.05, 3), (0.07, 9))
+    numba_equals_litert(graph)
+    naive_equals_numba(graph)
