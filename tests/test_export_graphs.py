@@ -22,7 +22,7 @@ import pytest
 
 from edgecnn.deploy.export.c import plan_arena, to_c
 from edgecnn.deploy.runtime.prepare import prepare_graph
-from edgecnn.int8.graph import Int8Graph, Tensor
+from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from tflite_models import GraphBuilder, lenet5, random_input
 
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror"]
@@ -162,6 +162,29 @@ def dead_end_branch(seed: int = 2) -> Int8Graph:
     return g.build()
 
 
+def float_and_uint8_edges(seed: int = 3, input_dtype: str = "float32") -> Int8Graph:
+    """The converter's edges: a float32 (or uint8) input QUANTIZEd to int8, a conv, then two outputs:
+    DEQUANTIZE to float32 and QUANTIZE to uint8 (same scale, zero point + 128)."""
+    g = GraphBuilder(np.random.default_rng(seed), (1, 6, 5, 2), 0.0137, -3)
+    g.conv2d(3, 3, 3, (1, 1), "SAME", act="RELU")
+    tensors, ops = list(g.tensors), list(g.ops)
+    x_int8, y_int8 = tensors[g.input], tensors[g.x]
+
+    def add(tensor) -> int:
+        tensors.append(tensor)
+        return len(tensors) - 1
+
+    if input_dtype == "float32":
+        x = add(Tensor("x_float", x_int8.shape, "float32", [], []))
+    else:
+        x = add(Tensor("x_uint8", x_int8.shape, "uint8", [0.02], [131]))
+    y_float = add(Tensor("y_float", y_int8.shape, "float32", [], []))
+    y_uint8 = add(Tensor("y_uint8", y_int8.shape, "uint8", y_int8.scale, y_int8.zero_point + 128))
+    ops = [Op("QUANTIZE", [x], [g.input])] + ops + [Op("DEQUANTIZE", [g.x], [y_float]),
+                                                    Op("QUANTIZE", [g.x], [y_uint8])]  # fmt: skip
+    return Int8Graph(tensors, ops, [x], [y_float, y_uint8]).validate()
+
+
 # ---------------------------------------------------------------- tests
 
 
@@ -169,6 +192,15 @@ def dead_end_branch(seed: int = 2) -> Int8Graph:
 def test_branches_and_several_outputs_match_litert(build):
     graph = build()
     assert assert_exports_match_litert(graph, random_inputs(graph, 24, seed=5)) > 0
+
+
+@pytest.mark.parametrize("input_dtype", ["float32", "uint8"])
+def test_float_and_uint8_edges_match_litert(input_dtype):
+    graph = float_and_uint8_edges(input_dtype=input_dtype)
+    assert assert_exports_match_litert(graph, random_inputs(graph, 16, seed=6)) == 2 * 16 * 6 * 5 * 3
+    source = to_c(graph, name="edges")
+    in_type = "float" if input_dtype == "float32" else "uint8_t"
+    assert f"int edges_invoke(const {in_type} *input0, float *output0, uint8_t *output1)" in source
 
 
 def test_integer_rescale_on_two_heads_equals_the_runtime(tmp_path):

@@ -54,6 +54,20 @@ def c_block(deps: tuple[str, ...], text: str) -> tuple[tuple[str, ...], str]:
     return tuple(deps), text.strip("\n") + "\n"
 
 
+def per_image(call: str, images: int, in_size: int, out_size: int) -> str:
+    """`call` (one image: @IN0@ -> @OUT0@) once per image of a tensor whose shape[0] is `images`.
+
+    Activations have a batch of 1 at graph level except between SPACE_TO_BATCH_ND and
+    BATCH_TO_SPACE_ND, where the blocks of one image are its batch; kernels that work on one
+    image (conv, pool) step through them here.
+    """
+    if images == 1:
+        return call
+    call = call.replace("@IN0@", f"@IN0@ + (size_t)ec_image * {in_size}")
+    call = call.replace("@OUT0@", f"@OUT0@ + (size_t)ec_image * {out_size}")
+    return f"{{\n    int ec_image;\n    for (ec_image = 0; ec_image < {images}; ++ec_image) {call}\n}}"
+
+
 def lookup_source(emit, step, table) -> CSource:
     """The C of an int8 -> int8 element-wise op given as its 256-entry table (LOGISTIC, TANH, ...)."""
     name = f"{emit.prefix(step)}_table"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecnn.deploy.export.c_source import CSource, c_block
+from edgecnn.deploy.export.c_source import CSource, c_block, per_image
 from edgecnn.deploy.ops.base import FUSED_CODES, PrepareContext, Prepared, decode_activation, decode_padding, options_builder
 from edgecnn.deploy.runtime.params import ConvParams
 from edgecnn.errors import ShapeError
@@ -147,10 +147,12 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
     ]  # fmt: skip
     data += emit.struct("ec_conv_params", f"{name}_params", fields)
     nbytes = filter_data.size + 4 * (bias_data.size + 2 * out_depth)
+    images, in_size, out_size = emit.shape(step.inputs[0])[0], in_h * in_w * in_depth, out_h * out_w * out_depth
     if depthwise:
-        return CSource(f"ec_depthwise_conv_2d(&{name}_params, @IN0@, @OUT0@);", data, ("depthwise_conv_2d",), nbytes)
-    return CSource(f"ec_conv_2d(&{name}_params, @IN0@, @OUT0@, @SCRATCH@);", data, ("conv_2d",), nbytes,
-                   2 * filter_h * filter_w * filter_depth)
+        call = per_image(f"ec_depthwise_conv_2d(&{name}_params, @IN0@, @OUT0@);", images, in_size, out_size)
+        return CSource(call, data, ("depthwise_conv_2d",), nbytes)
+    call = per_image(f"ec_conv_2d(&{name}_params, @IN0@, @OUT0@, @SCRATCH@);", images, in_size, out_size)
+    return CSource(call, data, ("conv_2d",), nbytes, 2 * filter_h * filter_w * filter_depth)
 
 
 # ---------------------------------------------------------------- ONNX

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecnn.deploy.export.c_source import CSource, c_block
+from edgecnn.deploy.export.c_source import CSource, c_block, per_image
 from edgecnn.deploy.ops.base import FUSED_CODES, Prepared, decode_activation, decode_padding, options_builder
 from edgecnn.deploy.runtime.params import PoolParams
 
@@ -69,7 +69,9 @@ def c_pool(emit, step, kernel: str) -> CSource:
         ("act_min", p.activation_min), ("act_max", p.activation_max),
     ]  # fmt: skip
     data = emit.struct("ec_pool_params", f"{name}_params", fields)
-    return CSource(f"ec_{kernel}(&{name}_params, @IN0@, @OUT0@);", data, (kernel,))
+    call = per_image(f"ec_{kernel}(&{name}_params, @IN0@, @OUT0@);", emit.shape(step.inputs[0])[0],
+                     in_h * in_w * depth, out_h * out_w * depth)  # fmt: skip
+    return CSource(call, data, (kernel,))
 
 
 # ---------------------------------------------------------------- ONNX
