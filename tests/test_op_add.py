@@ -1,11 +1,13 @@
-"""ADD, int8: naive == Numba on drawn shapes, broadcasts and qparams; Numba == LiteRT BUILTIN_REF; refusals."""
+"""ADD, int8: naive == Numba on drawn shapes, broadcasts and qparams; Numba, C and ONNX == LiteRT BUILTIN_REF;
+refusals."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from elementwise_cases import (
-    assert_runtime_matches_litert, assert_runtime_matches_naive, binary_cases, binary_graph, int8_tensor,
+    assert_exports_match, assert_runtime_matches_litert, assert_runtime_matches_naive, binary_cases, binary_graph,
+    int8_tensor, random_inputs,
 )  # fmt: skip
 from hypothesis import HealthCheck, given, settings
 
@@ -101,3 +103,10 @@ def test_refuses_more_than_six_dimensions():
     tensors = [int8_tensor(name, shape, 0.1, 0) for name in ("a", "b", "y")]
     graph = Int8Graph(tensors, [Op(KIND, [0, 1], [2], {"fused_activation_function": "NONE"})], [0, 1], [2])
     _refusal(graph, ShapeError, r"op 0 \(ADD\).*1 to 6 dimensions")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(binary_cases(KIND))
+def test_c_and_onnx_equal_litert(case):
+    graph, seed = case
+    assert_exports_match(graph, random_inputs(graph, np.random.default_rng(seed), 2))
