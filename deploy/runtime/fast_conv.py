@@ -26,7 +26,7 @@ from numba import njit
 
 from edgecnn.deploy.runtime.cpu import GEMM_VNNI
 from edgecnn.deploy.runtime.fully_connected import round_half_away_to_int32
-from edgecnn.deploy.runtime.vnni import dpbusd_tile
+from edgecnn.deploy.runtime.vnni import dpbusd_tile, requantize16
 
 _U = np.uint64
 
@@ -304,7 +304,10 @@ def requantize_rows(c, c_stride, rows, cout, bias, i64p, rq, expanded, act_min, 
         count = rows * cout
         for start in range(0, count, expanded):
             n = min(expanded, count - start)
-            for j in range(n):
+            bulk = n // 16 * 16
+            requantize16(c[start:], bias, mult, left, total, rpos, rneg, out[out_start + start:], n // 16, out_zp,
+                         act_min, act_max)  # fmt: skip
+            for j in range(bulk, n):
                 q = _U(j)
                 acc = wrap32(np.int64(c[_U(start) + q]) + np.int64(bias[q]))
                 x = wrap32(acc << left[q])

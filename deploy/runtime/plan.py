@@ -105,7 +105,9 @@ def _gemm_row(pools, row, w_kc, bias, in_zp, rescale):
     sums = w_kc.astype(np.int64).sum(axis=0)
     bias64 = np.zeros(cout, np.int64) if bias.size == 0 else bias.astype(np.int64)
     folded = _wrap32(bias64 - (128 + in_zp) * sums)
-    reps = max(1, EXPAND_TO // cout)  # per-channel constants repeated: long flat requantization loops
+    # Per-channel constants repeated: long flat requantization loops, in whole groups of 16.
+    reps = -(-EXPAND_TO // cout)
+    reps = -(-reps // (16 // np.gcd(cout, 16))) * (16 // np.gcd(cout, 16))
     w32 = np.zeros((kp, cp), np.int32)
     w32[:k, :cout] = w_kc
     row[fc.F_PAD_BYTE] = in_zp + 128

@@ -95,3 +95,58 @@ def dpbusd_tile(typingctx, a, a_start, lda, a_step, steps, b, b_start, k4, c, c_
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+_V16_I64 = ir.VectorType(ir.IntType(64), 16)
+_V16_I8 = ir.VectorType(_I8, 16)
+
+
+@intrinsic
+def requantize16(typingctx, c, bias, mult, left, total, rpos, rneg, out, groups, out_zp, act_min, act_max):
+    """16 outputs at a time: int8(clamp(requantize(c + bias) + out_zp)) in explicit 512-bit vectors.
+
+    The same arithmetic as fast_conv.requantize_rows (TFLite's MultiplyByQuantizedMultiplier as one
+    rounding shift): acc = c + bias and x = acc << left wrap in int32 lanes; p = x * M in int64
+    lanes (M < 2^31: sign-extended 32-bit factors, so LLVM uses vpmuldq); p + (p < -2^30 ? round_neg
+    : round_pos), arithmetic shift right by total; + zero point, clamp, int8. All arrays start at the
+    group of 16 to process (slices); mult/left/total/rpos/rneg are int64 arrays, c/bias int32, out int8.
+    Portable IR: LLVM lowers it on any CPU (on AVX-512 in zmm registers, 16 int32 or 2 x 8 int64 lanes).
+    """
+    sig = types.void(c, bias, mult, left, total, rpos, rneg, out, groups, out_zp, act_min, act_max)
+
+    def codegen(context, builder, signature, args):
+        argtys = signature.args
+        ptrs = [context.make_array(argtys[i])(context, builder, args[i]).data for i in range(8)]
+        c_p, b_p, m_p, l_p, t_p, rp_p, rn_p, o_p = ptrs
+        intp = context.get_value_type(types.intp)
+        groups_v = context.cast(builder, args[8], argtys[8], types.intp)
+        i32s = [builder.trunc(context.cast(builder, args[i], argtys[i], types.int64), _I32) for i in (9, 10, 11)]
+
+        def splat(value):
+            one = builder.insert_element(ir.Constant(_V16, ir.Undefined), value, ir.Constant(_I32, 0))
+            return builder.shuffle_vector(one, ir.Constant(_V16, ir.Undefined), ir.Constant(_V16, [0] * 16))
+
+        zp, lo, hi = (splat(v) for v in i32s)
+        threshold = ir.Constant(_V16_I64, [-(1 << 30)] * 16)
+
+        def load(ptr, index, vector_type, align):
+            p = builder.gep(ptr, [index])
+            return builder.load(builder.bitcast(p, vector_type.as_pointer()), align=align)
+
+        with cgutils.for_range(builder, groups_v) as loop:
+            base = builder.mul(loop.index, ir.Constant(intp, 16))
+            acc = builder.add(load(c_p, base, _V16, 4), load(b_p, base, _V16, 4))
+            x = builder.shl(acc, builder.trunc(load(l_p, base, _V16_I64, 8), _V16))
+            m = builder.sext(builder.trunc(load(m_p, base, _V16_I64, 8), _V16), _V16_I64)
+            p = builder.mul(builder.sext(x, _V16_I64), m)
+            rounding = builder.select(builder.icmp_signed("<", p, threshold), load(rn_p, base, _V16_I64, 8),
+                                      load(rp_p, base, _V16_I64, 8))  # fmt: skip
+            v = builder.ashr(builder.add(p, rounding), load(t_p, base, _V16_I64, 8))
+            v = builder.add(builder.trunc(v, _V16), zp)
+            v = builder.select(builder.icmp_signed("<", v, lo), lo, v)
+            v = builder.select(builder.icmp_signed(">", v, hi), hi, v)
+            out_ptr = builder.bitcast(builder.gep(o_p, [base]), _V16_I8.as_pointer())
+            builder.store(builder.trunc(v, _V16_I8), out_ptr, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
