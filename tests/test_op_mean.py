@@ -142,3 +142,4 @@ def test_no_axes_and_repeated_axes_equal_litert(axes, keep_dims):
     graph = reduce_graph("MEAN", (1, 3, 4, 2), axes, keep_dims, (0.05, 3), (0.07, 9))
     numba_equals_litert(graph)
     naive_equals_numba(graph)
+    c_and_onnx_equal_runtime_in([graph])

@@ -89,3 +89,9 @@ def test_c_and_onnx_equal_the_runtime(tmp_path):
 @given(st.lists(max_cases(), min_size=6, max_size=6))
 def test_random_graphs_c_and_onnx_equal_the_runtime(graphs):
     c_and_onnx_equal_runtime_in(graphs)
+
+
+def test_no_axes_is_a_copy_in_every_back_end():
+    graph = reduce_graph("REDUCE_MAX", (1, 3, 4, 2), [], False, (0.05, 3), (0.05, 3))
+    numba_equals_litert(graph)
+    c_and_onnx_equal_runtime_in([graph])

@@ -98,7 +98,7 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.reduce:mean",
     naive=naive.mean,
-    c=lambda emit, step: c_reduce(emit, step, "ec_mean", scratch=True),
+    c=lambda emit, step: c_reduce(emit, step, "mean", scratch=True),
     c_blocks=C_BLOCKS,
     onnx=_onnx,
 )

@@ -85,8 +85,8 @@ static int32_t ec_reduce_step(const ec_reduce_params *p, int32_t *index)
 }
 
 
-def c_reduce(emit, step, kernel: str, scratch: bool):
-    """The CSource of MEAN (kernel "ec_mean", a uint32 sum per output in scratch) or REDUCE_MAX."""
+def c_reduce(emit, step, block: str, scratch: bool):
+    """The CSource of MEAN (block "mean": ec_mean, a uint32 sum per output in scratch) or REDUCE_MAX."""
     p = step.params
     x, y = step.inputs[0], step.outputs[0]
     dims = emit.shape(x)
@@ -104,9 +104,9 @@ def c_reduce(emit, step, kernel: str, scratch: bool):
                 ("input_zero_point", p.input_zero_point), ("output_zero_point", p.output_zero_point),
                 ("multiplier", p.multiplier), ("shift", p.shift)]))  # fmt: skip
     if scratch:
-        call = f"{kernel}(&{prefix}_params, @IN0@, @OUT0@, (uint32_t *)@SCRATCH@);"
-        return CSource(call, data, (kernel[3:],), 8 * len(dims), 4 * emit.size(y))
-    return CSource(f"{kernel}(&{prefix}_params, @IN0@, @OUT0@);", data, (kernel[3:],), 8 * len(dims))
+        call = f"ec_{block}(&{prefix}_params, @IN0@, @OUT0@, (uint32_t *)@SCRATCH@);"
+        return CSource(call, data, (block,), 8 * len(dims), 4 * emit.size(y))
+    return CSource(f"ec_{block}(&{prefix}_params, @IN0@, @OUT0@);", data, (block,), 8 * len(dims))
 
 
 def onnx_reduce(lw, step, reduce_op: str):
@@ -114,6 +114,7 @@ def onnx_reduce(lw, step, reduce_op: str):
 
     The input is read in whichever layout it exists; an NCHW input stays NCHW when the kept
     dimensions come out in TFLite's order (always with keep_dims, and for global pooling).
+    No axes means no reduction (ONNX would reduce every axis).
     """
     import onnx
 
@@ -122,6 +123,8 @@ def onnx_reduce(lw, step, reduce_op: str):
     keep = int(bool(lw.graph.ops[step.index].options.get("keep_dims", False)))
     reduced = [d for d in range(len(p.reduced)) if p.reduced[d]]
     value, layout = lw.any_layout(x)
+    if not reduced:
+        return lw.b.cast(value, onnx.TensorProto.INT64), layout
     if layout == "NCHW":
         order = [0, 3, 1, 2]  # NCHW position i holds NHWC dimension order[i]
         kept = [d for d in order if d not in reduced]

@@ -64,7 +64,7 @@ OP = OpDef(
     prepare=_prepare,
     kernel="edgecnn.deploy.runtime.reduce:reduce_max",
     naive=naive.reduce_max,
-    c=lambda emit, step: c_reduce(emit, step, "ec_reduce_max", scratch=False),
+    c=lambda emit, step: c_reduce(emit, step, "reduce_max", scratch=False),
     c_blocks=C_BLOCKS,
     onnx=_onnx,
 )
