@@ -90,85 +90,26 @@ def batch_equals_single_runs(graph: Int8Graph, x: np.ndarray) -> None:
             assert_identical(t[n:n + 1], a, f"image {n} of {x.shape[0]}")
 
 
-# ------------------------------------------------------------ the C and ONNX exports against the runtime
+# ------------------------------------------------------------ the C and ONNX exports
 
-_C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "float32": "float"}
+def exports_equal_litert(graph: Int8Graph, x: np.ndarray) -> int:
+    """C (gcc) and ONNX (onnxruntime) outputs identical to LiteRT BUILTIN_REF (test_export_graphs' runners)."""
+    from test_export_graphs import assert_exports_match_litert
+
+    return assert_exports_match_litert(graph, [x])
 
 
-def run_c(graph: Int8Graph, x: np.ndarray, workdir) -> list[np.ndarray]:
-    """Export graph to C, compile it with gcc (test_export_c's flags), run it image by image; every output."""
+def exports_equal_runtime(graph: Int8Graph, x: np.ndarray) -> int:
+    """C and ONNX identical to the Numba runtime: for N images where LiteRT orders S2B's rows differently."""
+    import tempfile
     from pathlib import Path
 
-    from test_export_c import gcc
+    from test_export_graphs import run_c, run_onnx
 
-    from edgecnn.deploy.export.c import write_c
-
-    workdir = Path(workdir)
-    write_c(graph, workdir / "model.c", name="m")
-    x_t = graph.tensors[graph.inputs[0]]
-    outs = [graph.tensors[t] for t in graph.outputs]
-    sizes = [int(np.prod(t.shape)) for t in outs]
-    in_size = int(np.prod(x_t.shape))
-    out_args = ", ".join(f"out{k}" for k in range(len(outs)))
-    driver = "\n".join([
-        "#include <stdint.h>",
-        "#include <stdio.h>",
-        f"int m_invoke(const {_C_TYPES[x_t.dtype]} *input, "
-        + ", ".join(f"{_C_TYPES[t.dtype]} *out{k}" for k, t in enumerate(outs)) + ");",
-        f"static {_C_TYPES[x_t.dtype]} in[{in_size}];",
-        *[f"static {_C_TYPES[t.dtype]} out{k}[{n}];" for k, (t, n) in enumerate(zip(outs, sizes))],
-        "int main(void)",
-        "{",
-        '    FILE *fin = fopen("x.bin", "rb"), *fout = fopen("y.bin", "wb");',
-        "    if (!fin || !fout) return 1;",
-        f"    while (fread(in, sizeof in[0], {in_size}, fin) == {in_size}) {{",
-        f"        if (m_invoke(in, {out_args}) != 0) return 2;",
-        *[f"        if (fwrite(out{k}, sizeof out{k}[0], {n}, fout) != {n}) return 3;" for k, n in enumerate(sizes)],
-        "    }",
-        "    fclose(fin);",
-        "    return fclose(fout) != 0;",
-        "}",
-        "",
-    ])  # fmt: skip
-    (workdir / "driver.c").write_text(driver)
-    (workdir / "x.bin").write_bytes(np.ascontiguousarray(x).tobytes())
-    gcc(["model.c", "driver.c", "-o", "model"], workdir)
-    import subprocess
-
-    subprocess.run([str(workdir / "model")], cwd=workdir, check=True, timeout=300)
-    raw = (workdir / "y.bin").read_bytes()
-    images, offset, per_image = x.shape[0], 0, []
-    dtypes = [np.dtype(t.dtype) for t in outs]
-    for _ in range(images):
-        row = []
-        for dtype, n in zip(dtypes, sizes):
-            row.append(np.frombuffer(raw, dtype=dtype, count=n, offset=offset))
-            offset += n * dtype.itemsize
-        per_image.append(row)
-    return [np.stack([row[k] for row in per_image]).reshape((images,) + tuple(t.shape[1:]))
-            for k, t in enumerate(outs)]  # fmt: skip
-
-
-def c_equals_runtime(graph: Int8Graph, x: np.ndarray, workdir) -> int:
     want = Runtime(graph).run_all(x)
-    got = run_c(graph, x, workdir)
-    for g, w in zip(got, want):
-        assert_identical(g, w, "C vs runtime")
-    return sum(w.size for w in want)
-
-
-def onnx_equals_runtime(graph: Int8Graph, x: np.ndarray) -> int:
-    import onnx
-    import onnxruntime as ort
-
-    from edgecnn.deploy.export.onnx import to_onnx
-
-    model = to_onnx(graph)
-    onnx.checker.check_model(model, full_check=True)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x})
-    want = Runtime(graph).run_all(x)
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        assert_identical(g, w, "ONNX vs runtime")
+    with tempfile.TemporaryDirectory() as d:
+        for name, got in (("C", run_c(graph, [x], Path(d))), ("ONNX", run_onnx(graph, [x]))):
+            assert len(got) == len(want)
+            for g, w in zip(got, want):
+                assert_identical(g, w, f"{name} vs runtime")
     return sum(w.size for w in want)

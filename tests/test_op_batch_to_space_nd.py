@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from io_spatial_cases import (activation, batch_equals_single_runs, int32_constant, naive_equals_numba,
-                              numba_equals_litert, random_batch, single_op)  # fmt: skip
+from io_spatial_cases import (activation, batch_equals_single_runs, exports_equal_litert, exports_equal_runtime,
+                              int32_constant, naive_equals_numba, numba_equals_litert, random_batch, single_op)  # fmt: skip
 from test_op_space_to_batch_nd import dilated_conv, space_to_batch
 from tflite_models import GraphBuilder
 
@@ -115,3 +115,25 @@ def test_refusals_name_the_op():
     with pytest.raises(ShapeError, match="non-negative"):
         prepare_op(single_op("BATCH_TO_SPACE_ND", activation("x", (4, 3, 3, 1)), activation("y", (1, 7, 6, 1)),
                              [block, int32_constant("crops", [[-1, 0], [0, 0]])]), 0)  # fmt: skip
+
+
+# ------------------------------------------------------------ C (gcc) and ONNX (onnxruntime)
+
+
+@pytest.mark.parametrize("case", [(4, [3, 2], 2, [2, 2], [[0, 1], [1, 0]]), (2, [3], 2, [2], [[0, 1]]),
+                                  (6, [2, 3], 1, [2, 3], [[1, 2], [0, 4]])])  # fmt: skip
+def test_exports_alone_equal_litert_and_keep_images_apart(case):
+    graph = b2s_from_row(*case)
+    assert exports_equal_litert(graph, random_batch(graph, 1, seed=0)) == int(np.prod(graph.output.shape))
+    exports_equal_runtime(graph, random_batch(graph, 4, seed=1))
+
+
+def test_exports_of_s2b_then_b2s_equal_litert_for_many_images():
+    b = GraphBuilder(np.random.default_rng(1), (1, 5, 7, 3), scale=0.1, zero_point=-3)
+    space_to_batch(b, (2, 3), [[1, 2], [2, 3]])
+    t = b.tensors[b.x]
+    crops = b._add(type(t)("crops", (2, 2), "int32", [], [], 0, np.array([[1, 2], [2, 3]], np.int32)))
+    b._next("BATCH_TO_SPACE_ND", [b.x, b.ops[0].inputs[1], crops], {}, (1, 5, 7, 3), float(t.scale[0]),
+            int(t.zero_point[0]))  # fmt: skip
+    graph = b.build()
+    assert exports_equal_litert(graph, random_batch(graph, 4, seed=0)) == 4 * 5 * 7 * 3

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from io_spatial_cases import activation, naive_equals_numba, numba_equals_litert, random_batch, single_op
+from io_spatial_cases import (activation, exports_equal_litert, naive_equals_numba, numba_equals_litert, random_batch,
+                              single_op)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.runtime import Runtime
@@ -71,3 +72,17 @@ def test_per_channel_and_float_inputs_are_refused():
         prepare_graph(single_op("DEQUANTIZE", per_channel, activation("y", (1, 2), "float32")))
     with pytest.raises(UnsupportedOpError, match="DEQUANTIZE gives float32"):
         prepare_graph(single_op("DEQUANTIZE", activation("q", (1, 2)), activation("y", (1, 2))))
+
+
+@pytest.mark.parametrize("dtype,scale,zero_point", [("int8", 0.1, 0), ("int8", 1 / 255, -128), ("uint8", 0.0137, 131),
+                                                    ("int8", 3e38, 5), ("uint8", 1e-40, 0)])  # fmt: skip
+def test_exports_equal_litert_bit_for_bit(dtype, scale, zero_point):
+    """C ((float)((double)scale * (q - zp))) and ONNX (float32 Mul of exact factors) == LiteRT on every value."""
+    graph = dequantize_graph((1, 256), dtype, scale, zero_point)
+    x = np.arange(256).astype(dtype).reshape(1, 256)
+    assert exports_equal_litert(graph, np.concatenate([x, x[:, ::-1]])) == 512
+
+
+def test_example_exports_equal_litert():
+    graph = example_graph(np.random.default_rng(0))
+    assert exports_equal_litert(graph, random_batch(graph, 3, seed=5)) == 3 * 4 * 4 * 3

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from io_spatial_cases import (activation, assert_identical, naive_equals_numba, numba_equals_litert, random_batch,
-                              single_op)  # fmt: skip
+from io_spatial_cases import (activation, assert_identical, exports_equal_litert, naive_equals_numba, numba_equals_litert,
+                              random_batch, single_op)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.runtime import Runtime
@@ -202,3 +202,34 @@ def test_refusals_name_the_op():
         prepare_graph(requantize_graph((1, 4), "int8", 0, "int8", 0, 1.0, 2.0**40))
     with pytest.raises(ModelError, match="shape"):
         prepare_graph(single_op("QUANTIZE", x, activation("q", (1, 5))))
+
+
+# ------------------------------------------------------------ C (gcc) and ONNX (onnxruntime) == LiteRT
+
+
+def test_exports_equal_litert_on_the_example_and_float_edges():
+    graph = example_graph(np.random.default_rng(0))
+    assert exports_equal_litert(graph, random_batch(graph, 3, seed=4)) == 3 * 4 * 4 * 3
+    b = GraphBuilder(np.random.default_rng(7), (1, 8, 8, 1), scale=1 / 255, zero_point=-128)
+    graph = float_edges(b.conv2d(4, 3, 3, act="RELU").pool("MAX_POOL_2D").flatten().fully_connected(5))
+    x = np.random.default_rng(1).uniform(-0.2, 1.2, size=(4, 8, 8, 1)).astype(np.float32)
+    assert exports_equal_litert(graph, x) == 20
+
+
+@pytest.mark.parametrize("zero_point", [-128, -5, 0, 7, 127])
+def test_exports_quantize_ties_and_extremes_like_litert(zero_point):
+    """Halves, float32 neighbours, and quotients outside int32 (inf, NaN, 3e9): C, ONNX and LiteRT agree."""
+    values = tricky_floats(np.random.default_rng(zero_point + 200), 0.0123, 60)
+    values = np.concatenate([values, np.array([np.inf, -np.inf, np.nan, 3e9, -3e9], np.float32)])
+    graph = affine_graph((1, values.size), 0.0123, zero_point)
+    assert exports_equal_litert(graph, np.stack([values, values[::-1]])) == 2 * values.size
+
+
+@pytest.mark.parametrize("in_dtype,out_dtype", [("int8", "int8"), ("uint8", "int8"), ("int8", "uint8"),
+                                                ("uint8", "uint8")])  # fmt: skip
+def test_exports_requantize_like_litert(in_dtype, out_dtype):
+    for k, ratio in enumerate([1.0, 0.37, 2.9]):
+        graph = requantize_graph((1, 256), in_dtype, _zp(-9 + 40 * k, in_dtype), out_dtype, _zp(17 - 30 * k, out_dtype),
+                                 0.02, ratio)  # fmt: skip
+        x = np.arange(256).astype(in_dtype).reshape(1, 256)
+        assert exports_equal_litert(graph, np.concatenate([x, x[:, ::-1]])) == 512

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from io_spatial_cases import (activation, batch_equals_single_runs, int32_constant, naive_equals_numba,
-                              numba_equals_litert, random_batch, single_op)  # fmt: skip
+from io_spatial_cases import (activation, batch_equals_single_runs, exports_equal_litert, int32_constant,
+                              naive_equals_numba, numba_equals_litert, random_batch, single_op)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.ops.resize_bilinear import interpolation_table
 from edgecnn.deploy.runtime.prepare import prepare_graph
 from edgecnn.errors import ModelError, ShapeError
-from edgecnn.int8.graph import Tensor
+from edgecnn.int8.graph import Int8Graph, Op, Tensor
 
 KIND = "RESIZE_BILINEAR"
 
@@ -97,3 +97,34 @@ def test_refusals_name_the_op():
         prepare_graph(single_op(KIND, x, activation("y", (1, 5, 5, 1)), [int32_constant("size", (6, 6))]))
     with pytest.raises(ShapeError, match="positive"):
         prepare_graph(single_op(KIND, x, activation("y", (1, 0, 5, 1)), [int32_constant("size", (0, 5))]))
+
+
+def resize_fan(kind, in_hw, sizes, flags, depth=2, zero_point=-7) -> Int8Graph:
+    """One input resized to every size with every flag pair, each result a graph output (one C compile for all)."""
+    tensors = [activation("x", (1, *in_hw, depth), "int8", 0.05, zero_point)]
+    ops, outputs = [], []
+    for k, (size, (align, half)) in enumerate((s, f) for s in sizes for f in flags):
+        tensors += [activation(f"y{k}", (1, *size, depth), "int8", 0.05, zero_point), int32_constant(f"size{k}", size)]
+        ops.append(Op(kind, [0, len(tensors) - 1], [len(tensors) - 2],
+                      {"align_corners": align, "half_pixel_centers": half}))  # fmt: skip
+        outputs.append(len(tensors) - 2)
+    return Int8Graph(tensors, ops, [0], outputs).validate()
+
+
+def test_exports_equal_litert():
+    """C (gcc) and ONNX (onnxruntime) == LiteRT on up- and down-sampling with every option, and on the example."""
+    graph = resize_fan(KIND, (5, 7), [(10, 14), (9, 4), (1, 3), (5, 7), (16, 2)],
+                       [(False, False), (True, False), (False, True)])  # fmt: skip
+    x = np.concatenate([np.full((1, 5, 7, 2), -128, np.int8), np.full((1, 5, 7, 2), 127, np.int8),
+                        random_batch(graph, 2, seed=9)])  # fmt: skip
+    assert exports_equal_litert(graph, x) > 0
+    example = example_graph(np.random.default_rng(0))
+    assert exports_equal_litert(example, random_batch(example, 2, seed=1)) == 2 * 10 * 10 * 2
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.tuples(st.integers(1, 9), st.integers(1, 9)),
+       st.lists(st.tuples(st.integers(1, 20), st.integers(1, 20)), min_size=1, max_size=3), st.integers(0, 2**16))
+def test_exports_of_drawn_sizes_equal_litert(in_hw, sizes, seed):
+    graph = resize_fan(KIND, in_hw, sizes, [(False, False), (True, False), (False, True)])
+    exports_equal_litert(graph, random_batch(graph, 2, seed))

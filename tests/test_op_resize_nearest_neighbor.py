@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from io_spatial_cases import batch_equals_single_runs, naive_equals_numba, numba_equals_litert, random_batch
-from test_op_resize_bilinear import resize, resize_graph
+from io_spatial_cases import (batch_equals_single_runs, exports_equal_litert, naive_equals_numba, numba_equals_litert,
+                              random_batch)  # fmt: skip
+from test_op_resize_bilinear import resize, resize_fan, resize_graph
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.ops.resize_nearest_neighbor import source_indices
@@ -78,3 +79,19 @@ def test_options_round_trip_and_versions():
     assert REGISTRY[KIND].version(graph, graph.ops[0]) == 3
     plain = resize_graph(KIND, (3, 3), (6, 6), 1, False, False)
     assert REGISTRY[KIND].version(plain, plain.ops[0]) == 2
+
+
+def test_exports_equal_litert():
+    """C (gcc) and ONNX (onnxruntime) == LiteRT for every option pair, up and down, and on the example."""
+    graph = resize_fan(KIND, (5, 7), [(10, 14), (9, 4), (1, 3), (13, 29)], FLAGS)
+    assert exports_equal_litert(graph, random_batch(graph, 3, seed=2)) > 0
+    example = example_graph(np.random.default_rng(0))
+    assert exports_equal_litert(example, random_batch(example, 2, seed=1)) == 2 * 8 * 10 * 2
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.tuples(st.integers(1, 9), st.integers(1, 9)),
+       st.lists(st.tuples(st.integers(1, 30), st.integers(1, 30)), min_size=1, max_size=3), st.integers(0, 2**16))
+def test_exports_of_drawn_sizes_equal_litert(in_hw, sizes, seed):
+    graph = resize_fan(KIND, in_hw, sizes, FLAGS)
+    exports_equal_litert(graph, random_batch(graph, 2, seed))

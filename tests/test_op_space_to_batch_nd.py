@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from io_spatial_cases import (activation, batch_equals_single_runs, int32_constant, naive_equals_numba,
-                              numba_equals_litert, random_batch, single_op)  # fmt: skip
+from io_spatial_cases import (activation, batch_equals_single_runs, exports_equal_litert, exports_equal_runtime,
+                              int32_constant, naive_equals_numba, numba_equals_litert, random_batch, single_op)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.litert import LiteRTRunner
@@ -221,3 +221,27 @@ def test_converter_files_with_batch_1_between_s2b_and_b2s(batch):
     assert np.array_equal(Runtime(restored).run(x), want)
     assert restore_block_batches(restored) is restored and [t.shape for t in restored.tensors] == [
         t.shape for t in graph.tensors]  # edgecnn's own shapes are left alone
+
+
+# ------------------------------------------------------------ C (gcc) and ONNX (onnxruntime)
+
+
+@pytest.mark.parametrize("case", [((1, 5, 4, 2), (2, 3), [[1, 2], [0, 2]]), ((1, 6, 3), (3,), [[2, 1]]),
+                                  ((1, 2, 2, 1), (2, 2), [[1, 1], [1, 1]])])  # fmt: skip
+def test_exports_alone_equal_litert_and_keep_images_apart(case):
+    graph = s2b_flattened(*case, zero_point=-100)
+    assert exports_equal_litert(graph, random_batch(graph, 1, seed=0)) == graph.output.shape[1]
+    exports_equal_runtime(graph, random_batch(graph, 4, seed=1))  # N images: each image's rows together
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_exports_of_the_dilated_conv_equal_litert(batch):
+    """S2B -> CONV_2D -> B2S in C (the conv steps through the 4 rows of each image) and ONNX, == LiteRT."""
+    graph = example_graph(np.random.default_rng(0))
+    assert exports_equal_litert(graph, random_batch(graph, batch, seed=3)) == batch * 9 * 9 * 2
+
+
+@settings(max_examples=8, deadline=None)
+@given(dilated_cases(), st.integers(1, 3), st.integers(0, 2**16))
+def test_exports_of_drawn_dilated_convs_equal_litert(graph, batch, seed):
+    exports_equal_litert(graph, random_batch(graph, batch, seed))
