@@ -35,8 +35,7 @@ import numpy as np
 import edgecnn
 from edgecnn.deploy.export.c_source import BLOCKS, CSource
 from edgecnn.deploy.ops import REGISTRY
-from edgecnn.deploy.runtime.prepare import PreparedOp, prepare_graph
-from edgecnn.deploy.ops.fully_connected import FC_RESCALE_MODES
+from edgecnn.deploy.runtime.prepare import FC_RESCALE_MODES, PreparedOp, prepare_graph
 from edgecnn.errors import UnsupportedOpError
 from edgecnn.fileio import atomic_path
 from edgecnn.int8.graph import Int8Graph
@@ -307,7 +306,7 @@ def _header(graph: Int8Graph, name: str, fc_rescale: str, steps, arena: ArenaPla
                          + (f", real = {macro}_{io.macro}_SCALE * (q - {macro}_{io.macro}_ZERO_POINT)"
                             if _quantized(tensor) else ""))  # fmt: skip
     lines += [
-        "    returns 0, or -1 where TFLite aborts (a softmax row too long for its fixed point).",
+        "    returns 0, or -1 where TFLite aborts at run time (e.g. a softmax row too long for its fixed point).",
         f"  Not reentrant: intermediate tensors share one static arena of {arena.size} bytes,",
         f"  plus {scratch} bytes of scratch; inputs and outputs are the caller's buffers.",
         f"  Constants: {constant_bytes} bytes.",
@@ -439,7 +438,8 @@ def to_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float
     blocks = {b for s in sources for b in s.blocks}
     body = []
     for step, source in zip(steps, sources):
-        names = ", ".join(f"{comment_text(graph.tensors[t].name)} {tuple(graph.tensors[t].shape)}" for t in step.outputs)
+        names = ", ".join(f"{comment_text(graph.tensors[t].name)} {tuple(graph.tensors[t].shape)}"
+                          for t in step.outputs)  # fmt: skip
         body.append(f"    /* op {step.index}: {step.kind} -> {names} */")
         call = source.call
         for k, t in enumerate(step.inputs):

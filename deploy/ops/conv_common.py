@@ -102,7 +102,7 @@ def prepare_conv(ctx: PrepareContext, depthwise: bool) -> Prepared:
     return Prepared(params, (ctx.op.inputs[0],), constants)
 
 
-# ---------------------------------------------------------------- C (the kernels are in conv_2d.py, depthwise_conv_2d.py)
+# ---------------------------------------------------------------- C (kernels: conv_2d.py, depthwise_conv_2d.py)
 
 C_PARAMS = {"conv_params": c_block((), r"""
 /* CONV_2D and DEPTHWISE_CONV_2D. Offsets follow TFLite: input_offset = -input zero point,

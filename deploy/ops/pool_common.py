@@ -44,7 +44,7 @@ def prepare_pool(ctx) -> Prepared:
     return Prepared(params, (ctx.op.inputs[0],))
 
 
-# ---------------------------------------------------------------- C (the kernels are in max_pool_2d.py, average_pool_2d.py)
+# ---------------------------------------------------------------- C (kernels: max_pool_2d.py, average_pool_2d.py)
 
 C_PARAMS = {"pool_params": c_block((), r"""
 /* MAX_POOL_2D and AVERAGE_POOL_2D: no rescaling, only the window (clipped to the image) and the clamp. */

@@ -51,7 +51,8 @@ def _prepare(ctx) -> Prepared:
 
 # ---------------------------------------------------------------- C
 
-C_BLOCKS = {"softmax": c_block(("from_u32", "saturate", "srdhm", "rdbpot", "exp_on_negative_values", "one_over_one_plus_x"), r"""
+_C_DEPS = ("from_u32", "saturate", "srdhm", "rdbpot", "exp_on_negative_values", "one_over_one_plus_x")
+C_BLOCKS = {"softmax": c_block(_C_DEPS, r"""
 /* SOFTMAX over the last axis (TFLite reference Softmax, int8 out with scale 1/256, zero point -128).
    d = q - max(row); for d >= diff_min: e = exp(SRDHM(d * 2^left_shift, multiplier) as Q5.26) in Q0.31,
    sum += e / 2^12 (Q12.19; each term <= 2^19 and rows are under 8192, so the sum is below 2^32 and exact in
