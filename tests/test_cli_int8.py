@@ -97,10 +97,10 @@ def test_predict_png_pgm_npy(tflite_model, mnist_test, tmp_path):
 
 def test_bench_json(untrained_tflite):
     out = untrained_tflite
-    rc, stdout, err = run_cli("bench", out, "--backend", "numba", "--batch", "16", "--seconds", "0.2", "--json")
+    rc, stdout, err = run_cli("bench", out, "--backend", "litert", "--batch", "16", "--seconds", "0.2", "--json")
     assert rc == 0, err
     doc = json.loads(stdout)
-    assert doc["backend"] == "numba" and doc["batch"] == 16
+    assert doc["backend"] == "litert" and doc["batch"] == 16
     assert doc["images_per_second"] > 0 and doc["latency_ms_p99"] >= doc["latency_ms_p50"] > 0
 
 

@@ -95,6 +95,7 @@ def test_quantize_a_tflite_says_it_is_already_int8(tiny, tmp_path, mnist_root):
     assert_clean_error(rc, err, "already an int8 model", "edgecnn export")
 
 
+@pytest.mark.slow  # calibrates, runs the Numba runtime and both exporters
 def test_quantize_also_reports_every_file_and_matches_export(tiny, tmp_path, mnist_root):
     npz, _ = tiny
     out = tmp_path / "q.tflite"

@@ -74,7 +74,8 @@ def test_predict_prints_probabilities_and_exits_0(untrained_tflite, mnist_test, 
     images, _ = mnist_test
     paths = paper_digits(tmp_path / "d", images[:2], "rgb", side=64)
     Image.fromarray(images[2]).save(tmp_path / "plain.png")
-    rc, stdout, err = run_cli("predict", untrained_tflite, *paths, tmp_path / "plain.png", "--json")
+    rc, stdout, err = run_cli("predict", untrained_tflite, *paths, tmp_path / "plain.png", "--json",
+                              "--backend", "litert")
     assert rc == 0, err
     assert err == ""  # no LiteRT/XNNPACK INFO line, no warnings
     rows = json.loads(stdout)
@@ -83,12 +84,12 @@ def test_predict_prints_probabilities_and_exits_0(untrained_tflite, mnist_test, 
         assert r["labels"] == [str(i) for i in range(10)] and r["label"] in r["labels"]
         assert len(r["outputs"]) == 10 and all(isinstance(v, int) for v in r["outputs"])
     assert [r["inverted"] for r in rows] == [True, True, False]
-    rc, stdout, err = run_cli("predict", untrained_tflite, paths[0], "--invert", "no")
+    rc, stdout, err = run_cli("predict", untrained_tflite, paths[0], "--invert", "no", "--backend", "litert")
     assert rc == 0, err
     assert stdout.startswith("rgb000.png: ") and "%" in stdout and "(inverted)" not in stdout
 
 
-@pytest.mark.parametrize("backend", ["litert", "numba"])
+@pytest.mark.parametrize("backend", ["litert", pytest.param("numba", marks=pytest.mark.slow)])
 def test_litert_info_line_stays_off_stdout_and_stderr(untrained_tflite, tmp_path, backend):
     np.save(tmp_path / "d.npy", np.zeros((28, 28), np.uint8))
     rc, stdout, err = run_cli("predict", untrained_tflite, tmp_path / "d.npy", "--backend", backend, "--json")
@@ -106,7 +107,7 @@ def test_litert_info_line_stays_off_stdout_and_stderr(untrained_tflite, tmp_path
 def test_predict_hostile_images_one_line(untrained_tflite, tmp_path, content):
     p = tmp_path / "bad.img"
     p.write_bytes(content)
-    rc, _, err = run_cli("predict", untrained_tflite, p)
+    rc, _, err = run_cli("predict", untrained_tflite, p, "--backend", "litert")
     assert_clean_error(rc, err, "bad.img")
 
 
@@ -141,7 +142,7 @@ def test_non_image_model_runs_on_npy(feature_model, tmp_path):
     assert len(json.loads(stdout)[0]["outputs"]) == 640
 
 
-@pytest.mark.parametrize("backend", ["numba", "litert"])
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=pytest.mark.slow), "litert"])
 def test_int8_feature_model_runs_on_npy(tmp_path, backend):
     """An int8 autoencoder-like model: [1, 640] in, [1, 640] out; predict, bench and eval behave."""
     from edgecnn.deploy.tflite import write_tflite
