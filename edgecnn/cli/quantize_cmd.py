@@ -89,7 +89,7 @@ def quantize_and_export(args):
     calib = lenet_input(train_images[np.sort(rng.choice(len(train_images), n, replace=False))])  # only N converted
     x_test, y_test, _ = load_lenet_split(args, "test", getattr(args, "eval_limit", None))  # bad data fails early
     qm = quantize_model(model, calib, args.calibration, per_tensor=args.per_tensor, progress=progress)
-    report = layer_sqnr(model, qm, calib)
+    report = layer_sqnr(model, qm, calib, Runtime(qm.graph).run_intermediates)
     float_acc = float(np.mean(np.argmax(model.predict(x_test), 1) == y_test))
     inp = qm.graph.input
     int8_out = Runtime(qm.graph).run(quantize_input(x_test, inp.scale[0], inp.zero_point[0]))
