@@ -132,3 +132,11 @@ def c_and_onnx_equal_runtime_in(graphs: list[Int8Graph], batch: int = 2) -> int:
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-c-") as workdir:
         return c_and_onnx_equal_runtime(graphs, Path(workdir), batch)
+
+
+def exports_match_litert(graphs: list[Int8Graph], batch: int = 4) -> int:
+    """Each graph's C export (gcc), ONNX export (onnxruntime) and LiteRT BUILTIN_REF agree on every element
+    (tests/test_export_graphs.py; any number of graph inputs). Returns the elements compared per back end."""
+    from test_export_graphs import assert_exports_match_litert, random_inputs
+
+    return sum(assert_exports_match_litert(g, random_inputs(g, batch, seed)) for seed, g in enumerate(graphs))

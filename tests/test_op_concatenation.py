@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reduce_copy_cases import (assert_same, c_and_onnx_equal_runtime, c_and_onnx_equal_runtime_in, inputs,
-                               litert_ref_multi, numba_equals_litert, scales, zero_points)  # fmt: skip
+from reduce_copy_cases import (assert_same, c_and_onnx_equal_runtime, c_and_onnx_equal_runtime_in,
+                               exports_match_litert, inputs, litert_ref_multi, numba_equals_litert, scales,
+                               zero_points)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.litert import LiteRTRunner
@@ -191,6 +192,7 @@ def test_c_and_onnx_equal_the_runtime(tmp_path):
               padded_branches((1, 5), 1, (0, 3), (0.1, 0)),
               padded_branches((1, 2, 3, 2, 2), 2, (2, 0, 1), (0.1, 5))]  # fmt: skip
     assert c_and_onnx_equal_runtime(graphs, tmp_path) > 0
+    assert exports_match_litert(graphs) > 0
 
 
 @st.composite
@@ -220,3 +222,9 @@ def test_onnx_with_several_graph_inputs_equals_the_runtime(graph, seed):
     session = ort.InferenceSession(to_onnx(graph).SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {graph.tensors[t].name: x for t, x in zip(graph.inputs, xs)}
     assert_same(session.run(None, feed)[0], np.asarray(Runtime(graph).run(xs)), "ONNX vs Numba")
+
+
+def test_several_graph_inputs_match_litert_in_every_back_end():
+    """Concatenated graph inputs (no producer op): C, ONNX and LiteRT on every element."""
+    graphs = [concat_graph((1, 3, 4, 2), [2, 1, 3], 3, (0.05, -128)), concat_graph((1, 5, 2), [1, 4], -2, (0.3, 127))]
+    assert exports_match_litert(graphs) == 4 * (3 * 4 * 6 + 5 * 2)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reduce_copy_cases import (c_and_onnx_equal_runtime, c_and_onnx_equal_runtime_in, naive_equals_numba,
-                               numba_equals_litert, random_axes, reduce_graph, scales, zero_points)  # fmt: skip
+from reduce_copy_cases import (c_and_onnx_equal_runtime, c_and_onnx_equal_runtime_in, exports_match_litert,
+                               naive_equals_numba, numba_equals_litert, random_axes, reduce_graph, scales,
+                               zero_points)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.litert import LiteRTRunner
@@ -127,6 +128,7 @@ def test_c_and_onnx_equal_the_runtime(tmp_path):
               reduce_graph("MEAN", (1, 2, 3, 4, 5), [2, 4], False, (0.3, 127), (0.02, -128)),
               reduce_graph("MEAN", (1, 13, 11, 2), [1, 2], False, (0.02, 0), (0.02 / 3e-5, 0))]  # fmt: skip
     assert c_and_onnx_equal_runtime(graphs, tmp_path) > 0
+    assert exports_match_litert(graphs) > 0
 
 
 @settings(max_examples=3, deadline=None)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reduce_copy_cases import (c_and_onnx_equal_runtime, c_and_onnx_equal_runtime_in, naive_equals_numba,
-                               numba_equals_litert, pad_graph, scales, zero_points)  # fmt: skip
+from reduce_copy_cases import (c_and_onnx_equal_runtime, c_and_onnx_equal_runtime_in, exports_match_litert,
+                               naive_equals_numba, numba_equals_litert, pad_graph, scales, zero_points)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.runtime import Runtime
@@ -105,6 +105,7 @@ def test_c_and_onnx_equal_the_runtime(tmp_path):
               pad_graph("PAD", (1, 6), [[0, 0], [3, 4]], (0.05, -128), (0.05, 127), dtype="int64"),
               pad_graph("PAD", (1, 2, 3, 4, 2), [[0, 0], [1, 2], [0, 1], [3, 0], [1, 1]], (0.1, 3), (0.2, -7))]
     assert c_and_onnx_equal_runtime(graphs, tmp_path) > 0
+    assert exports_match_litert(graphs) > 0
 
 
 @settings(max_examples=3, deadline=None)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reduce_copy_cases import (c_and_onnx_equal_runtime, c_and_onnx_equal_runtime_in, naive_equals_numba,
-                               numba_equals_litert, pad_graph)  # fmt: skip
+from reduce_copy_cases import (c_and_onnx_equal_runtime, c_and_onnx_equal_runtime_in, exports_match_litert,
+                               naive_equals_numba, numba_equals_litert, pad_graph)  # fmt: skip
 from test_op_pad import add_pad, pad_cases
 from tflite_models import GraphBuilder
 
@@ -77,6 +77,7 @@ def test_c_and_onnx_equal_the_runtime(tmp_path):
     graphs = [example_graph(np.random.default_rng(0)), b.build(),
               pad_graph("PADV2", (1, 5, 3), [[0, 0], [1, 2], [0, 1]], (0.1, 3), (0.2, -7), -128)]
     assert c_and_onnx_equal_runtime(graphs, tmp_path) > 0
+    assert exports_match_litert(graphs) > 0
 
 
 @settings(max_examples=3, deadline=None)
