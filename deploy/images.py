@@ -161,8 +161,11 @@ def check_pgm_samples(data: bytes) -> None:
     w, h, maxval = tokens
     if maxval > 255 or w * h == 0:
         return
-    samples = np.frombuffer(data, np.uint8, count=min(w * h, len(data) - pos - 1), offset=min(pos + 1, len(data)))
-    if samples.size and int(samples.max()) > maxval:
+    count = min(w * h, len(data) - pos - 1)
+    if count <= 0:
+        return  # no samples: Pillow reports the truncation
+    samples = np.frombuffer(data, np.uint8, count=count, offset=pos + 1)
+    if int(samples.max()) > maxval:
         raise ImageError(f"corrupt PGM: a sample of {int(samples.max())} is above maxval {maxval}")
 
 
