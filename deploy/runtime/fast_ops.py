@@ -44,11 +44,12 @@ from edgecnn.deploy.runtime.fast_conv import (
 )
 from edgecnn.deploy.runtime.pooling import divide_rounding_half_away
 from edgecnn.deploy.runtime.softmax import _softmax_row
+from edgecnn.deploy.runtime.vnni import depthwise_row
 
 _U = np.uint64
 
 # DEPTHWISE_CONV_2D extra fields (the shape fields are fast_conv's).
-F_IN_OFFSET, F_DEPTH_MULT, F_PLANE_H, F_PLANE_W, F_WEXP = 18, 19, 20, 21, 22
+F_IN_OFFSET, F_DEPTH_MULT, F_PLANE_H, F_PLANE_W, F_WEXP, F_TAPS = 18, 19, 20, 21, 22, 29
 # Generic fields of the other ops.
 F_IN2, F_SIZE = 2, 4
 
@@ -57,62 +58,51 @@ F_IN2, F_SIZE = 2, 4
 def depthwise(op, arena, images, scratch, i32p, i64p):
     """DEPTHWISE_CONV_2D: a padded int32 plane of x + input_offset, then whole output rows at a time.
 
-    plane[py][px][oc] = x[iy][ix][oc // depth_multiplier] + input_offset inside the image, 0 in
-    the padding (w * 0 adds nothing, as TFLite's skipped taps). Per output row and tap, the
-    row's out_w * C products use weights expanded along the row at plan time, so with stride 1
-    the multiply-accumulate is one contiguous loop that LLVM vectorizes.
+    plane[phase][py][q][oc] = x[iy][ix][oc // depth_multiplier] + input_offset for the padded
+    column px = q*stride_w + phase, 0 in the padding (w * 0 adds nothing, as TFLite's skipped
+    taps). Splitting columns by phase makes every tap's inputs for one output row contiguous
+    (px = out_x*stride_w + fx*dilation_w -> phase (fx*dw) % sw, q = out_x + (fx*dw) // sw), so
+    vnni.depthwise_row adds all taps in registers, 16 lanes at a time, with weights expanded
+    along the row at plan time; the row is then requantized 16 lanes at a time.
     Overflow: |w| <= 128, |x + offset| <= 255: each product < 2^15; int32 sums wrap like TFLite's.
     """
     in_h, in_w, cin = op[F_IN_H], op[F_IN_W], op[F_CIN]
     out_h, out_w, cout = op[F_OUT_H], op[F_OUT_W], op[F_COUT]
-    kh, kw, sh, sw, dh, dw = op[F_KH], op[F_KW], op[F_SH], op[F_SW], op[F_DH], op[F_DW]
+    kh, kw, sh, sw = op[F_KH], op[F_KW], op[F_SH], op[F_SW]
     pad_t, pad_l = op[F_PAD_T], op[F_PAD_L]
-    in_offset, dm = op[F_IN_OFFSET], op[F_DEPTH_MULT]
-    plane_h, plane_w = op[F_PLANE_H], op[F_PLANE_W]
-    wexp, bias, rq = op[F_WEXP], op[F_BIAS], op[F_RQ]
+    in_offset, dm = np.int32(op[F_IN_OFFSET]), op[F_DEPTH_MULT]
+    plane_h, q_cols = op[F_PLANE_H], op[F_PLANE_W]
+    wexp, bias, rq, taps = op[F_WEXP], op[F_BIAS], op[F_RQ], op[F_TAPS]
     act_min, act_max, out_zp = op[F_ACT_MIN], op[F_ACT_MAX], op[F_OUT_ZP]
     row_len = out_w * cout
-    plane_len = plane_h * plane_w * cout
-    acc0 = _U(plane_len)  # the accumulator row follows the plane in scratch
-    # Bias and requantization constants are expanded along the output row at plan time.
+    row_stride = -(-row_len // 16) * 16  # expanded weights: one row of 16-lane groups per tap
+    groups = row_stride // 16
+    plane_len = sw * plane_h * q_cols * cout
+    acc0 = plane_len + 16  # the accumulator row follows the plane (and its read slack) in scratch
     bias_row = i32p[bias:bias + row_len]
-    rq_row = rq
+    tap_offsets = i64p[taps:taps + kh * kw]
+    weights = i32p[wexp:]
     for image in range(images):
         src_image = op[F_IN] + image * in_h * in_w * cin
         dst_image = op[F_OUT] + image * out_h * out_w * cout
-        for j in range(plane_len):
+        for j in range(plane_len + 16):
             scratch[_U(j)] = 0
         for y in range(in_h):
             for x in range(in_w):
                 src = _U(src_image + (y * in_w + x) * cin)
-                dst = _U(((pad_t + y) * plane_w + pad_l + x) * cout)
+                px = pad_l + x
+                dst = _U((((px % sw) * plane_h + pad_t + y) * q_cols + px // sw) * cout)
                 if dm == 1:
                     for ch in range(cout):
-                        scratch[dst + _U(ch)] = np.int32(arena[src + _U(ch)]) + np.int32(in_offset)
+                        scratch[dst + _U(ch)] = np.int32(arena[src + _U(ch)]) + in_offset
                 else:
                     for ch in range(cout):
-                        scratch[dst + _U(ch)] = np.int32(arena[src + _U(ch // dm)]) + np.int32(in_offset)
+                        scratch[dst + _U(ch)] = np.int32(arena[src + _U(ch // dm)]) + in_offset
         for out_y in range(out_h):
-            for j in range(row_len):
-                scratch[acc0 + _U(j)] = 0
-            for fy in range(kh):
-                plane_row = (out_y * sh + fy * dh) * plane_w
-                for fx in range(kw):
-                    w_row = _U(wexp + (fy * kw + fx) * row_len)
-                    start = _U((plane_row + fx * dw) * cout)
-                    if sw == 1:
-                        for j in range(row_len):
-                            q = _U(j)
-                            scratch[acc0 + q] += np.int32(i32p[w_row + q] * scratch[start + q])
-                    else:
-                        for out_x in range(out_w):
-                            s = start + _U(out_x * sw * cout)
-                            d = _U(out_x * cout)
-                            for ch in range(cout):
-                                q = _U(ch)
-                                scratch[acc0 + d + q] += np.int32(i32p[w_row + d + q] * scratch[s + q])
-            requantize_rows(scratch[acc0:], row_len, 1, row_len, bias_row, i64p, rq_row, row_len, act_min, act_max,
-                            out_zp, arena, dst_image + out_y * row_len)
+            depthwise_row(scratch, out_y * sh * q_cols * cout, tap_offsets, kh * kw, weights, row_stride,
+                          scratch[acc0:], groups)  # fmt: skip
+            requantize_rows(scratch[acc0:], row_len, 1, row_len, bias_row, i64p, rq, row_len, act_min, act_max,
+                            out_zp, arena, dst_image + out_y * row_len)  # fmt: skip
 
 
 @njit(cache=True)

@@ -192,17 +192,26 @@ def _op_row(graph, op, pools, scratch):
             row[0] = ex.OP_DEPTHWISE
             cout, out_w, out_h = out_shape[3], out_shape[2], out_shape[1]
             kh, kw = f_shape[1], f_shape[2]
-            plane_h = max(p.padding_top + in_shape[1], (out_h - 1) * p.stride_height + (kh - 1) * p.dilation_height + 1)
-            plane_w = max(p.padding_left + in_shape[2], (out_w - 1) * p.stride_width + (kw - 1) * p.dilation_width + 1)
+            sh, sw, dh, dw = p.stride_height, p.stride_width, p.dilation_height, p.dilation_width
+            plane_h = max(p.padding_top + in_shape[1], (out_h - 1) * sh + (kh - 1) * dh + 1)
+            plane_w = max(p.padding_left + in_shape[2], (out_w - 1) * sw + (kw - 1) * dw + 1)
+            q_cols = -(-plane_w // sw)  # columns per phase (fast_ops.depthwise)
             row[fo.F_IN_OFFSET], row[fo.F_DEPTH_MULT] = p.input_offset, cout // in_shape[3]
-            row[fo.F_PLANE_H], row[fo.F_PLANE_W] = plane_h, plane_w
+            row[fo.F_PLANE_H], row[fo.F_PLANE_W] = plane_h, q_cols
             taps = w.reshape(kh * kw, cout).astype(np.int32)
-            row[fo.F_WEXP] = pools.add("i32", np.tile(taps, (1, out_w)))
+            row_len = out_w * cout
+            row_stride = -(-row_len // 16) * 16
+            expanded = np.zeros((kh * kw, row_stride), np.int32)
+            expanded[:, :row_len] = np.tile(taps, (1, out_w))
+            row[fo.F_WEXP] = pools.add("i32", expanded)
+            tap_offsets = [(((fx * dw) % sw * plane_h + fy * dh) * q_cols + (fx * dw) // sw) * cout
+                           for fy in range(kh) for fx in range(kw)]  # fmt: skip
+            row[fo.F_TAPS] = pools.add("i64", np.asarray(tap_offsets, np.int64))
             b = np.zeros(cout, np.int32) if np.asarray(bias).size == 0 else np.asarray(bias, np.int32)
             row[fc.F_BIAS] = pools.add("i32", np.tile(b, out_w))
             row[fc.F_RQ] = pools.add("i64", _requant_arrays(np.tile(p.output_multiplier, out_w),
-                                                            np.tile(p.output_shift, out_w), out_w * cout))
-            scratch["c"] = max(scratch["c"], plane_h * plane_w * cout + out_w * cout)
+                                                            np.tile(p.output_shift, out_w), row_len))
+            scratch["c"] = max(scratch["c"], sw * plane_h * q_cols * cout + 16 + row_stride + 16)
     elif kind == "FULLY_CONNECTED":
         (f_shape, f_data), (_, bias) = op.constants
         if p.weights_offset != 0:

@@ -150,3 +150,45 @@ def requantize16(typingctx, c, bias, mult, left, total, rpos, rneg, out, groups,
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_stride, acc, groups):
+    """acc[16g + l] = sum over t < tap_count of weights[t*weight_stride + 16g + l] * plane[row_base + taps[t] + 16g + l].
+
+    One output row of a depthwise conv, 16 int32 lanes at a time, every tap accumulated in a
+    register before one store (fast_ops.depthwise lays the plane out so that each tap's inputs
+    for the row are contiguous). Products: |w| <= 128, |x + offset| <= 255, below 2^15; the int32
+    lanes wrap like TFLite's sums. Portable IR (no x86 intrinsic).
+    """
+    sig = types.void(plane, row_base, taps, tap_count, weights, weight_stride, acc, groups)
+
+    def codegen(context, builder, signature, args):
+        argtys = signature.args
+        intp = context.get_value_type(types.intp)
+        plane_p = context.make_array(argtys[0])(context, builder, args[0]).data
+        taps_p = context.make_array(argtys[2])(context, builder, args[2]).data
+        w_p = context.make_array(argtys[4])(context, builder, args[4]).data
+        acc_p = context.make_array(argtys[6])(context, builder, args[6]).data
+        row_base = context.cast(builder, args[1], argtys[1], types.intp)
+        tap_count = context.cast(builder, args[3], argtys[3], types.intp)
+        w_stride = context.cast(builder, args[5], argtys[5], types.intp)
+        groups_v = context.cast(builder, args[7], argtys[7], types.intp)
+        total = cgutils.alloca_once_value(builder, ir.Constant(_V16, None))
+
+        def load(ptr, index):
+            return builder.load(builder.bitcast(builder.gep(ptr, [index]), _V16.as_pointer()), align=4)
+
+        with cgutils.for_range(builder, groups_v) as loop:
+            base = builder.mul(loop.index, ir.Constant(intp, 16))
+            builder.store(ir.Constant(_V16, None), total)
+            with cgutils.for_range(builder, tap_count) as tap_loop:
+                t = tap_loop.index
+                tap = builder.load(builder.gep(taps_p, [t]))
+                x = load(plane_p, builder.add(builder.add(row_base, tap), base))
+                w = load(w_p, builder.add(builder.mul(t, w_stride), base))
+                builder.store(builder.add(builder.load(total), builder.mul(w, x)), total)
+            builder.store(builder.load(total), builder.bitcast(builder.gep(acc_p, [base]), _V16.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
