@@ -239,6 +239,17 @@ def test_outputs_that_are_inputs_or_listed_twice(tmp_path):
     assert _assert_same("ONNX", run_onnx(graph, xs), ref) > 0
 
 
+def test_an_input_no_op_reads_still_compiles(tmp_path):
+    """-Wextra warns about an unused parameter; the C marks an unread graph input as used."""
+    from edgecnn.deploy.runtime import Runtime
+
+    graph = two_inputs()
+    graph.ops = graph.ops[:2]  # drop the FC chain: the second input is read by nobody
+    graph.outputs = [graph.outputs[1]]
+    xs = random_inputs(graph, 3, seed=4)
+    assert _assert_same("C", run_c(graph, xs, tmp_path), [Runtime(graph).run(xs)]) == 3 * 16
+
+
 def test_arena_keeps_every_live_tensor_apart_on_branches():
     for graph in (two_heads(), two_inputs(), dead_end_branch()):
         steps = prepare_graph(graph)

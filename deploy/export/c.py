@@ -457,6 +457,8 @@ def to_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float
             nbytes = tensor_bytes(graph, io.tensor)
             body.append(f"    ec_copy((const int8_t *)(const void *){home[io.tensor]}, (int8_t *)(void *){io.arg}, "
                         f"{nbytes});")  # fmt: skip
+    read = {t for step in steps for t in step.inputs} | set(graph.outputs)
+    body[:0] = [f"    (void){io.arg}; /* not read by any op */" for io in inputs if io.tensor not in read]
     constant_bytes = sum(s.constant_bytes for s in sources) + sum(
         tensor_bytes(graph, t) for t in home if graph.tensors[t].is_constant)
     scratch = max((s.scratch_bytes for s in sources), default=0)
