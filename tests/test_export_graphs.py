@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edgecnn.deploy.export.c import plan_arena, to_c
 from edgecnn.deploy.runtime.prepare import prepare_graph
 from edgecnn.int8.graph import Int8Graph, Op, Tensor
-from tflite_models import GraphBuilder, lenet5, random_input
+from tflite_models import ACTS, GraphBuilder, lenet5, random_input
 
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror"]
 
@@ -185,7 +187,46 @@ def float_and_uint8_edges(seed: int = 3, input_dtype: str = "float32") -> Int8Gr
     return Int8Graph(tensors, ops, [x], [y_float, y_uint8]).validate()
 
 
+@st.composite
+def branching_graphs(draw, max_ops: int = 6):
+    """Random trees of ops: each op reads any tensor computed so far; any of them may be graph outputs."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    g = GraphBuilder(rng, (1, draw(st.integers(3, 8)), draw(st.integers(3, 8)), draw(st.integers(1, 3))),
+                     draw(st.sampled_from([1 / 255, 0.05, 0.3])), draw(st.integers(-128, 127)))  # fmt: skip
+    produced = [g.x]
+    for _ in range(draw(st.integers(1, max_ops))):
+        g.x = draw(st.sampled_from(produced))
+        kind = draw(st.sampled_from(["conv", "depthwise", "max", "avg", "logistic", "tanh"]))
+        padding, act = "SAME", draw(st.sampled_from(ACTS))
+        k, stride = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+        if kind == "conv":
+            g.conv2d(draw(st.integers(1, 4)), k, k, (stride, stride), padding, (1, 1), act)
+        elif kind == "depthwise":
+            g.depthwise(draw(st.integers(1, 2)), k, k, (stride, stride), padding, (1, 1), act)
+        elif kind in ("max", "avg"):
+            g.pool("MAX_POOL_2D" if kind == "max" else "AVERAGE_POOL_2D", (k, k), (stride, stride), padding, act)
+        else:
+            g.logistic() if kind == "logistic" else g.tanh()
+        produced.append(g.x)
+    outputs = draw(st.lists(st.sampled_from(produced[1:]), min_size=1, max_size=4, unique=True))
+    return Int8Graph(list(g.tensors), list(g.ops), [g.input], outputs).validate()
+
+
 # ---------------------------------------------------------------- tests
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(graph=branching_graphs(), seed=st.integers(0, 2**16))
+def test_random_trees_with_several_outputs_equal_the_runtime(graph, seed):
+    """The arena planner on branches, and every output filled, against the runtime (itself LiteRT-exact)."""
+    from edgecnn.deploy.runtime import Runtime
+
+    xs = random_inputs(graph, 6, seed)
+    ref = Runtime(graph).run(xs)
+    ref = ref if isinstance(ref, list) else [ref]
+    with tempfile.TemporaryDirectory() as d:
+        assert _assert_same("C", run_c(graph, xs, Path(d)), ref) > 0
+    assert _assert_same("ONNX", run_onnx(graph, xs), ref) > 0
 
 
 @pytest.mark.parametrize("build", [two_heads, two_inputs, dead_end_branch])
