@@ -177,7 +177,7 @@ def test_kernel_covering_the_input_matches_naive(stride):
     ((2, 32, 32, 16), (32, 3, 3, 16), 2, "same", 1),    # resnet8's stack entry
     ((2, 16, 16, 8), (16, 1, 1, 8), 2, "same", 1),      # its 1x1 shortcut: one phase only
     ((2, 49, 10, 1), (8, 10, 4, 1), 2, "same", 1),      # DS-CNN's stem, odd sizes
-    ((2, 13, 11, 6), (6, 3, 3, 1), 2, "same", 6),       # MobileNet's strided depthwise
+    ((2, 13, 11, 6), (6, 3, 3, 2), 2, "same", 3),       # grouped, two channels per group
     ((1, 9, 9, 4), (4, 3, 3, 2), 3, (1, 0, 2, 1), 2),   # stride 3, grouped, explicit padding
 ])
 def test_strided_convs_run_as_phases_and_match_naive(shape, w_shape, stride, padding, groups):
@@ -187,6 +187,26 @@ def test_strided_convs_run_as_phases_and_match_naive(shape, w_shape, stride, pad
     kw = dict(stride=(stride, stride), pad=pad, groups=groups)
     y, cache = conv2d_forward(x, w, b, **kw)
     assert cache.path == "phases"
+    y_ref, cache_ref = conv2d_forward_naive(x, w, b, **kw)
+    assert_close(y, y_ref)
+    dy = rng.standard_normal(y.shape)
+    for fast, ref in zip(conv2d_backward(dy, cache), conv2d_backward_naive(dy, cache_ref)):
+        assert_close(fast, ref)
+
+
+@pytest.mark.parametrize("shape,w_shape,stride,padding,dilation", [
+    ((2, 12, 12, 6), (6, 3, 3, 1), 2, "same", 1),       # MobileNet's strided depthwise
+    ((2, 13, 11, 4), (8, 3, 3, 1), 2, "same", 1),       # channel multiplier 2, odd sizes
+    ((1, 9, 10, 3), (3, 3, 2, 1), 3, (2, 0, 1, 2), 2),  # stride 3, dilation 2, explicit padding
+    ((1, 7, 7, 2), (2, 3, 3, 1), 2, (0, 4, 0, 4), 1),   # more bottom padding than any window reads
+])
+def test_strided_depthwise_runs_subsampled_and_matches_naive(shape, w_shape, stride, padding, dilation):
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal(shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    _, pad = resolve_padding(padding, shape[1:3], w_shape[1:3], (stride, stride), (dilation, dilation))
+    kw = dict(stride=(stride, stride), pad=pad, dilation=(dilation, dilation), groups=shape[3])
+    y, cache = conv2d_forward(x, w, b, **kw)
+    assert cache.path == "subsampled"
     y_ref, cache_ref = conv2d_forward_naive(x, w, b, **kw)
     assert_close(y, y_ref)
     dy = rng.standard_normal(y.shape)

@@ -31,8 +31,8 @@ class Conv2dCache(NamedTuple):
     pad: tuple
     dilation: tuple
     groups: int
-    path: str  # "dense" (the kernel covers the whole input), "wide" (stride 1), "phases" or "direct"
-    phase_cache: object = None  # "phases": the stride-1 conv's own cache (over the phase image)
+    path: str  # "dense" (kernel covers the input), "wide" (stride 1), "subsampled", "phases" or "direct"
+    phase_cache: object = None  # "subsampled", "phases": the cache of the stride-1 conv they run
 
 
 def _check_conv(x, w, b, groups):
@@ -117,6 +117,13 @@ def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), gr
         # The wide kernels would run 1-pixel rows, where per-pass overhead is everything.
         y, _ = dense_forward(x.reshape(n_img, -1), w.reshape(c_out, -1), bias)
         return y.reshape(n_img, 1, 1, c_out), Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "dense")
+    if stride != (1, 1) and groups == x.shape[3] and groups > 1:
+        # Depthwise: the stride-1 conv, subsampled. s*s times the MACs, but each channel is one long
+        # vectorized row; the phase form would split every channel into s*s short ones.
+        pad1 = _stride1_pad((h, wd), (kh, kw), stride, pad, dilation, (oh, ow))
+        y1, inner = conv2d_forward(x, w, b, pad=pad1, dilation=dilation, groups=groups)
+        y = np.ascontiguousarray(y1[:, ::stride[0], ::stride[1]][:, :oh, :ow])
+        return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "subsampled", inner)
     if stride != (1, 1) and dilation == (1, 1):
         geo = _phase_geometry(x.shape, w.shape, stride, pad, groups)
         y, inner = conv2d_forward(_to_phases(x, geo), _phase_weights(w, geo), b, groups=groups)
@@ -151,6 +158,11 @@ def conv2d_backward(dy, cache, need_dx=True):
         flat_dx, dw, db = dense_backward(dy.reshape(n_img, c_out), DenseCache(x.reshape(n_img, -1),
                                                                              w.reshape(c_out, -1), has_bias))
         return (flat_dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), db
+    if path == "subsampled":
+        oh1, ow1 = _out_hw((h, wd), (kh, kw), (1, 1), inner.pad, dilation)
+        dy1 = np.zeros((n_img, oh1, ow1, c_out), dtype=dy.dtype)
+        dy1[:, ::stride[0], ::stride[1]][:, :oh, :ow] = dy
+        return conv2d_backward(dy1, inner, need_dx)
     if path == "phases":
         geo = _phase_geometry(x.shape, w.shape, stride, pad, groups)
         dxph, dwph, db = conv2d_backward(dy, inner, need_dx)
@@ -175,6 +187,16 @@ def conv2d_backward(dy, cache, need_dx=True):
 
 
 # ----------------------------------------------------------------------------- strided convs as stride 1
+
+def _stride1_pad(in_hw, k_hw, stride, pad, dilation, out_hw):
+    """Padding of the stride-1 conv whose every s-th output is the strided conv's: same top/left,
+    bottom/right just enough (or cut) so that it has (out - 1) * s + 1 rows and columns."""
+    top, _, left, _ = pad
+    sizes = []
+    for size, k, s, d, o, before in zip(in_hw, k_hw, stride, dilation, out_hw, (top, left)):
+        sizes.append(max(0, (o - 1) * s + (k - 1) * d + 1 - size - before))
+    return (top, sizes[0], left, sizes[1])
+
 
 class _PhaseGeometry(NamedTuple):
     """A stride-s conv as a stride-1 conv over the input's polyphase components.
