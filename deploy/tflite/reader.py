@@ -24,6 +24,7 @@ import numpy as np
 import tflite
 
 from edgecnn.deploy.ops import REGISTRY
+from edgecnn.deploy.ops.space_batch_common import restore_block_batches
 from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.deploy.tflite import metadata as md
 from edgecnn.errors import EdgecnnError, TFLiteFormatError, UnsupportedOpError
@@ -145,6 +146,9 @@ class _Reader:
             outputs=[new_index[t] for t in outputs],
             metadata=self._metadata(),
         )
+        # The converter records 1 for the rows a SPACE_TO_BATCH_ND makes of one image (Keras 3 dilations);
+        # edgecnn's shapes are static, so they get their real count (a no-op on edgecnn's own files).
+        restore_block_batches(graph)
         try:
             return graph.validate()
         except EdgecnnError as e:
