@@ -212,6 +212,18 @@ def branching_graphs(draw, max_ops: int = 6):
     return Int8Graph(list(g.tensors), list(g.ops), [g.input], outputs).validate()
 
 
+def float_in_the_middle(seed: int = 4) -> Int8Graph:
+    """conv -> DEQUANTIZE -> float32 -> QUANTIZE -> int8: a float tensor lives in the C arena (aligned)."""
+    g = GraphBuilder(np.random.default_rng(seed), (1, 5, 5, 3), 0.05, 7)
+    g.conv2d(3, 3, 3, (1, 1), "SAME").pool("MAX_POOL_2D", (2, 2), (1, 1), "VALID")
+    tensors, ops = list(g.tensors), list(g.ops)
+    y = tensors[g.x]
+    tensors.append(Tensor("as_float", y.shape, "float32", [], []))
+    tensors.append(Tensor("requantized", y.shape, "int8", [float(y.scale[0]) * 1.7], [-5]))
+    ops += [Op("DEQUANTIZE", [g.x], [len(tensors) - 2]), Op("QUANTIZE", [len(tensors) - 2], [len(tensors) - 1])]
+    return Int8Graph(tensors, ops, [g.input], [len(tensors) - 1]).validate()
+
+
 # ---------------------------------------------------------------- tests
 
 
@@ -229,7 +241,7 @@ def test_random_trees_with_several_outputs_equal_the_runtime(graph, seed):
     assert _assert_same("ONNX", run_onnx(graph, xs), ref) > 0
 
 
-@pytest.mark.parametrize("build", [two_heads, two_inputs, dead_end_branch])
+@pytest.mark.parametrize("build", [two_heads, two_inputs, dead_end_branch, float_in_the_middle])
 def test_branches_and_several_outputs_match_litert(build):
     graph = build()
     assert assert_exports_match_litert(graph, random_inputs(graph, 24, seed=5)) > 0
