@@ -40,6 +40,7 @@ F_W8, F_BIAS, F_RQ, F_ACT_MIN, F_ACT_MAX, F_OUT_ZP, F_FLOAT, F_EFF, F_W32, F_BLO
 F_EXPANDED = 32  # length of the expanded per-channel constants (a multiple of cout, see requantize_rows)
 # The direct (no im2col) VNNI convolution: padded plane, k4 per filter row, its packed weights, rows per block.
 F_PLANE_H, F_PLANE_W, F_ROW_K4, F_W_DIRECT, F_DIRECT_ROWS = 33, 34, 35, 36, 37
+F_RQ32 = 38  # int32 pool: M, left shift, total shift (each `expanded` long) for vnni.requantize16
 FIELDS = 40
 
 # Per-channel requantization constants in the int64 pool: 5 arrays of Cp entries each.
@@ -232,7 +233,8 @@ def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p):
                         _tile(plane, a_row + x0 * sw * cin, sw * cin, dh * plane_w * cin, kh, w8p, w_chunk, k4, c,
                               (yi * out_w + x0) * cp + chunk * 64, cp, min(4, out_w - x0), tiles)  # fmt: skip
             requantize_rows(c, cp, rows_y * out_w, cout, i32p[bias:bias + expanded], i64p, rq, expanded, act_min,
-                            act_max, out_zp, arena, out_image + first_y * out_w * cout)  # fmt: skip
+                            act_max, out_zp, arena, out_image + first_y * out_w * cout,
+                            i32p[op[F_RQ32]:op[F_RQ32] + 3 * expanded])  # fmt: skip
 
 
 @njit(cache=True)
@@ -281,11 +283,12 @@ def _epilogue(op, c, rows, first, arena, out_base, i32p, i64p, f64p):
         return
     expanded = op[F_EXPANDED]
     requantize_rows(c, cp, rows, cout, i32p[bias:bias + expanded], i64p, rq, expanded, act_min, act_max, out_zp,
-                    arena, out_base + first * cout)
+                    arena, out_base + first * cout, i32p[op[F_RQ32]:op[F_RQ32] + 3 * expanded])
 
 
 @njit(cache=True)
-def requantize_rows(c, c_stride, rows, cout, bias, i64p, rq, expanded, act_min, act_max, out_zp, out, out_start):
+def requantize_rows(c, c_stride, rows, cout, bias, i64p, rq, expanded, act_min, act_max, out_zp, out, out_start,
+                    rq32):
     """out[out_start + i*cout + ch] = clamp(requantize(c[i*c_stride + ch] + bias[ch]) + out_zp), int8.
 
     The per-channel constants (bias and the five RQ arrays, each `expanded` long) repeat
@@ -305,8 +308,8 @@ def requantize_rows(c, c_stride, rows, cout, bias, i64p, rq, expanded, act_min, 
         for start in range(0, count, expanded):
             n = min(expanded, count - start)
             bulk = n // 16 * 16
-            requantize16(c[start:], bias, mult, left, total, rpos, rneg, out[out_start + start:], n // 16, out_zp,
-                         act_min, act_max)  # fmt: skip
+            requantize16(c[start:], bias, rq32[:expanded], rq32[expanded:2 * expanded], rq32[2 * expanded:],
+                         out[out_start + start:], n // 16, out_zp, act_min, act_max)  # fmt: skip
             for j in range(bulk, n):
                 q = _U(j)
                 acc = wrap32(np.int64(c[_U(start) + q]) + np.int64(bias[q]))

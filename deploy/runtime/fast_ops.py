@@ -31,6 +31,7 @@ from edgecnn.deploy.runtime.fast_conv import (
     F_PAD_L,
     F_PAD_T,
     F_RQ,
+    F_RQ32,
     F_SH,
     F_SW,
     RQ_LEFT,
@@ -80,6 +81,7 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
     plane_len = sw * plane_h * q_cols * cout
     acc0 = plane_len + 16  # the accumulator row follows the plane (and its read slack) in scratch
     bias_row = i32p[bias:bias + row_len]
+    rq32 = i32p[op[F_RQ32]:op[F_RQ32] + 3 * row_len]
     tap_offsets = i64p[taps:taps + kh * kw]
     weights = i32p[wexp:]
     for image in range(images):
@@ -102,7 +104,7 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
             depthwise_row(scratch, out_y * sh * q_cols * cout, tap_offsets, kh * kw, weights, row_stride,
                           scratch[acc0:], groups)  # fmt: skip
             requantize_rows(scratch[acc0:], row_len, 1, row_len, bias_row, i64p, rq, row_len, act_min, act_max,
-                            out_zp, arena, dst_image + out_y * row_len)  # fmt: skip
+                            out_zp, arena, dst_image + out_y * row_len, rq32)  # fmt: skip
 
 
 @njit(cache=True)

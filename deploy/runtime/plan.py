@@ -85,6 +85,12 @@ def _requant_arrays(multipliers, shifts, padded: int) -> np.ndarray:
     return table
 
 
+def _requant32(multipliers, shifts) -> np.ndarray:
+    """vnni.requantize16's int32 arrays: M, left shift, total right shift (31 + right), one after another."""
+    table = _requant_arrays(multipliers, shifts, np.asarray(multipliers).size)
+    return np.concatenate([table[fc.RQ_MULT], table[fc.RQ_LEFT], table[fc.RQ_TOTAL]]).astype(np.int32)
+
+
 def pack_vnni(w_kc: np.ndarray, kp: int, cp: int) -> np.ndarray:
     """[K][C] int8 -> vnni.py's layout: per 64-channel chunk, [k4][tiles][16 lanes][4 bytes]."""
     k, c = w_kc.shape
@@ -124,6 +130,7 @@ def _gemm_row(pools, row, w_kc, bias, in_zp, rescale):
     else:
         multipliers, shifts = (np.tile(np.asarray(v).reshape(-1), reps) for v in values)
         row[fc.F_RQ] = pools.add("i64", _requant_arrays(multipliers, shifts, reps * cout))
+        row[fc.F_RQ32] = pools.add("i32", _requant32(multipliers, shifts))
     block = min(A_BLOCK_BYTES // kp, C_BLOCK_BYTES // (4 * cp), 512)
     row[fc.F_BLOCK] = max(4, block // 4 * 4)
 
@@ -211,6 +218,8 @@ def _op_row(graph, op, pools, scratch):
             row[fc.F_BIAS] = pools.add("i32", np.tile(b, out_w))
             row[fc.F_RQ] = pools.add("i64", _requant_arrays(np.tile(p.output_multiplier, out_w),
                                                             np.tile(p.output_shift, out_w), row_len))
+            row[fc.F_RQ32] = pools.add("i32", _requant32(np.tile(p.output_multiplier, out_w),
+                                                         np.tile(p.output_shift, out_w)))
             scratch["c"] = max(scratch["c"], sw * plane_h * q_cols * cout + 16 + row_stride + 16)
     elif kind == "FULLY_CONNECTED":
         (f_shape, f_data), (_, bias) = op.constants
