@@ -55,7 +55,8 @@ def assert_identical(got, want, what: str = "") -> None:
         g, w = got.reshape(-1), want.reshape(-1)
         bad = [i for i in range(w.size) if g[i:i + 1].tobytes() != w[i:i + 1].tobytes()]
         i = bad[0]
-        raise AssertionError(f"{what}: {len(bad)} of {w.size} elements differ; first at {i}: got {g[i]!r}, want {w[i]!r}")
+        raise AssertionError(f"{what}: {len(bad)} of {w.size} elements differ; first at {i}: "
+                             f"got {g[i]!r}, want {w[i]!r}")
 
 
 def naive_equals_numba(graph: Int8Graph, x: np.ndarray) -> int:

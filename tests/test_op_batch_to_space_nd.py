@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from io_spatial_cases import (activation, batch_equals_single_runs, exports_equal_litert, exports_equal_runtime,
-                              int32_constant, naive_equals_numba, numba_equals_litert, random_batch, single_op)  # fmt: skip
+                              int32_constant, naive_equals_numba, numba_equals_litert, random_batch,
+                              single_op)  # fmt: skip
 from test_op_space_to_batch_nd import dilated_conv, space_to_batch
 from tflite_models import GraphBuilder
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from io_spatial_cases import (activation, assert_identical, exports_equal_litert, naive_equals_numba, numba_equals_litert,
-                              random_batch, single_op)  # fmt: skip
+from io_spatial_cases import (activation, exports_equal_litert, naive_equals_numba, numba_equals_litert, random_batch,
+                              single_op)  # fmt: skip
 from tflite_models import GraphBuilder
 
 from edgecnn.deploy.runtime import Runtime

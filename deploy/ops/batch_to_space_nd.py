@@ -9,8 +9,8 @@ Kernel: deploy/runtime/spatial_ops.py.
 from __future__ import annotations
 
 from edgecnn.deploy.ops.base import ACTIVATION, CONSTANT, OpDef, Operand, Prepared
-from edgecnn.deploy.ops.space_batch_common import (C_BLOCKS, MIN_RUNTIME, c_batch_to_space, onnx_batch_to_space, prepare_blocks,
-                                                  spatial_dims, version, with_spatial)
+from edgecnn.deploy.ops.space_batch_common import (C_BLOCKS, MIN_RUNTIME, c_batch_to_space, onnx_batch_to_space,
+                                                  prepare_blocks, spatial_dims, version, with_spatial)  # fmt: skip
 from edgecnn.deploy.runtime import spatial_naive
 from edgecnn.deploy.runtime.spatial_params import BatchToSpaceParams
 from edgecnn.errors import ShapeError

@@ -104,7 +104,8 @@ static void ec_requantize_8bit(const ec_requantize_8bit_params *p, const void *i
 {
     int32_t i;
     for (i = 0; i < n; ++i) {
-        const int32_t x = p->input_unsigned ? (int32_t)((const uint8_t *)input)[i] : (int32_t)((const int8_t *)input)[i];
+        const int32_t x = p->input_unsigned ? (int32_t)((const uint8_t *)input)[i]
+                                            : (int32_t)((const int8_t *)input)[i];
         int64_t v = (int64_t)ec_mbqm(x + p->input_offset, p->multiplier, p->shift) + p->output_offset;
         v = v < p->qmin ? p->qmin : (v > p->qmax ? p->qmax : v);
         if (p->output_unsigned) ((uint8_t *)output)[i] = (uint8_t)v;
@@ -153,7 +154,8 @@ def _onnx(lw, step) -> None:
         value = b.node("Where", [inside, clamped, b.const(fallback, np.float64, "outside_int32")], "quantized")
     else:
         wide = b.node("Add", [b.cast(x, TensorProto.INT64), b.const(p.input_offset, np.int64, "input_offset")])
-        scaled = b.multiply_by_quantized_multiplier(wide, np.array([p.output_multiplier]), np.array([p.output_shift]), ())
+        scaled = b.multiply_by_quantized_multiplier(wide, np.array([p.output_multiplier]), np.array([p.output_shift]),
+                                                    ())  # fmt: skip
         shifted = b.node("Add", [scaled, b.const(p.output_offset, np.int64, "output_zp")], "plus_zp")
         value = b.node("Clip", [shifted, b.const(p.quantized_min, np.int64), b.const(p.quantized_max, np.int64)],
                        "clamp")  # fmt: skip

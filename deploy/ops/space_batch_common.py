@@ -36,7 +36,8 @@ def prepare_blocks(ctx, amounts_role: str):
         raise ctx.fail(f"input {x.name} and output {output.name} must share scale and zero point")
     spatial = rank - 2
     block_tensor, amounts_tensor = ctx.tensor(1, "block_shape"), ctx.tensor(2, amounts_role)
-    for tensor, role, shape in ((block_tensor, "block_shape", (spatial,)), (amounts_tensor, amounts_role, (spatial, 2))):
+    expected = ((block_tensor, "block_shape", (spatial,)), (amounts_tensor, amounts_role, (spatial, 2)))
+    for tensor, role, shape in expected:
         if tensor.dtype != "int32":
             raise ctx.fail(f"{role} {tensor.name} is {tensor.dtype}; LiteRT reads int32", UnsupportedOpError)
         if tuple(tensor.shape) != shape:

@@ -8,8 +8,8 @@ zero point (reference_ops::SpaceToBatchND). Kernel: deploy/runtime/spatial_ops.p
 from __future__ import annotations
 
 from edgecnn.deploy.ops.base import ACTIVATION, CONSTANT, OpDef, Operand, Prepared
-from edgecnn.deploy.ops.space_batch_common import (C_BLOCKS, MIN_RUNTIME, c_space_to_batch, onnx_space_to_batch, prepare_blocks,
-                                                  spatial_dims, version, with_spatial)
+from edgecnn.deploy.ops.space_batch_common import (C_BLOCKS, MIN_RUNTIME, c_space_to_batch, onnx_space_to_batch,
+                                                  prepare_blocks, spatial_dims, version, with_spatial)  # fmt: skip
 from edgecnn.deploy.runtime import spatial_naive
 from edgecnn.deploy.runtime.spatial_params import SpaceToBatchParams
 from edgecnn.errors import ShapeError

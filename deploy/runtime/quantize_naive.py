@@ -35,5 +35,6 @@ def quantize(params, input_shape, input_data, output_shape):
 def dequantize(params, input_shape, input_data, output_shape):
     scale = float(np.float32(params.scale))
     with np.errstate(over="ignore"):  # a product beyond float32 is inf, as in C
-        out = [np.float32(scale * float(int(v) - params.zero_point)) for v in np.asarray(input_data).reshape(-1).tolist()]
+        values = np.asarray(input_data).reshape(-1).tolist()
+        out = [np.float32(scale * float(int(v) - params.zero_point)) for v in values]
     return np.array(out, dtype=np.float32).reshape(output_shape)

@@ -17,7 +17,7 @@ Three element-wise kernels, each on any shape (flat data in, flat data out):
   y = float32(double(scale) * (q - zp)). The product of a float32 and an
   integer below 2^9 has at most 33 significant bits, so it is exact in
   double and the one rounding is the float32 cast: the same bits as a float32
-  multiply, which is what the C and ONNX lowerings use.
+  multiply (the ONNX lowering's; the C lowering spells the double form).
 
 These are the only runtime kernels that see a float: the graph's edges are
 float by definition. Each float step is cast to float32 explicitly, so Numba
@@ -31,8 +31,6 @@ from numba import njit
 
 from edgecnn.deploy.runtime.fixedpoint import multiply_by_quantized_multiplier
 from edgecnn.deploy.runtime.quantize_params import AffineQuantizeParams, DequantizeParams, RequantizeParams
-
-
 
 
 @njit(cache=True)
