@@ -183,6 +183,10 @@ class CEmitter:
     def c_type(self, t: int) -> str:
         return C_TYPES[self.graph.tensors[t].dtype]
 
+    int_literal = staticmethod(int_literal)  # exact C spellings of one value, for calls and structs
+    float_literal = staticmethod(float_literal)
+    double_literal = staticmethod(double_literal)
+
     @staticmethod
     def array(c_type: str, name: str, values) -> str:
         """`static const c_type name[n] = {...};` of integers, or of exact literals for double/float."""
