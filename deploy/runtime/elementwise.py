@@ -16,7 +16,9 @@ ones to six dimensions; an input dimension of 1 repeats along the output's.
 The static shapes live in the params (a rank-0 constant has no shape tuple
 Numba could iterate); at run time the axis holding the output's batch is
 multiplied by the number of images, for the output and for every input fed
-at run time (prepare guarantees constants are 1 along it).
+at run time (prepare guarantees constants are 1 along it). The kernel the
+registry names is a plain-Python entry point that drops the shape tuples
+and calls one jitted loop, so no combination of ranks compiles anew.
 """
 
 from __future__ import annotations
