@@ -256,6 +256,14 @@ def test_float_and_uint8_edges_match_litert(input_dtype):
     assert f"int edges_invoke(const {in_type} *input0, float *output0, uint8_t *output1)" in source
 
 
+def test_imagenet_head_of_1000_classes_matches_litert():
+    """FULLY_CONNECTED to 1,000 classes and SOFTMAX over them, in C and ONNX (the ONNX softmax used to stop at 511)."""
+    g = GraphBuilder(np.random.default_rng(8), (1, 1, 1, 64), 0.05, -2)
+    g.pool("AVERAGE_POOL_2D", (1, 1), (1, 1)).flatten().fully_connected(1000, "NONE").softmax(1.0)
+    graph = g.build()
+    assert assert_exports_match_litert(graph, random_inputs(graph, 16, seed=12)) == 16 * 1000
+
+
 def test_integer_rescale_on_two_heads_equals_the_runtime(tmp_path):
     """fc_rescale="integer" is older LiteRT's; the installed LiteRT uses float, so the judge is the runtime."""
     from edgecnn.deploy.runtime import Runtime
