@@ -93,6 +93,26 @@ def test_affine_numba_equals_litert(scale, zero_point, unsigned, seed):
     numba_equals_litert(graph, x)
 
 
+any_float32 = st.floats(width=32, allow_nan=True, allow_infinity=True)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(any_float32, min_size=1, max_size=64), scales, st.integers(-128, 127), st.booleans())
+def test_any_float32_input_numba_equals_litert_and_the_rule_inside_int32(values, scale, zero_point, unsigned):
+    """Arbitrary float32 bit patterns: LiteRT on every element; rules.quantize_input wherever x / s fits int32."""
+    dtype, zp = ("uint8", zero_point + 128) if unsigned else ("int8", zero_point)
+    x = np.array(values, np.float32).reshape(1, -1)
+    graph = affine_graph(x.shape, scale, zp, dtype)
+    numba_equals_litert(graph, x)
+    with np.errstate(all="ignore"):
+        rounded = np.abs(x / np.float32(scale)) + np.float32(0.5)
+    inside = np.isfinite(rounded) & (rounded < np.float32(2.0**31))
+    if inside.any():
+        got = Runtime(graph).run(x)[inside]
+        qrange = (0, 255) if unsigned else (-128, 127)
+        assert got.tolist() == quantize_input(x[inside], np.float32(scale), zp, *qrange).tolist()
+
+
 def test_affine_ties_round_away_from_zero_after_the_float32_division():
     # x / s = 127.5 with zero point -128 gives 0 (round 128, then -128), not -1; 2.5 -> 3, -2.5 -> -3.
     graph = affine_graph((1, 4), 1.0, -128)
