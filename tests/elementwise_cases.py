@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
+from test_export_graphs import assert_exports_match_litert  # at import: it defines @given tests of its own
 
 from edgecnn.deploy.runtime import Runtime
 from edgecnn.deploy.runtime.naive import run_graph
@@ -207,6 +208,4 @@ def assert_unary_runtime_matches(graph, judge: str, batch: int = 2):
 
 def assert_exports_match(graph, inputs) -> int:
     """C (gcc) and ONNX (onnxruntime) outputs == LiteRT BUILTIN_REF (the export tests' shared judge)."""
-    from test_export_graphs import assert_exports_match_litert
-
     return assert_exports_match_litert(graph, inputs)

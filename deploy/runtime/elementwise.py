@@ -63,10 +63,40 @@ def _strides(dims, output_dims):
 
 
 @njit(cache=True)
+def _fuse_dims(out_dims, dims1, dims2):
+    """The same broadcast over fewer, longer dimensions (TFLite fuses loops the same way).
+
+    Neighbouring output dimensions merge when each input is either full
+    along both or broadcast along both; dimensions of 1 merge with anything.
+    [N, H, W, C] + [1, 1, 1, C] becomes [N*H*W, C] + [1, C]: one long row
+    loop instead of four nested ones. Results are right-aligned, padded with 1.
+    """
+    fused_out = np.ones(MAX_RANK, dtype=np.int64)
+    fused1 = np.ones(MAX_RANK, dtype=np.int64)
+    fused2 = np.ones(MAX_RANK, dtype=np.int64)
+    group = MAX_RANK  # index of the group being built; MAX_RANK: none yet
+    for axis in range(MAX_RANK - 1, -1, -1):
+        d = out_dims[axis]
+        if d == 1:
+            continue
+        full1, full2 = dims1[axis] == d, dims2[axis] == d
+        if group == MAX_RANK or (fused1[group] != 1) != full1 or (fused2[group] != 1) != full2:
+            group -= 1
+        fused_out[group] *= d
+        if full1:
+            fused1[group] *= d
+        if full2:
+            fused2[group] *= d
+    return fused_out, fused1, fused2
+
+
+@njit(cache=True)
 def _row_offsets(row, out_dims, strides1, strides2):
     """Where output row `row` (a run of the innermost dimension) starts in each input."""
     base1, base2, rest = 0, 0, row
     for axis in range(MAX_RANK - 2, -1, -1):
+        if out_dims[axis] == 1:
+            continue
         coordinate = rest % out_dims[axis]
         rest //= out_dims[axis]
         base1 += coordinate * strides1[axis]
@@ -125,7 +155,8 @@ def _binary(params, input1_data, input2_data, output_data):
         for i in prange(total):
             output_data[i] = _element(params, input1_data[0], input2_data[i])
         return
-    # General broadcast: one row of the innermost output dimension per iteration.
+    # General broadcast: one row of the innermost (fused) output dimension per iteration.
+    out_dims, dims1, dims2 = _fuse_dims(out_dims, dims1, dims2)
     strides1 = _strides(dims1, out_dims)
     strides2 = _strides(dims2, out_dims)
     depth = out_dims[MAX_RANK - 1]
