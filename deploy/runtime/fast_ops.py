@@ -78,8 +78,9 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
     row_len = out_w * cout
     row_stride = -(-row_len // 16) * 16  # expanded weights: one row of 16-lane groups per tap
     groups = row_stride // 16
-    plane_len = sw * plane_h * q_cols * cout
-    acc0 = plane_len + 16  # the accumulator row follows the plane (and its read slack) in scratch
+    plane_len = sw * plane_h * q_cols * cout  # int16 entries
+    plane = scratch.view(np.int16)
+    acc0 = (plane_len + 16 + 31) // 32 * 16  # int32 index of the accumulator row, after the plane and its slack
     bias_row = i32p[bias:bias + row_len]
     rq32 = i32p[op[F_RQ32]:op[F_RQ32] + 3 * row_len]
     tap_offsets = i64p[taps:taps + kh * kw]
@@ -88,7 +89,7 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
         src_image = op[F_IN] + image * in_h * in_w * cin
         dst_image = op[F_OUT] + image * out_h * out_w * cout
         for j in range(plane_len + 16):
-            scratch[_U(j)] = 0
+            plane[_U(j)] = 0
         for y in range(in_h):
             for x in range(in_w):
                 src = _U(src_image + (y * in_w + x) * cin)
@@ -96,13 +97,13 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
                 dst = _U((((px % sw) * plane_h + pad_t + y) * q_cols + px // sw) * cout)
                 if dm == 1:
                     for ch in range(cout):
-                        scratch[dst + _U(ch)] = np.int32(arena[src + _U(ch)]) + in_offset
+                        plane[dst + _U(ch)] = np.int16(np.int32(arena[src + _U(ch)]) + in_offset)
                 else:
                     for ch in range(cout):
-                        scratch[dst + _U(ch)] = np.int32(arena[src + _U(ch // dm)]) + in_offset
+                        plane[dst + _U(ch)] = np.int16(np.int32(arena[src + _U(ch // dm)]) + in_offset)
         for out_y in range(out_h):
             depthwise_row(scratch, out_y * sh * q_cols * cout, tap_offsets, kh * kw, weights, row_stride,
-                          scratch[acc0:], groups)  # fmt: skip
+                          scratch[acc0:], groups)  # fmt: skip (plane and weights: int16 values, see vnni.py)
             requantize_rows(scratch[acc0:], row_len, 1, row_len, bias_row, i64p, rq, row_len, act_min, act_max,
                             out_zp, arena, dst_image + out_y * row_len, rq32)  # fmt: skip
 

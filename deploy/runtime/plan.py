@@ -208,9 +208,9 @@ def _op_row(graph, op, pools, scratch):
             taps = w.reshape(kh * kw, cout).astype(np.int32)
             row_len = out_w * cout
             row_stride = -(-row_len // 16) * 16
-            expanded = np.zeros((kh * kw, row_stride), np.int32)
+            expanded = np.zeros((kh * kw, row_stride), np.int16)  # int16 weights, two per int32 of the pool
             expanded[:, :row_len] = np.tile(taps, (1, out_w))
-            row[fo.F_WEXP] = pools.add("i32", expanded)
+            row[fo.F_WEXP] = pools.add("i32", expanded.reshape(-1).view(np.int32))
             tap_offsets = [(((fx * dw) % sw * plane_h + fy * dh) * q_cols + (fx * dw) // sw) * cout
                            for fy in range(kh) for fx in range(kw)]  # fmt: skip
             row[fo.F_TAPS] = pools.add("i64", np.asarray(tap_offsets, np.int64))
@@ -220,7 +220,7 @@ def _op_row(graph, op, pools, scratch):
                                                             np.tile(p.output_shift, out_w), row_len))
             row[fc.F_RQ32] = pools.add("i32", _requant32(np.tile(p.output_multiplier, out_w),
                                                          np.tile(p.output_shift, out_w)))
-            scratch["c"] = max(scratch["c"], sw * plane_h * q_cols * cout + 16 + row_stride + 16)
+            scratch["c"] = max(scratch["c"], (sw * plane_h * q_cols * cout + 32) // 2 + row_stride + 32)
     elif kind == "FULLY_CONNECTED":
         (f_shape, f_data), (_, bias) = op.constants
         if p.weights_offset != 0:

@@ -162,19 +162,23 @@ def requantize16(typingctx, c, bias, mult, left, total, out, groups, out_zp, act
 def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_stride, acc, groups):
     """acc[16g + l] = sum over t < tap_count of weights[t*weight_stride + 16g + l] * plane[row_base + taps[t] + 16g + l].
 
-    One output row of a depthwise conv, 16 int32 lanes at a time, every tap accumulated in a
-    register before one store (fast_ops.depthwise lays the plane out so that each tap's inputs
-    for the row are contiguous). Products: |w| <= 128, |x + offset| <= 255, below 2^15; the int32
-    lanes wrap like TFLite's sums. Portable IR (no x86 intrinsic).
+    One output row of a depthwise conv, 16 lanes at a time, every tap accumulated in a register
+    before one store (fast_ops.depthwise lays the plane out so that each tap's inputs for the row
+    are contiguous). plane and weights hold int16 values (in int32 arrays; offsets count int16s):
+    |w| <= 128 and |x + offset| <= 255, so each product, at most 32640, is exact in an int16 lane
+    (vpmullw); it is sign-extended and added in int32 lanes, which wrap like TFLite's sums.
+    Portable IR (no x86 intrinsic).
     """
     sig = types.void(plane, row_base, taps, tap_count, weights, weight_stride, acc, groups)
 
     def codegen(context, builder, signature, args):
         argtys = signature.args
         intp = context.get_value_type(types.intp)
-        plane_p = context.make_array(argtys[0])(context, builder, args[0]).data
+        i16 = ir.IntType(16)
+        v16_i16 = ir.VectorType(i16, 16)
+        plane_p = builder.bitcast(context.make_array(argtys[0])(context, builder, args[0]).data, i16.as_pointer())
         taps_p = context.make_array(argtys[2])(context, builder, args[2]).data
-        w_p = context.make_array(argtys[4])(context, builder, args[4]).data
+        w_p = builder.bitcast(context.make_array(argtys[4])(context, builder, args[4]).data, i16.as_pointer())
         acc_p = context.make_array(argtys[6])(context, builder, args[6]).data
         row_base = context.cast(builder, args[1], argtys[1], types.intp)
         tap_count = context.cast(builder, args[3], argtys[3], types.intp)
@@ -183,7 +187,7 @@ def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_s
         total = cgutils.alloca_once_value(builder, ir.Constant(_V16, None))
 
         def load(ptr, index):
-            return builder.load(builder.bitcast(builder.gep(ptr, [index]), _V16.as_pointer()), align=4)
+            return builder.load(builder.bitcast(builder.gep(ptr, [index]), v16_i16.as_pointer()), align=2)
 
         with cgutils.for_range(builder, groups_v) as loop:
             base = builder.mul(loop.index, ir.Constant(intp, 16))
@@ -193,7 +197,8 @@ def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_s
                 tap = builder.load(builder.gep(taps_p, [t]))
                 x = load(plane_p, builder.add(builder.add(row_base, tap), base))
                 w = load(w_p, builder.add(builder.mul(t, w_stride), base))
-                builder.store(builder.add(builder.load(total), builder.mul(w, x)), total)
+                product = builder.sext(builder.mul(w, x), _V16)
+                builder.store(builder.add(builder.load(total), product), total)
             builder.store(builder.load(total), builder.bitcast(builder.gep(acc_p, [base]), _V16.as_pointer()), align=4)
         return context.get_dummy_value()
 
