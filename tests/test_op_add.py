@@ -110,3 +110,12 @@ def test_refuses_more_than_six_dimensions():
 def test_c_and_onnx_equal_litert(case):
     graph, seed = case
     assert_exports_match(graph, random_inputs(graph, np.random.default_rng(seed), 2))
+
+
+def test_refuses_int16_and_a_computed_input_of_lower_rank():
+    graph = binary_graph(KIND, (1, 4), (1, 4), (1.0, 0), (0.5, 0), (0.5, 0), constants=(None, np.ones((1, 4), np.int8)))
+    graph.tensors[1].dtype, graph.tensors[1].data = "int16", np.ones((1, 4), np.int16)
+    _refusal(graph, UnsupportedOpError, r"op 0 \(ADD\).*int16, not int8")
+    # (1, 4) against (1, 3, 4): at run time it holds (N, 4), which no longer lines up with (N, 3, 4).
+    lower = binary_graph(KIND, (1, 3, 4), (1, 4), (1.0, 0), (0.5, 0), (0.5, 0))
+    _refusal(lower, UnsupportedOpError, r"op 0 \(ADD\).*must have the output's rank")
