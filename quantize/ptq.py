@@ -224,6 +224,14 @@ class _Builder:
         self.g.ops.append(Op(kind, list(inputs), [out], dict(options or {})))
         return out
 
+    def requantize(self, src: int, scale, zero_point, name: str) -> int:
+        """`src` at the given qparams: itself if it already has them, else through a QUANTIZE op."""
+        t = self.g.tensors[src]
+        if np.array_equal(t.scale, np.atleast_1d(scale).astype(np.float32)) and \
+                np.array_equal(t.zero_point, np.atleast_1d(zero_point).astype(np.int64)):
+            return src
+        return self.op("QUANTIZE", [src], self.add(name, t.shape, "int8", scale, zero_point))
+
     def const_int32(self, name, values) -> int:
         data = np.asarray(values, dtype=np.int32)
         return self.add(name, data.shape, "int32", np.zeros(0, np.float32), np.zeros(0, np.int64), data=data)
@@ -264,13 +272,18 @@ def build_graph(model, observers: dict, per_tensor: bool = False, calibration: s
     qm = QuantizedModel(g, calibration=calibration, float_model=model)
     bld = _Builder(g, per_tensor)
     bld.tensor[INPUT], bld.factor[INPUT] = g.inputs[0], 1.0
-    for i, step in enumerate(_plan(model)):
+    steps = _plan(model)
+    qparams_of = {i: obs.qparams() for i, obs in observers.items()}
+    _share_concat_qparams(model, steps, qparams_of)
+    for i, step in enumerate(steps):
         layer, act = step.layer, step.act
         srcs = [bld.tensor[s] for s in step.inputs]
+        if isinstance(layer, Concatenate):
+            srcs = [bld.requantize(t, *qparams_of[i], f"{step.name}/in{k}") for k, t in enumerate(srcs)]
         src = srcs[0]
         in_factor = bld.factor[step.inputs[0]]
         out_shape = (1, *layer.output_shape)
-        qparams = observers[i].qparams() if i in observers else None
+        qparams = qparams_of.get(i)
         factor = 1.0
         if isinstance(layer, PARAMETRIC):
             out = bld.weighted(layer, act, src, *qparams, out_shape, in_factor)
@@ -286,6 +299,25 @@ def build_graph(model, observers: dict, per_tensor: bool = False, calibration: s
         qm.layer_tensors.append((step.name, out, factor))
     g.outputs = [bld.tensor[model.output]]
     return qm
+
+
+def _share_concat_qparams(model, steps: list[Step], qparams_of: dict) -> None:
+    """Give each CONCATENATION input the concat's qparams, as the TensorFlow converter does.
+
+    LiteRT's int8 CONCATENATION refuses inputs whose scale or zero point differ
+    from the output's. An input computed by an op with qparams of its own, read
+    by nothing else, simply takes the concat's (the concat's range covers it);
+    any other input gets a requantizing QUANTIZE op in front of the concat.
+    """
+    producer = {step.name: j for j, step in enumerate(steps)}
+    for i, step in enumerate(steps):
+        if not isinstance(step.layer, Concatenate):
+            continue
+        for name in step.inputs:
+            j = producer.get(name)
+            if (j is not None and j in qparams_of and step.act in FUSED and steps[j].act in FUSED
+                    and len(model.consumers(name)) == 1):  # fmt: skip
+                qparams_of[j] = qparams_of[i]
 
 
 def _preprocessing(model) -> dict:

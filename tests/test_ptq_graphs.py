@@ -56,3 +56,36 @@ def test_batchnorm_is_folded_and_int8_tracks_float():
     q = Runtime(qm.graph).run(quantize_input(x, qm.graph.input.scale[0], qm.graph.input.zero_point[0]))
     deq = float(out.scale[0]) * (q.astype(np.float64) - int(out.zero_point[0]))
     assert np.mean(np.argmax(deq, 1) == np.argmax(logits, 1)) >= 0.9
+
+
+def _branchy(input_branch: bool):
+    from edgecnn.model.global_pooling import GlobalAvgPool2D
+    from edgecnn.model.graph import GraphBuilder
+    from edgecnn.model.layers import Conv2D, Dense, MaxPool2D
+    from edgecnn.model.merge_layers import Concatenate
+
+    g = GraphBuilder((6, 6, 2), arch="cat")
+    stem = g.add(Conv2D(4, 3, padding="same", name="stem", activation="relu"), g.input)
+    a = g.add(Conv2D(4, 3, padding="same", name="a", activation="relu"), stem)
+    b = g.add(Conv2D(3, 1, name="b"), stem)
+    c = g.add(MaxPool2D(1, name="pool"), g.input if input_branch else stem)  # same qparams as its input
+    cat = g.add(Concatenate(name="cat"), a, b, c)
+    g.add(Dense(3, name="fc"), g.add(GlobalAvgPool2D(name="gap"), cat))
+    return g.build()
+
+
+@pytest.mark.parametrize("input_branch", [False, True])
+def test_concatenated_branches_share_the_concat_qparams(input_branch):
+    model = _branchy(input_branch).init_params(seed=1)
+    rng = np.random.default_rng(0)
+    calib = rng.random((32, 6, 6, 2)).astype(np.float32)
+    qm = quantize_model(model, calib)
+    g = qm.graph
+    (concat,) = [op for op in g.ops if op.kind == "CONCATENATION"]
+    out = g.tensors[concat.outputs[0]]
+    for t in concat.inputs:  # LiteRT's int8 CONCATENATION refuses anything else
+        assert np.array_equal(g.tensors[t].scale, out.scale) and np.array_equal(g.tensors[t].zero_point, out.zero_point)
+    assert sum(op.kind == "QUANTIZE" for op in g.ops) == 1  # only the pooled branch needs requantizing
+    data = to_bytes(g)
+    x = quantize_input(rng.random((5, 6, 6, 2)), g.input.scale[0], g.input.zero_point[0])
+    assert np.array_equal(Runtime(read_tflite(data)).run(x), LiteRTRunner(data, "ref").run(x))
