@@ -14,10 +14,12 @@ For every model, on seeded random inputs with the extremes included:
 - edgecnn's reader + Numba `Runtime` == LiteRT BUILTIN_REF, every element of
   every output (on a difference, the first op whose output differs from
   LiteRT's is named);
+- every op's own output == LiteRT's (preserve_all_tensors) on two images;
 - the C export, compiled with gcc and run through its stdin/stdout main,
   == the runtime;
 - the ONNX export in onnxruntime == the runtime.
-Each test records how many outputs and elements it compared (record_property,
+The module is marked slow (TensorFlow makes the models: about 30 s of CPU);
+CI runs it. Each test records how many outputs and elements it compared (record_property,
 and one JSON line per test in the shared folder's counts.jsonl);
 `python tests/test_conformance.py DIR` totals a folder's counts.
 """
@@ -43,11 +45,13 @@ from edgecnn.int8.graph import Int8Graph
 
 from tf_conformance_models import MODELS  # numpy only at import: TensorFlow loads in its main()
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 MAKER = Path(__file__).with_name("tf_conformance_models.py")
 TF_PYTHON_ENV = "EDGECNN_TF_PYTHON"
 DIR_ENV = "EDGECNN_CONFORMANCE_DIR"
-RANDOM_IMAGES = 5
+RANDOM_IMAGES = 21
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror"]
 NAMES = sorted(MODELS)
 # What the suite must exercise, in the converter's own files (before folding).
@@ -248,8 +252,13 @@ def test_every_registered_op_is_covered(model_dir):
 # ---------------------------------------------------------------- the runtime against LiteRT's reference
 
 
-def first_differing_op(case: Case, image: int) -> str:
-    """The first op (in edgecnn's order) whose output differs from LiteRT BUILTIN_REF's on one image."""
+def compare_every_op(case: Case, image: int) -> tuple[int, int, str | None]:
+    """Every op's output on one image, edgecnn's runtime against LiteRT BUILTIN_REF (preserve_all_tensors).
+
+    Returns (op outputs compared, elements compared, the first difference in
+    edgecnn's op order or None). Tensors are matched by name; the few that
+    LiteRT does not keep or edgecnn renamed are skipped.
+    """
     from edgecnn.deploy.litert import load_interpreter_module, native_stderr_quiet
 
     module = load_interpreter_module()
@@ -265,6 +274,7 @@ def first_differing_op(case: Case, image: int) -> str:
     for detail in interpreter.get_tensor_details():
         index_of.setdefault(detail["name"], detail["index"])
     ours = case.runtime.run_intermediates(one)
+    tensors = elements = 0
     for i, op in enumerate(case.graph.ops):
         for t in op.outputs:
             name = case.graph.tensors[t].name
@@ -275,10 +285,13 @@ def first_differing_op(case: Case, image: int) -> str:
             except ValueError:
                 continue
             mine = ours[t].reshape(-1)
-            if mine.shape == theirs.shape and not np.array_equal(mine, theirs):
-                return (f"first differing op on image {image}: op {i} ({op.kind}), output {name}: "
-                        f"{int(np.sum(mine != theirs))} of {mine.size} elements differ")  # fmt: skip
-    return f"no single op's output differs from LiteRT's on image {image}"
+            if mine.shape != theirs.shape:
+                continue
+            if not np.array_equal(mine, theirs):
+                return tensors, elements, (f"first differing op on image {image}: op {i} ({op.kind}), output {name}: "
+                                           f"{int(np.sum(mine != theirs))} of {mine.size} elements differ")  # fmt: skip
+            tensors, elements = tensors + 1, elements + mine.size
+    return tensors, elements, None
 
 
 @pytest.mark.parametrize("case", NAMES, indirect=True)
@@ -296,8 +309,26 @@ def test_runtime_equals_litert_reference(case, model_dir, record_property):
     except AssertionError as e:
         bad = next(k for k in range(case.inputs[0].shape[0])
                    if any(not np.array_equal(g[k], w[k]) for g, w in zip(got, want)))  # fmt: skip
-        raise AssertionError(f"{e}\n{first_differing_op(case, bad)}") from None
+        raise AssertionError(f"{e}\n{compare_every_op(case, bad)[2]}") from None
     record(model_dir, record_property, "runtime", case, got)
+
+
+@pytest.mark.parametrize("case", NAMES, indirect=True)
+def test_every_op_output_equals_litert_reference(case, model_dir, record_property):
+    """Beyond the graph's outputs: each op's own output, on a random image and on the all-maximum one."""
+    total_tensors = total_elements = 0
+    for image in (0, RANDOM_IMAGES + 1):
+        tensors, elements, difference = compare_every_op(case, image)
+        assert difference is None, f"{case.name}: {difference}"
+        total_tensors, total_elements = total_tensors + tensors, total_elements + elements
+    assert total_tensors >= len(case.graph.ops), f"{case.name}: only {total_tensors} op outputs matched by name"
+    record_property("op_outputs", total_tensors)
+    record_property("op_output_elements", total_elements)
+    with open(model_dir / "counts.jsonl", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps({"model": case.name, "backend": "every_op", "images": 2, "outputs": total_tensors,
+                            "elements": total_elements}) + "\n")  # fmt: skip
+    print(f"\n{case.name} every op: {total_tensors} op outputs, {total_elements} elements identical")
 
 
 # ---------------------------------------------------------------- the C export (gcc) against the runtime
@@ -364,7 +395,7 @@ def summarize(folder: Path) -> str:
         row = json.loads(line)
         last[(row["model"], row["backend"])] = row
     lines = []
-    for backend in ("runtime", "c", "onnx"):
+    for backend in ("runtime", "every_op", "c", "onnx"):
         rows = [r for (_, b), r in sorted(last.items()) if b == backend]
         lines.append(f"{backend}: {len(rows)} models, {sum(r['images'] for r in rows)} images, "
                      f"{sum(r['outputs'] for r in rows)} outputs, {sum(r['elements'] for r in rows)} elements identical")
