@@ -14,7 +14,7 @@ for bit.
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from edgecnn.errors import ShapeError
 
@@ -38,73 +38,100 @@ def _rows(x, gamma, beta):
     return x.reshape(-1, c)
 
 
-@njit(cache=True)
+# Rows are split into a fixed number of chunks (not threads), summed per chunk, then the
+# chunk sums added in order: the result does not depend on how many threads ran.
+CHUNKS = 8
+
+
+@njit(cache=True, parallel=True)
 def _moments(x, mean, var):
     # x (M,C) -> mean, biased var (C,) in float64; two passes, so var never goes negative
     m, c = x.shape
+    part = np.zeros((CHUNKS, c))
+    for k in prange(CHUNKS):
+        r0, r1 = k * m // CHUNKS, (k + 1) * m // CHUNKS
+        for i in range(r0, r1):
+            for j in range(c):
+                part[k, j] += x[i, j]
     mean[:] = 0.0
-    for i in range(m):
-        for j in range(c):
-            mean[j] += x[i, j]
+    for k in range(CHUNKS):
+        mean += part[k]
     mean /= m
+    part[:, :] = 0.0
+    for k in prange(CHUNKS):
+        r0, r1 = k * m // CHUNKS, (k + 1) * m // CHUNKS
+        for i in range(r0, r1):
+            for j in range(c):
+                d = x[i, j] - mean[j]
+                part[k, j] += d * d
     var[:] = 0.0
-    for i in range(m):
-        for j in range(c):
-            d = x[i, j] - mean[j]
-            var[j] += d * d
+    for k in range(CHUNKS):
+        var += part[k]
     var /= m
     return mean, var
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _normalize(x, shift, inv_std, gamma, beta, x_hat, y):
     # x_hat = (x - shift) * inv_std; y = gamma * x_hat + beta; all (M,C) with (C,) vectors
     m, c = x.shape
-    for i in range(m):
-        for j in range(c):
-            h = (x[i, j] - shift[j]) * inv_std[j]
-            x_hat[i, j] = h
-            y[i, j] = gamma[j] * h + beta[j]
+    for k in prange(CHUNKS):
+        for i in range(k * m // CHUNKS, (k + 1) * m // CHUNKS):
+            for j in range(c):
+                h = (x[i, j] - shift[j]) * inv_std[j]
+                x_hat[i, j] = h
+                y[i, j] = gamma[j] * h + beta[j]
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
+def _dy_sums(dy, x_hat, sum_dy, sum_dy_xhat):
+    # per channel: sum of dy and of dy * x_hat, in float64, chunk by chunk
+    m, c = dy.shape
+    part = np.zeros((2, CHUNKS, c))
+    for k in prange(CHUNKS):
+        for i in range(k * m // CHUNKS, (k + 1) * m // CHUNKS):
+            for j in range(c):
+                part[0, k, j] += dy[i, j]
+                part[1, k, j] += dy[i, j] * x_hat[i, j]
+    sum_dy[:] = 0.0
+    sum_dy_xhat[:] = 0.0
+    for k in range(CHUNKS):
+        sum_dy += part[0, k]
+        sum_dy_xhat += part[1, k]
+
+
+@njit(cache=True, parallel=True)
 def _bn_backward_train(dy, x_hat, scale, dx, dgamma, dbeta):
     # dx = scale * (dy - mean(dy) - x_hat * mean(dy * x_hat)), scale = gamma * inv_std (C,)
     m, c = dy.shape
-    sum_dy = np.zeros(c)
-    sum_dy_xhat = np.zeros(c)
-    for i in range(m):
-        for j in range(c):
-            sum_dy[j] += dy[i, j]
-            sum_dy_xhat[j] += dy[i, j] * x_hat[i, j]
-    for j in range(c):
-        dbeta[j] = sum_dy[j]
-        dgamma[j] = sum_dy_xhat[j]
+    sum_dy, sum_dy_xhat = np.empty(c), np.empty(c)
+    _dy_sums(dy, x_hat, sum_dy, sum_dy_xhat)
     mean_dy = np.empty_like(scale)
     mean_dy_xhat = np.empty_like(scale)
     for j in range(c):
+        dbeta[j] = sum_dy[j]
+        dgamma[j] = sum_dy_xhat[j]
         mean_dy[j] = sum_dy[j] / m
         mean_dy_xhat[j] = sum_dy_xhat[j] / m
-    for i in range(m):
-        for j in range(c):
-            dx[i, j] = scale[j] * (dy[i, j] - mean_dy[j] - x_hat[i, j] * mean_dy_xhat[j])
+    for k in prange(CHUNKS):
+        for i in range(k * m // CHUNKS, (k + 1) * m // CHUNKS):
+            for j in range(c):
+                dx[i, j] = scale[j] * (dy[i, j] - mean_dy[j] - x_hat[i, j] * mean_dy_xhat[j])
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _bn_backward_eval(dy, x_hat, scale, dx, dgamma, dbeta):
     # eval mode is an affine map: dx = scale * dy
     m, c = dy.shape
-    sum_dy = np.zeros(c)
-    sum_dy_xhat = np.zeros(c)
-    for i in range(m):
-        for j in range(c):
-            g = dy[i, j]
-            sum_dy[j] += g
-            sum_dy_xhat[j] += g * x_hat[i, j]
-            dx[i, j] = scale[j] * g
+    sum_dy, sum_dy_xhat = np.empty(c), np.empty(c)
+    _dy_sums(dy, x_hat, sum_dy, sum_dy_xhat)
     for j in range(c):
         dbeta[j] = sum_dy[j]
         dgamma[j] = sum_dy_xhat[j]
+    for k in prange(CHUNKS):
+        for i in range(k * m // CHUNKS, (k + 1) * m // CHUNKS):
+            for j in range(c):
+                dx[i, j] = scale[j] * dy[i, j]
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=1e-5, train=False):
