@@ -165,5 +165,20 @@ def _binary(params, input1_data, input2_data, output_data):
     for row in prange(rows):
         base1, base2 = _row_offsets(np.int64(row), out_dims, strides1, strides2)
         out_base = np.int64(row) * depth
-        for c in range(depth):
-            output_data[out_base + c] = _element(params, input1_data[base1 + c * step1], input2_data[base2 + c * step2])
+        out_row = output_data[out_base:out_base + depth]
+        # Unit and zero strides on row views: LLVM vectorizes these loops, not the indexed general one (about 2x).
+        if step1 == 1 and step2 == 1:
+            row1, row2 = input1_data[base1:base1 + depth], input2_data[base2:base2 + depth]
+            for c in range(depth):
+                out_row[c] = _element(params, row1[c], row2[c])
+        elif step1 == 1 and step2 == 0:
+            row1, y = input1_data[base1:base1 + depth], input2_data[base2]
+            for c in range(depth):
+                out_row[c] = _element(params, row1[c], y)
+        elif step1 == 0 and step2 == 1:
+            x, row2 = input1_data[base1], input2_data[base2:base2 + depth]
+            for c in range(depth):
+                out_row[c] = _element(params, x, row2[c])
+        else:
+            for c in range(depth):
+                out_row[c] = _element(params, input1_data[base1 + c * step1], input2_data[base2 + c * step2])
