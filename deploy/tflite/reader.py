@@ -27,6 +27,7 @@ from edgecnn.deploy.ops import REGISTRY
 from edgecnn.deploy.ops.space_batch_common import restore_block_batches
 from edgecnn.int8.graph import Int8Graph, Op, Tensor
 from edgecnn.deploy.tflite import metadata as md
+from edgecnn.deploy.tflite.verify import verify_model
 from edgecnn.errors import EdgecnnError, TFLiteFormatError, UnsupportedOpError
 
 FILE_IDENTIFIER = b"TFL3"
@@ -55,6 +56,7 @@ _LOW_LEVEL_ERRORS = (struct.error, IndexError, ValueError, TypeError, OverflowEr
 def read_tflite(source) -> Int8Graph:
     """Parse a `.tflite` (a path, or the bytes themselves) into an Int8Graph."""
     data, name = _load(source)
+    verify_model(data, name)  # what LiteRT's loader checks first: offsets, vtables, lengths in bounds
     try:
         return _Reader(data, name).graph()
     except EdgecnnError:
