@@ -92,7 +92,8 @@ def model_dir(tmp_path_factory) -> Path:
     d = _shared_dir(tmp_path_factory)
     with open(d / "make.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (d / "manifest.json").exists():
+        manifest = d / "manifest.json"
+        if not manifest.exists() or sorted(json.loads(manifest.read_text())["models"]) != NAMES:
             # A PYTHONPATH meant for edgecnn's venv would leak its numpy into TensorFlow's.
             env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
             p = subprocess.run([tf_python(), str(MAKER), str(d)], capture_output=True, text=True, env=env,

@@ -418,6 +418,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         model_seed = zlib.crc32(name.encode())  # by name: adding a model changes no other model's file
         rng = np.random.default_rng([SEED, model_seed])
+        keras.backend.clear_session()  # layer names restart: a file does not depend on the models made before it
         keras.utils.set_random_seed((SEED + model_seed) % 2**31)
         model = builder(keras, layers)
         randomize_weights(model, rng)
