@@ -1,4 +1,4 @@
-"""What ADD, SUB and MUL share: operand checks, broadcasting, the options codec.
+"""What ADD, SUB and MUL share: operand checks, broadcasting, prepare, the options codec, C and ONNX.
 
 Each input may be computed or a constant (the converter writes ADD and MUL
 with constant tensors, even rank-0 ones). The output shape is the numpy
