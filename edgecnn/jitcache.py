@@ -8,8 +8,10 @@ functions defined in a registered folder, the locators below stamp the cache
 with a hash of every .py file in that folder instead, so any change there
 recompiles all of its kernels.
 
-Each kernel package calls `install(its folder)` in its `__init__`, before any
-kernel is decorated (Numba picks a function's locator at decoration). Uses
+Each kernel package calls `install_on_numba_import(its folder)` in its
+`__init__`: the locators go in when Numba is first imported, before any kernel
+is decorated (Numba picks a function's locator at decoration), and importing
+the package alone (to prepare or export a model) never loads Numba. Uses
 Numba's cache-locator classes; on a Numba without them it does nothing and
 the default per-file stamps apply.
 """
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.abc
 import os
+import sys
 
 _FOLDERS: set[str] = set()
 
@@ -65,3 +69,42 @@ def install(folder: str) -> bool:
     if not any(getattr(cls, "__name__", "").startswith("WholeFolder") for cls in locators):
         locators[:0] = [_whole_folder_locator(base) for base in bases]
     return True
+
+
+class _AfterNumbaImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself; wraps Numba's own loader so the folders are installed once Numba has loaded."""
+
+    def __init__(self):
+        self.folders: list[str] = []
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "numba":
+            return None
+        sys.meta_path.remove(self)  # one shot; and lets the search below find the real spec
+        import importlib.util
+
+        spec = importlib.util.find_spec("numba")
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module, folders = spec.loader.exec_module, self.folders
+
+        def exec_then_install(module):
+            exec_module(module)
+            for folder in folders:
+                install(folder)
+
+        spec.loader.exec_module = exec_then_install
+        return spec
+
+
+_HOOK = _AfterNumbaImport()
+
+
+def install_on_numba_import(folder: str) -> None:
+    """install(folder) now if Numba is loaded, else right after it is first imported."""
+    if "numba" in sys.modules:
+        install(folder)
+        return
+    _HOOK.folders.append(folder)
+    if _HOOK not in sys.meta_path:
+        sys.meta_path.insert(0, _HOOK)

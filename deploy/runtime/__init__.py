@@ -16,7 +16,7 @@ import os
 
 from edgecnn import jitcache
 
-jitcache.install(os.path.dirname(__file__))  # before any kernel module: Numba picks cache locators at decoration
+jitcache.install_on_numba_import(os.path.dirname(__file__))  # Numba picks cache locators at decoration
 
 __all__ = ["Runtime"]
 
