@@ -12,7 +12,7 @@ from edgecnn.model import build
 from edgecnn.model.checkpoint import load_checkpoint
 from edgecnn.model.layers import Conv2D, Dense, Flatten, MaxPool2D
 from edgecnn.model.sequential import Sequential
-from edgecnn.quantize.fold import fold_batchnorm
+from edgecnn.model.norm_layers import fold_batchnorm
 from edgecnn.quantize.ptq import quantize_model
 from edgecnn.int8.rules import quantize_input
 from edgecnn.quantize.report import layer_sqnr
@@ -137,6 +137,7 @@ def test_fold_batchnorm_matches_float():
 
     y, _ = conv2d_forward(x, w, b)
     bn = gamma * (y - mean) / np.sqrt(var + 1e-5) + beta
-    wf, bf = fold_batchnorm(w, b, gamma, beta, mean, var)
+    scale = gamma / np.sqrt(var + 1e-5)
+    wf, bf = fold_batchnorm(w, b, scale, beta - scale * mean)
     yf, _ = conv2d_forward(x, wf, bf)
     np.testing.assert_allclose(yf, bn, rtol=1e-10, atol=1e-10)
