@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from edgecnn.reference.activations import SCALED_TANH_A, SCALED_TANH_S
 
 
