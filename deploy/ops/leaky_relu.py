@@ -19,14 +19,14 @@ def _decode(o) -> dict:
 def _encode(b, o, graph, op) -> int:
     start, end, add = options_builder("LeakyReluOptions")
     start(b)
-    add(b, "Alpha", float(np.float32(o.get("alpha", 0.2))))
+    add(b, "Alpha", float(np.float32(o["alpha"])))  # no default: TFLite's is 0.0, Keras' 0.2 or 0.3
     return end(b)
 
 
 def _prepare(ctx) -> Prepared:
     """Multipliers of float32(in_s / out_s) and float32(in_s * alpha / out_s), as LeakyReluPrepare computes them."""
     x, output = same_shape_unary(ctx)
-    alpha = np.float32(ctx.option("alpha", 0.2))
+    alpha = np.float32(ctx.option("alpha"))
     if not np.isfinite(alpha):
         raise ctx.fail(f"alpha must be finite, got {float(alpha)}")
     in_s, out_s = np.float32(x.scale[0]), np.float32(output.scale[0])
