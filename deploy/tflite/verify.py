@@ -202,13 +202,13 @@ def _verify(data: bytes) -> None:
             # to a table (or string) of its own.
             (length,) = _U32(data, pos)
             parent, field = where[0], where[1]
-            e = pos + 4
-            if what == _VECTOR_OF_TABLES:
-                for i in range(length):
+            if what == _VECTOR_OF_TABLES:  # pushed last to first, so walked first to last
+                for i in range(length - 1, -1, -1):
+                    e = pos + 4 + 4 * i
                     (o,) = _U32(data, e)
                     push((_ENTER_TABLE, e + o, tid, depth, (parent, field, i)))
-                    e += 4
             else:
+                e = pos + 4
                 for i in range(length):
                     (o,) = _U32(data, e)
                     string_at(e + o, (parent, field, i), field)
@@ -229,12 +229,15 @@ def _verify(data: bytes) -> None:
         if vt < 0 or vt & 1 or vt > n - 2:
             raise _Corrupt(where, f"vtable of {_TABLE_NAMES[tid]} outside the buffer (soffset {soffset})", t)
         (vsize,) = _U16(data, vt)
-        if vsize & 1 or vsize < 4 or vsize >= n or vt > n - vsize:
-            raise _Corrupt(where, f"vtable size {vsize} of {_TABLE_NAMES[tid]} is odd, under 4 or past the end", vt)
+        if vsize & 1 or vsize >= n or vt > n - vsize:
+            raise _Corrupt(where, f"vtable size {vsize} of {_TABLE_NAMES[tid]} is odd or runs past the end", vt)
+        if vsize < 4:  # stricter than flatc: no room for the table's own size
+            raise _Corrupt(where, f"vtable size {vsize} of {_TABLE_NAMES[tid]} is under 4", vt)
         (tsize,) = _U16(data, vt + 2)
-        if tsize < 4 or tsize >= n or t > n - tsize:
+        if tsize < 4 or tsize >= n or t > n - tsize:  # stricter than flatc, which never reads it
             raise _Corrupt(where, f"{_TABLE_NAMES[tid]} table size {tsize} is under 4 or runs past the end", vt + 2)
 
+        children = []  # sub-tables and vectors of them, walked after this table, in field order
         for voffset, code, arg, fname, size, align in tables[tid]:
             fo = _U16(data, vt + voffset)[0] if voffset < vsize else 0
             if code == _UNION:
@@ -242,12 +245,12 @@ def _verify(data: bytes) -> None:
                 type_fo = _U16(data, vt + voffset - 2)[0] if voffset - 2 < vsize else 0
                 utype = data[t + type_fo] if type_fo else 0
                 if not fo:
-                    if utype in arg:
+                    if utype in arg:  # stricter than flatc, which accepts a missing value
                         raise _Corrupt(where, f"union {fname} has type {utype} but no value", vt + voffset)
                     continue
             elif not fo:
                 continue
-            if fo < 4 or fo + size > tsize:
+            if fo < 4 or fo + size > tsize:  # stricter than flatc, which only bounds it by the buffer
                 raise _Corrupt(where, f"field {fname} at offset {fo} lies outside its {tsize}-byte table", vt + voffset)
             p = t + fo
             if code == _SCALAR or code == _STRUCT:
@@ -257,18 +260,20 @@ def _verify(data: bytes) -> None:
             target = offset_at(p, where, fname)
             child = (where, fname, None)
             if code == _TABLE:
-                push((_ENTER_TABLE, target, arg, depth + 1, child))
+                children.append((_ENTER_TABLE, target, arg, depth + 1, child))
             elif code == _STRING:
                 string_at(target, child, fname)
             elif code == _VECTOR:
                 vector_at(target, arg, child, fname)
             elif code == _VECTOR_TABLE:
                 vector_at(target, 4, child, fname)
-                push((_VECTOR_OF_TABLES, target, arg, depth + 1, child))
+                children.append((_VECTOR_OF_TABLES, target, arg, depth + 1, child))
             elif code == _VECTOR_STRING:
                 vector_at(target, 4, child, fname)
-                push((_VECTOR_OF_STRINGS, target, 0, depth + 1, child))
+                children.append((_VECTOR_OF_STRINGS, target, 0, depth + 1, child))
             else:  # a union's value: verify it as the table its type names
                 member = arg.get(utype)
                 if member is not None:
-                    push((_ENTER_TABLE, target, member, depth + 1, child))
+                    children.append((_ENTER_TABLE, target, member, depth + 1, child))
+        children.reverse()
+        stack.extend(children)
