@@ -166,8 +166,11 @@ class CEmitter:
     Hooks use `prefix(step)` for every file-scope name they define, so ops never clash.
     """
 
-    def __init__(self, graph: Int8Graph, name: str, fc_rescale: str):
+    def __init__(self, graph: Int8Graph, name: str, fc_rescale: str, integer_only: bool = False):
         self.graph, self.name, self.fc_rescale = graph, name, fc_rescale
+        # integer_only: hooks must emit no floating point (FULLY_CONNECTED's binary64 rescale becomes its
+        # exact integer twin); the exporter checks the kernels it emits and refuses float ones.
+        self.integer_only = integer_only
 
     @staticmethod
     def prefix(step: PreparedOp) -> str:
@@ -394,15 +397,53 @@ def _hook_source(emit: CEmitter, step: PreparedOp) -> CSource:
     return source
 
 
-def to_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float") -> str:
+@dataclass(frozen=True)
+class CExport:
+    """One model's C: the self-contained .c text, the matching .h text, and the sizes the exporter planned."""
+
+    name: str
+    source: str
+    header: str
+    arena_bytes: int  # the static arena of intermediate tensors
+    scratch_bytes: int  # the ops' shared scratch buffer
+    constant_bytes: int  # weights, biases, multipliers, tables (flash)
+    inputs: list  # [{"name", "arg", "dtype", "shape", "bytes", "scale", "zero_point"}]
+    outputs: list
+
+    @property
+    def ram_bytes(self) -> int:
+        """What the .c file reserves: arena + scratch (the caller's input/output buffers not included)."""
+        return self.arena_bytes + self.scratch_bytes
+
+    @property
+    def io_bytes(self) -> int:
+        """The caller's input and output buffers."""
+        return sum(io["bytes"] for io in self.inputs + self.outputs)
+
+
+_FLOAT_WORD = re.compile(r"\b(double|float)\b")
+_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+
+
+def to_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float",
+         integer_only: bool = False) -> str:  # fmt: skip
     """The C99 source of `graph`: `<name>_invoke(inputs..., outputs...)`, batch 1.
 
     fc_rescale is the runtime's option: "float" (current LiteRT reference,
     binary64 multiply + round half away) or "integer" (older runtimes, no
-    floating point anywhere in the file's code). Raises UnsupportedOpError
-    for ops without a C lowering, and the runtime's ModelError /
-    ShapeError for graphs LiteRT would refuse.
+    floating point anywhere in the file's code). integer_only=True keeps the
+    "float" arithmetic but writes FULLY_CONNECTED's binary64 rescale in exact
+    integer arithmetic, so the file has no floating point and gives the same
+    bytes; graphs with float inputs/outputs are then refused. Raises
+    UnsupportedOpError for ops without a C lowering, and the runtime's
+    ModelError / ShapeError for graphs LiteRT would refuse.
     """
+    return export_c(graph, name, fc_rescale, integer_only).source
+
+
+def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float",
+             integer_only: bool = False) -> CExport:  # fmt: skip
+    """to_c's source plus the header (`<name>.h`: the API, sizes, qparams, labels) and the planned sizes."""
     if not isinstance(name, str) or not _IDENTIFIER.match(name):
         raise ValueError(f"the C name must be an identifier (letters, digits, _), got {name!r}")
     if fc_rescale not in FC_RESCALE_MODES:
@@ -416,8 +457,18 @@ def to_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float
     steps = prepare_graph(graph, fc_rescale)
     arena = plan_arena(graph, steps)
     inputs, outputs = _ios(graph)
-    emit = CEmitter(graph, name, fc_rescale)
+    emit = CEmitter(graph, name, fc_rescale, integer_only)
     sources = [_hook_source(emit, step) for step in steps]
+    if integer_only:
+        for io in inputs + outputs:
+            if io.c_type == "float":
+                raise UnsupportedOpError(f"--integer-only: graph {io.arg} {graph.tensors[io.tensor].name!r} is "
+                                         "float32; an integer-only file needs int8/uint8 inputs and outputs")
+        for step, source in zip(steps, sources):
+            for block in blocks_in_order(source.blocks):
+                if _FLOAT_WORD.search(_COMMENT.sub("", all_blocks()[block][1])):
+                    raise UnsupportedOpError(f"op {step.index} ({step.kind}): --integer-only: its C kernel "
+                                             f"{block!r} uses floating point")  # fmt: skip
 
     # Where each tensor lives: a caller's buffer (the first graph argument that names it), the arena,
     # or a static const array for a constant fed as a run-time input.
@@ -478,6 +529,7 @@ def to_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float
     parts = [
         _header(graph, name, fc_rescale, steps, arena, constant_bytes, scratch, inputs, outputs),
         "\n#include <stddef.h>\n#include <stdint.h>\n",
+        _NO_LIBC_CALLS,
         "\n" + _defines(graph, name, arena, inputs, outputs),
         "\n/* ---------------------------------------------------------------- kernels */\n\n",
         "\n".join(all_blocks()[b][1] for b in blocks_in_order(blocks)),
@@ -492,13 +544,81 @@ def to_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float
         "    return 0;\n}\n",
         _main(name, inputs, outputs),
     ]
-    return "".join(parts)
+    source = "".join(parts)
+    if integer_only and _FLOAT_WORD.search(_COMMENT.sub("", source.split("#ifdef EDGECNN_MAIN")[0])):
+        raise RuntimeError("--integer-only: the C file still uses floating point")  # a hook forgot integer_only
+    described = [[_describe(graph, io) for io in ios] for ios in (inputs, outputs)]
+    header = _h_file(graph, name, fc_rescale, integer_only, arena.size, scratch, constant_bytes, inputs, outputs)
+    return CExport(name, source, header, arena.size, scratch, constant_bytes, described[0], described[1])
 
 
-def write_c(graph: Int8Graph, path, name: str = "edgecnn_model", fc_rescale: str = "float") -> Path:
-    """Write to_c(graph) to `path` atomically; returns the path."""
-    text = to_c(graph, name, fc_rescale)
+# gcc turns copy and fill loops into memcpy/memset calls (-ftree-loop-distribute-patterns, on at -O2/-Os),
+# which would make a freestanding build need libc: this file switches that off for itself.
+_NO_LIBC_CALLS = """
+/* No libc: keep gcc from turning the copy and fill loops below into memcpy/memset calls. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize ("no-tree-loop-distribute-patterns")
+#endif
+"""
+
+
+def _describe(graph: Int8Graph, io: _Io) -> dict:
+    tensor = graph.tensors[io.tensor]
+    quantized = _quantized(tensor)
+    return {"name": tensor.name, "arg": io.arg, "dtype": tensor.dtype, "shape": [int(d) for d in tensor.shape],
+            "bytes": tensor_bytes(graph, io.tensor),
+            "scale": float(tensor.scale[0]) if quantized else None,
+            "zero_point": int(tensor.zero_point[0]) if quantized else None}  # fmt: skip
+
+
+def _h_file(graph: Int8Graph, name: str, fc_rescale: str, integer_only: bool, arena: int, scratch: int,
+            constant_bytes: int, inputs: list[_Io], outputs: list[_Io]) -> str:  # fmt: skip
+    """`<name>.h`: the entry point, the #defines of the .c (sizes, qparams, arena) and the labels' declaration."""
+    guard = f"{name.upper()}_H"
+    macro = name.upper()
+    labels = (graph.metadata or {}).get("labels") or []
+    lines = [
+        f"/* {name}.h: the API of {name}.c, written by edgecnn {edgecnn.__version__}.",
+        f" * RAM: {arena} bytes of arena + {scratch} bytes of scratch, static in {name}.c (not reentrant);",
+        " * the caller owns the input and output buffers. Constants (flash): "
+        f"{constant_bytes} bytes. FULLY_CONNECTED rescale: {fc_rescale}"
+        + (", integer-only (no floating point)." if integer_only else "."),
+        " * Every external symbol starts with the prefix " + comment_text(name) + " (edgecnn export --prefix). */",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "",
+        "#include <stdint.h>",
+        "",
+        _defines(graph, name, ArenaPlan({}, arena, {}), inputs, outputs).split("\nconst char")[0].rstrip("\n"),
+        f"#define {macro}_SCRATCH_SIZE {scratch}",
+        f"#define {macro}_RAM_SIZE {arena + scratch}",
+        f"#define {macro}_CONSTANT_SIZE {constant_bytes}",
+        "",
+    ]
+    if labels:
+        lines.append(f"extern const char *const {name}_labels[{len(labels)}];")
+    lines += [
+        "/* Runs one inference: returns 0, or -1 where TFLite aborts at run time. */",
+        f"{_signature(name, inputs, outputs)};",
+        "",
+        f"#endif /* {guard} */",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_c(graph: Int8Graph, path, name: str = "edgecnn_model", fc_rescale: str = "float",
+            integer_only: bool = False, header: bool = False):  # fmt: skip
+    """Write to_c(graph) to `path` atomically; returns the path.
+
+    header=True also writes `<path without .c>.h` and returns the CExport (sizes, I/O) instead.
+    """
+    result = export_c(graph, name, fc_rescale, integer_only)
     path = Path(path)
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="ascii")
-    return path
+        Path(tmp).write_text(result.source, encoding="ascii")
+    if not header:
+        return path
+    with atomic_path(path.with_suffix(".h")) as tmp:
+        Path(tmp).write_text(result.header, encoding="ascii")
+    return result

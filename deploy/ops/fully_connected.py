@@ -153,12 +153,82 @@ _DOUBLE_CHECK = r"""#include <float.h>
 #endif
 """
 
+_EXACT_SCALE = r"""
+/* round_half_away((double)x * s), saturated to int32, for the binary64 s = mantissa * 2^exponent
+   (mantissa < 2^53), with no floating point: the double product is x * mantissa rounded to 53 significant
+   bits, ties to even (IEEE), then to an integer, ties away from zero; both roundings are done here on the
+   exact 85-bit product held as hi:lo, built from 32 x 32 -> 64-bit multiplies. Bit-exact with the binary64
+   path for every int32 x and every finite s >= 0 (tests/test_export_c_integer_only.py checks ties). */
+static int ec_bit_length64(uint64_t v)
+{
+    int n = 0;
+    if (v >> 32) { v >>= 32; n += 32; }
+    if (v >> 16) { v >>= 16; n += 16; }
+    if (v >> 8) { v >>= 8; n += 8; }
+    if (v >> 4) { v >>= 4; n += 4; }
+    if (v >> 2) { v >>= 2; n += 2; }
+    if (v >> 1) { v >>= 1; n += 1; }
+    return n + (int)v;
+}
+
+static int32_t ec_exact_scale(int32_t x, uint64_t mantissa, int exponent)
+{
+    const uint32_t a = x < 0 ? (uint32_t)0 - (uint32_t)x : (uint32_t)x; /* |x| <= 2^31 */
+    const uint64_t p0 = (uint64_t)a * (uint32_t)(mantissa & 0xFFFFFFFFu); /* < 2^63 */
+    const uint64_t p1 = (uint64_t)a * (uint32_t)(mantissa >> 32);         /* < 2^52 */
+    const uint64_t lo = p0 + (p1 << 32);
+    const uint64_t hi = (p1 >> 32) + (lo < p0 ? 1u : 0u); /* the product is hi * 2^64 + lo < 2^84 */
+    const int bits = hi ? 64 + ec_bit_length64(hi) : ec_bit_length64(lo);
+    uint64_t q = lo, magnitude;
+    int e = exponent;
+    if (bits == 0) return 0;
+    if (bits > 53) { /* round to 53 significant bits, ties to even: what the binary64 multiply does */
+        const int sh = bits - 53; /* 1..31 */
+        const uint64_t rest = lo & ((((uint64_t)1) << sh) - 1u), half = ((uint64_t)1) << (sh - 1);
+        q = (lo >> sh) | (hi << (64 - sh));
+        if (rest > half || (rest == half && (q & 1u))) ++q;
+        e += sh;
+    }
+    /* round_half_away(q * 2^e) on the magnitude, then the sign; |result| >= 2^31 saturates */
+    if (e >= 0) {
+        if (e >= 31 || q >= (((uint64_t)1) << (31 - e))) return x < 0 ? INT32_MIN : INT32_MAX;
+        magnitude = q << e;
+    } else if (-e > 55) {
+        magnitude = 0; /* q <= 2^53, so q * 2^e < 1/2 */
+    } else {
+        magnitude = (q >> -e) + ((q >> (-e - 1)) & 1u);
+    }
+    if (magnitude >= ((uint64_t)1 << 31)) return x < 0 ? INT32_MIN : INT32_MAX;
+    return x < 0 ? -(int32_t)magnitude : (int32_t)magnitude;
+}
+"""
+
+
+def scale_parts(scale: float) -> tuple[int, int]:
+    """(mantissa, exponent) with scale == mantissa * 2**exponent exactly, mantissa < 2**53 (0 for 0)."""
+    import math
+
+    if scale == 0:
+        return 0, 0
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"effective scale {scale!r} is not a finite non-negative number")
+    fraction, exponent = math.frexp(scale)
+    return int(fraction * 2**53), exponent - 53
+
+
 C_BLOCKS = {
     "fully_connected_float": c_block(("from_u32", "saturate", "round_half_away"), _DOUBLE_CHECK + _fc_text(
         "current LiteRT reference rescale:\n   round_half_away(acc * effective_scale) in binary64, the one place "
         "where TFLite itself leaves integers",
         "const double *effective_scale; /* [units]: in_s * w_s / out_s, computed in binary64 */",
         "ec_round_half_away((double)total * p->effective_scale[unit])")),
+    "fully_connected_exact": c_block(("from_u32", "saturate", "exact_scale"), _fc_text(
+        "current LiteRT reference rescale\n   without floating point (--integer-only): the same "
+        "round_half_away(double(acc) * effective_scale), done exactly in integers",
+        "const uint64_t *scale_mantissa; /* [units]: effective_scale = mantissa * 2^exponent */\n"
+        "    const int16_t *scale_exponent;  /* [units] */",
+        "ec_exact_scale(total, p->scale_mantissa[unit], p->scale_exponent[unit])")),
+    "exact_scale": c_block((), _EXACT_SCALE),
     "fully_connected_integer": c_block(("from_u32", "saturate", "mbqm"), _fc_text(
         "integer rescale (LiteRT <= 1.2.0,\n   tflite-runtime 2.14): MultiplyByQuantizedMultiplier per unit",
         "const int32_t *multiplier, *shift; /* [units] */",
@@ -180,7 +250,13 @@ def _c(emit, step) -> CSource:
         ("act_min", p.activation_min), ("act_max", p.activation_max),
         ("filter", f"{name}_filter"), ("bias", f"{name}_bias" if bias_data.size else "NULL"),
     ]  # fmt: skip
-    if p.rescale == RESCALE_FLOAT:
+    if p.rescale == RESCALE_FLOAT and getattr(emit, "integer_only", False):
+        parts = [scale_parts(float(s)) for s in p.effective_scale]
+        data += emit.array("uint64_t", f"{name}_scale_mantissa", [m for m, _ in parts])
+        data += emit.array("int16_t", f"{name}_scale_exponent", [e for _, e in parts])
+        fields += [("scale_mantissa", f"{name}_scale_mantissa"), ("scale_exponent", f"{name}_scale_exponent")]
+        block = "fully_connected_exact"
+    elif p.rescale == RESCALE_FLOAT:
         data += emit.array("double", f"{name}_effective_scale", p.effective_scale)
         fields.append(("effective_scale", f"{name}_effective_scale"))
         block = "fully_connected_float"

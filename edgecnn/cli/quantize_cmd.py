@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="MODEL.tflite", help="the int8 model to write")
     p.add_argument("--also", action="append", default=[], metavar="PATH",
                    help="also export to PATH.onnx or PATH.c (repeatable); the same bytes `edgecnn export` writes")
+    from edgecnn.cli.export_cmd import add_c_options
+
+    add_c_options(p)  # --prefix, --integer-only for the .c files
     p.add_argument("--eval-limit", type=positive_int, default=None, metavar="N",
                    help="evaluate on the first N test images only (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -97,10 +100,12 @@ def quantize_and_export(args):
     write_tflite(qm.graph, args.out)  # last: a failure above leaves no model behind
     written = [args.out]
     for extra in getattr(args, "also", []):
-        from edgecnn.deploy.export import export_model
+        from edgecnn.cli.export_cmd import export_file
 
-        export_model(args.out, extra)  # from the file, so the bytes equal `edgecnn export`'s
+        record = export_file(args.out, extra, args)  # from the file, so the bytes equal `edgecnn export`'s
         written.append(extra)
+        if "header" in record:
+            written.append(record["header"])
     result = {"out": str(args.out), "float_accuracy": float_acc, "int8_accuracy": int8_acc,
               "also": [str(p) for p in getattr(args, "also", [])],
               "written": [{"path": str(p), "bytes": Path(p).stat().st_size} for p in written],
