@@ -33,6 +33,7 @@ class Conv2dCache(NamedTuple):
     groups: int
     path: str  # "dense" (kernel covers the input), "wide" (stride 1), "subsampled", "phases" or "direct"
     phase_cache: object = None  # "subsampled", "phases": the cache of the stride-1 conv they run
+    taps: object = None         # "wide": indices of the only (ky, kx, c) taps that run (None: all)
 
 
 def _check_conv(x, w, b, groups):
@@ -95,12 +96,13 @@ def _wide_geometry(x_shape, w_shape, pad, dilation, groups):
     return _WideGeometry(hp, wp, out_len, xp_len, x_offs, lead, row_len, plane_len, dy_offs)
 
 
-def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1, _taps=None):
     """y = conv(x, w) + b.
 
     x (N,H,W,Cin), w (O,KH,KW,Cin/G), b (O,) or None -> y (N,OH,OW,O), in x's dtype.
     Output channel o reads input group o // (O/G). pad is (top, bottom, left, right)
-    as from padding.resolve_padding (an int or (ph, pw) also work).
+    as from padding.resolve_padding (an int or (ph, pw) also work). `_taps` (stride 1 only) lists
+    the flat (ky, kx, c) taps to run, the others being known zeros (the phase form's).
     """
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
@@ -126,18 +128,22 @@ def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), gr
         return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "subsampled", inner)
     if stride != (1, 1) and dilation == (1, 1):
         geo = _phase_geometry(x.shape, w.shape, stride, pad, groups)
-        y, inner = conv2d_forward(_to_phases(x, geo), _phase_weights(w, geo), b, groups=groups)
+        y, inner = conv2d_forward(_to_phases(x, geo), _phase_weights(w, geo), b, groups=groups,
+                                  _taps=_phase_taps(w.shape, geo))
         return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "phases", inner)
     y = np.empty((n_img, oh, ow, c_out), dtype=x.dtype)
     if stride == (1, 1):
         g = _wide_geometry(x.shape, w.shape, pad, dilation, groups)
-        conv_fwd_wide(x, w.reshape(c_out, -1), bias, g.x_offs, groups, top, left, g.hp, g.wp, g.out_len, g.xp_len,
+        w_flat, x_offs = w.reshape(c_out, -1), g.x_offs
+        if _taps is not None:
+            w_flat, x_offs = np.ascontiguousarray(w_flat[:, _taps]), x_offs[_taps]
+        conv_fwd_wide(x, w_flat, bias, x_offs, groups, top, left, g.hp, g.wp, g.out_len, g.xp_len,
                       _threads(n_img), y)
         path = "wide"
     else:
         conv_fwd_direct(x, w, bias, groups, *stride, *dilation, top, left, y)
         path = "direct"
-    return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, path)
+    return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, path, None, _taps)
 
 
 def conv2d_backward(dy, cache, need_dx=True):
@@ -145,7 +151,7 @@ def conv2d_backward(dy, cache, need_dx=True):
 
     need_dx=False skips dx (returns None): the first layer's input needs no gradient.
     """
-    x, w, has_bias, stride, pad, dilation, groups, path, inner = cache
+    x, w, has_bias, stride, pad, dilation, groups, path, inner, taps = cache
     n_img, h, wd, c_in = x.shape
     c_out, kh, kw, cg = w.shape
     og = c_out // groups
@@ -174,9 +180,14 @@ def conv2d_backward(dy, cache, need_dx=True):
         w_cols = np.ascontiguousarray(
             w.reshape(groups, og, kh, kw, cg).transpose(0, 4, 1, 2, 3).reshape(c_in, og * kh * kw))
         dw_part, db_part = conv_bwd_wide(
-            x, dy, g.x_offs, w_cols, g.dy_offs, groups, top, left, g.hp, g.wp, g.out_len, g.xp_len,
-            g.lead, g.row_len, g.plane_len, need_dx, _threads(n_img), dx if need_dx else x[:0])
-        dw = dw_part.sum(axis=0).reshape(w.shape)
+            x, dy, g.x_offs if taps is None else g.x_offs[taps], w_cols, g.dy_offs, groups, top, left, g.hp, g.wp,
+            g.out_len, g.xp_len, g.lead, g.row_len, g.plane_len, need_dx, _threads(n_img), dx if need_dx else x[:0])
+        if taps is None:
+            dw = dw_part.sum(axis=0).reshape(w.shape)
+        else:  # the skipped taps' weights are structural zeros: their gradient is never read
+            dw = np.zeros((c_out, kh * kw * cg), dtype=x.dtype)
+            dw[:, taps] = dw_part.sum(axis=0)
+            dw = dw.reshape(w.shape)
         db = db_part.sum(axis=0) if has_bias else None
     else:
         dw = conv_bwd_w_direct(x, dy, groups, *stride, *dilation, top, left, np.empty_like(w))
@@ -225,6 +236,16 @@ def _phase_geometry(x_shape, w_shape, stride, pad, groups):
     kq = (-(-kh // sh), -(-kw // sw))
     phases = tuple(sorted({(ky % sh, kx % sw) for ky in range(kh) for kx in range(kw)}))
     return _PhaseGeometry(stride, pad, phases, kq, oh + kq[0] - 1, ow + kq[1] - 1, groups)
+
+
+def _phase_taps(w_shape, geo):
+    """Flat indices (ky', kx', phase, c) of the phase conv's taps that hold a real weight."""
+    _, kh, kw, cg = w_shape
+    (sh, sw), n_phases = geo.stride, len(geo.phases)
+    keep = [((qy * geo.kq[1] + qx) * n_phases + p) * cg + c
+            for qy in range(geo.kq[0]) for qx in range(geo.kq[1]) for p, (py, px) in enumerate(geo.phases)
+            if qy * sh + py < kh and qx * sw + px < kw for c in range(cg)]
+    return np.array(keep, dtype=np.int64)
 
 
 def _to_phases(x, geo):
