@@ -5,7 +5,9 @@ int8 activation tensor that gets its own qparams. Weights are quantized
 symmetric per channel in [-127, 127], biases to int32 at scale s_in * s_w[c],
 and activations get asymmetric int8 qparams from the observers. The graph's
 input qparams are fixed at 1/255 and -128, so the int8 input is exactly
-`pixel - 128`. BatchNorm folds into the conv or dense before it first.
+`pixel - 128` (for a model given `normalization` = (mean, std), they span
+(pixel/255 - mean) / std instead; see `input_qparams`). BatchNorm folds into
+the conv or dense before it first.
 
 Layer mapping (what the TensorFlow converter emits for the same layers):
   conv2d (+relu/relu6)     CONV_2D with fused activation (DEPTHWISE_CONV_2D when groups == C_in)
@@ -196,8 +198,12 @@ def calibrate(model, calib_x: np.ndarray, method: str = "minmax", batch_size: in
 
 
 def quantize_model(model, calib_x: np.ndarray, calibration: str = "minmax", per_tensor: bool = False,
-                   progress: bool | None = None) -> QuantizedModel:
-    """Calibrate on `calib_x` (float NHWC in [0, 1]) and build the int8 graph."""
+                   progress: bool | None = None, normalization=None) -> QuantizedModel:
+    """Calibrate on `calib_x` (float NHWC model inputs) and build the int8 graph.
+
+    `normalization` = (mean, std) per channel when the model takes (pixel/255 - mean) / std
+    (calib_x already normalised); it sets the input qparams and is recorded in the metadata.
+    """
     for layer in model.layers:
         if isinstance(layer, PARAMETRIC + (BatchNorm,)) and not layer.params:
             raise QuantizationError(f"{layer.name}: the model has no weights (call init_params or load a checkpoint)")
@@ -206,7 +212,7 @@ def quantize_model(model, calib_x: np.ndarray, calibration: str = "minmax", per_
             raise QuantizationError(f"{key}: the weights hold NaN or infinite values")
     model = _inference_graph(model)
     observers = calibrate(model, calib_x, calibration, progress=progress)
-    return build_graph(model, observers, per_tensor, calibration)
+    return build_graph(model, observers, per_tensor, calibration, normalization)
 
 
 class _Builder:
@@ -260,15 +266,17 @@ class _Builder:
         return out
 
 
-def build_graph(model, observers: dict, per_tensor: bool = False, calibration: str = "minmax") -> QuantizedModel:
+def build_graph(model, observers: dict, per_tensor: bool = False, calibration: str = "minmax",
+                normalization=None) -> QuantizedModel:
+    in_scale, in_zp = input_qparams(normalization)
     g = Int8Graph(tensors=[], ops=[], inputs=[], outputs=[], metadata={
         "edgecnn_version": edgecnn.__version__,
         "arch": model.arch,
         "labels": list(model.labels),
         "calibration": calibration,
-        "preprocessing": _preprocessing(model),
+        "preprocessing": _preprocessing(model, normalization, in_scale, in_zp),
     })
-    g.inputs = [g.add_tensor(Tensor("input", (1, *model.input_shape), "int8", INPUT_SCALE, INPUT_ZERO_POINT))]
+    g.inputs = [g.add_tensor(Tensor("input", (1, *model.input_shape), "int8", in_scale, in_zp))]
     qm = QuantizedModel(g, calibration=calibration, float_model=model)
     bld = _Builder(g, per_tensor)
     bld.tensor[INPUT], bld.factor[INPUT] = g.inputs[0], 1.0
@@ -320,7 +328,24 @@ def _share_concat_qparams(model, steps: list[Step], qparams_of: dict) -> None:
                 qparams_of[j] = qparams_of[i]
 
 
-def _preprocessing(model) -> dict:
+def input_qparams(normalization=None) -> tuple[np.float32, int]:
+    """The int8 input's qparams: 1/255 and -128 (q = pixel - 128 exactly) for pixel / 255 inputs;
+    for (pixel/255 - mean) / std, the range those values span over 0..255 in every channel."""
+    if normalization is None:
+        return INPUT_SCALE, INPUT_ZERO_POINT
+    mean, std = (np.asarray(v, dtype=np.float64) for v in normalization)
+    scale, zero_point = choose_qparams(np.min(-mean / std), np.max((1.0 - mean) / std))
+    return np.float32(scale[0]), int(zero_point[0])
+
+
+def _preprocessing(model, normalization=None, scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT) -> dict:
+    if normalization is not None:
+        mean, std = normalization
+        return {"layout": "NHWC", "input_shape": list(model.input_shape),
+                "pad": 2 if tuple(model.input_shape) == (32, 32, 1) else 0,
+                "mean": [float(v) for v in mean], "std": [float(v) for v in std],
+                "scale": float(scale), "zero_point": int(zero_point),
+                "note": "int8 input = quantize((pixel / 255 - mean) / std) with the input's scale and zero point"}
     if tuple(model.input_shape) == (32, 32, 1):
         return {"layout": "NHWC", "input_shape": list(model.input_shape), "pad": 2,
                 "scale": float(INPUT_SCALE), "zero_point": INPUT_ZERO_POINT,
