@@ -27,6 +27,7 @@ import pytest
 import tflite
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_conformance import model_dir  # noqa: F401 - the converter's models, made once per session
 from tflite_models import GraphBuilder, converter_style, lenet5
 from tflite_verify_agreement import MUTATIONS, is_stricter_check, litert_verdicts, mutate, structural_ranges
 
@@ -175,8 +176,7 @@ def test_lenet5_verifies_in_a_few_milliseconds():
 
 
 @pytest.mark.slow  # the converter's models take ~35 s of TensorFlow the first time
-def test_converter_models_verify(request):
-    model_dir = request.getfixturevalue("model_dir")
+def test_converter_models_verify(model_dir):  # noqa: F811
     files = sorted(model_dir.glob("*.tflite"))
     assert len(files) >= 10
     for path in files:

@@ -67,7 +67,8 @@ _KINDS = {
 
 
 def _compile():
-    """schema_layout's TABLES -> per table id: ((voffset, kind, arg, name, inline size, alignment), ...)."""
+    """schema_layout's TABLES -> per table id: (((vtable slot, kind, arg, name, inline size, alignment), ...),
+    number of vtable entries to read)."""
     names = list(schema_layout.TABLES)
     ids = {n: i for i, n in enumerate(names)}
     unions = {u: {t: ids[table] for t, table in members.items()} for u, members in schema_layout.UNIONS.items()}
@@ -86,11 +87,24 @@ def _compile():
                 arg = ids[arg]
             elif code == _UNION:
                 arg = unions[arg]
-            fields.append((voffset, code, arg, fname, size, align))
+            fields.append((voffset >> 1, code, arg, fname, size, align))
         # Union values go last so that their type slots are already read.
         fields.sort(key=lambda f: f[1] == _UNION)
-        tables.append(tuple(fields))
+        # How many u16 of a vtable to read: its two sizes and the slots this schema knows.
+        known = max((f[0] for f in fields), default=1) + 1
+        tables.append((tuple(fields), known))
     return names, tuple(tables), ids[schema_layout.ROOT_TABLE]
+
+
+_VTABLE_READERS: dict = {}
+
+
+def _vtable_reader(count: int):
+    """unpack_from for `count` little-endian u16 (a vtable's head), made once per count."""
+    reader = _VTABLE_READERS.get(count)
+    if reader is None:
+        reader = _VTABLE_READERS[count] = struct.Struct(f"<{count}H").unpack_from
+    return reader
 
 
 _TABLE_NAMES, _TABLES, _ROOT = _compile()
@@ -192,14 +206,12 @@ def _verify(data: bytes) -> None:
             if deepest > max_depth_seen:
                 max_depth_seen = deepest
             continue
-        # The height stored at exit is measured from the depth of this entry
-        # (a vector's elements sit at its own depth).
-        push((_EXIT, depth, table_count, max_depth_seen, key))
-        max_depth_seen = depth - 1 if what != _ENTER_TABLE else depth
-
-        if what == _VECTOR_OF_TABLES or what == _VECTOR_OF_STRINGS:
-            # pos: the vector, already checked to fit; each element is a uoffset
-            # to a table (or string) of its own.
+        if what != _ENTER_TABLE:
+            # pos: a vector of uoffsets, already checked to fit; each element
+            # is a table (or string) of its own, at this entry's depth. The
+            # height stored at its exit is measured from that depth.
+            push((_EXIT, depth, table_count, max_depth_seen, key))
+            max_depth_seen = depth - 1
             (length,) = _U32(data, pos)
             parent, field = where[0], where[1]
             if what == _VECTOR_OF_TABLES:  # pushed last to first, so walked first to last
@@ -219,6 +231,7 @@ def _verify(data: bytes) -> None:
         t = pos
         if t & 3 or t > n - 4:
             raise _Corrupt(where, f"{_TABLE_NAMES[tid]} table misaligned or out of bounds", t)
+        count_before = table_count
         table_count += 1
         if depth > MAX_DEPTH:
             raise _Corrupt(where, f"tables nested more than {MAX_DEPTH} deep", t)
@@ -233,25 +246,30 @@ def _verify(data: bytes) -> None:
             raise _Corrupt(where, f"vtable size {vsize} of {_TABLE_NAMES[tid]} is odd or runs past the end", vt)
         if vsize < 4:  # stricter than flatc: no room for the table's own size
             raise _Corrupt(where, f"vtable size {vsize} of {_TABLE_NAMES[tid]} is under 4", vt)
-        (tsize,) = _U16(data, vt + 2)
+        fields, known = tables[tid]
+        slots = vsize >> 1
+        if slots > known:
+            slots = known  # slots past the schema's fields: a newer file's, ignored
+        vtable = _vtable_reader(slots)(data, vt)
+        tsize = vtable[1]
         if tsize < 4 or tsize >= n or t > n - tsize:  # stricter than flatc, which never reads it
             raise _Corrupt(where, f"{_TABLE_NAMES[tid]} table size {tsize} is under 4 or runs past the end", vt + 2)
 
         children = []  # sub-tables and vectors of them, walked after this table, in field order
-        for voffset, code, arg, fname, size, align in tables[tid]:
-            fo = _U16(data, vt + voffset)[0] if voffset < vsize else 0
+        for slot, code, arg, fname, size, align in fields:
+            fo = vtable[slot] if slot < slots else 0
             if code == _UNION:
-                # The type slot (the field before) is a scalar checked earlier in this loop.
-                type_fo = _U16(data, vt + voffset - 2)[0] if voffset - 2 < vsize else 0
+                # The type slot (the one before) is a scalar checked earlier in this loop.
+                type_fo = vtable[slot - 1] if slot - 1 < slots else 0
                 utype = data[t + type_fo] if type_fo else 0
                 if not fo:
                     if utype in arg:  # stricter than flatc, which accepts a missing value
-                        raise _Corrupt(where, f"union {fname} has type {utype} but no value", vt + voffset)
+                        raise _Corrupt(where, f"union {fname} has type {utype} but no value", vt + 2 * slot)
                     continue
             elif not fo:
                 continue
             if fo < 4 or fo + size > tsize:  # stricter than flatc, which only bounds it by the buffer
-                raise _Corrupt(where, f"field {fname} at offset {fo} lies outside its {tsize}-byte table", vt + voffset)
+                raise _Corrupt(where, f"field {fname} at offset {fo} lies outside its {tsize}-byte table", vt + 2 * slot)
             p = t + fo
             if code == _SCALAR or code == _STRUCT:
                 if p & (align - 1) or p > n - size:
@@ -275,5 +293,13 @@ def _verify(data: bytes) -> None:
                 member = arg.get(utype)
                 if member is not None:
                     children.append((_ENTER_TABLE, target, member, depth + 1, child))
-        children.reverse()
-        stack.extend(children)
+
+        if children:  # walk them, then (at _EXIT) remember what this table's walk cost
+            push((_EXIT, depth, count_before, max_depth_seen, key))
+            max_depth_seen = depth
+            children.reverse()
+            stack.extend(children)
+        else:  # a leaf: one table, height 1
+            done[key] = 1 << 8 | 1
+            if depth > max_depth_seen:
+                max_depth_seen = depth
