@@ -73,14 +73,18 @@ class Int8Backend:
         return (np.asarray(y, np.float64) - self.output_zero_point) * self.output_scale
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
+        from edgecnn.int8.preprocessing import normalization
+
         h, w = image_size(self.input_shape)
         px = pad_to(np.asarray(images), h, w).astype(np.int32)
-        if abs(self._scale - 1 / 255) < 1e-9:  # the lossless path: q = pixel + zp
+        norm = normalization(self.metadata.get("preprocessing"))  # (mean, std) the model was trained with
+        if norm is None and abs(self._scale - 1 / 255) < 1e-9:  # the lossless path: q = pixel + zp
             q = px + self._zp
-        else:
+        else:  # what the quantizer evaluated: quantize((pixel/255 - mean) / std), all in float32
+            from edgecnn.int8.preprocessing import pixels_to_float
             from edgecnn.int8.rules import quantize_input
 
-            return quantize_input(px[..., None] / 255.0, self._scale, self._zp)
+            return quantize_input(pixels_to_float(px[..., None], *(norm or (None, None))), self._scale, self._zp)
         return np.clip(q, -128, 127).astype(np.int8)[..., None]
 
 

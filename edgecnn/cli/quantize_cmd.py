@@ -15,12 +15,17 @@ def register(sub) -> None:
                        description="Calibrate a float model on training images, quantize it to the TFLite int8 "
                                    "spec, write the .tflite, and report accuracy and per-layer SQNR.")
     p.add_argument("model", metavar="MODEL.{npz,onnx}",
-                   help="float checkpoint from `edgecnn train`, or a float ONNX CNN of the LeNet class")
+                   help="float checkpoint from `edgecnn train`, or a float ONNX CNN (e.g. from torch.onnx.export)")
     add_data_args(p)
     p.add_argument("--calib-samples", type=positive_int, default=1000, metavar="N",
                    help="calibration images from the train split")
     p.add_argument("--calibration", choices=CALIBRATIONS, default="minmax", help="how activation ranges are chosen")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per channel")
+    p.add_argument("--mean", type=float, nargs="+", metavar="M",
+                   help="input normalisation the model was trained with: it takes (pixel/255 - mean) / std, "
+                        "one value per channel (or one for all); recorded in the .tflite, so eval, predict and "
+                        "the device runner apply it")
+    p.add_argument("--std", type=float, nargs="+", metavar="S", help="the normalisation's std (see --mean)")
     p.add_argument("--out", required=True, metavar="MODEL.tflite", help="the int8 model to write")
     p.add_argument("--also", action="append", default=[], metavar="PATH",
                    help="also export to PATH.onnx or PATH.c (repeatable); the same bytes `edgecnn export` writes")
@@ -69,8 +74,7 @@ def quantize_and_export(args):
     """Shared by `quantize` and `demo`: returns (JSON result, SQNR rows)."""
     import numpy as np
 
-    from edgecnn.cli.common import load_images, load_lenet_split
-    from edgecnn.data.datasets import lenet_input
+    from edgecnn.cli.common import load_images
     from edgecnn.deploy.runtime import Runtime
     from edgecnn.deploy.tflite.writer import write_tflite
     from edgecnn.model.checkpoint import load_checkpoint
@@ -89,9 +93,12 @@ def quantize_and_export(args):
     train_images, _ = load_images(args, "train")
     rng = np.random.default_rng(0)
     n = min(args.calib_samples, len(train_images))
-    calib = lenet_input(train_images[np.sort(rng.choice(len(train_images), n, replace=False))])  # only N converted
-    x_test, y_test, _ = load_lenet_split(args, "test", getattr(args, "eval_limit", None))  # bad data fails early
-    qm = quantize_model(model, calib, args.calibration, per_tensor=args.per_tensor, progress=progress)
+    norm = _normalization(args, model)
+    calib = _model_input(args, model, train_images[np.sort(rng.choice(len(train_images), n, replace=False))], norm)
+    test_images, y_test = load_images(args, "test", getattr(args, "eval_limit", None))  # bad data fails early
+    x_test = _model_input(args, model, test_images, norm)
+    qm = quantize_model(model, calib, args.calibration, per_tensor=args.per_tensor, progress=progress,
+                        normalization=norm)
     report = layer_sqnr(model, qm, calib, Runtime(qm.graph).run_intermediates)
     float_acc = float(np.mean(np.argmax(model.predict(x_test), 1) == y_test))
     inp = qm.graph.input
@@ -114,3 +121,37 @@ def quantize_and_export(args):
     if not args.quiet and not args.json:
         print(f"quantized {src.name} with {args.calibration} calibration on {n} images", file=sys.stderr)
     return result, report
+
+
+def _normalization(args, model):
+    """(mean, std), one value per input channel, from --mean/--std; None without them."""
+    import math
+
+    from edgecnn.errors import EdgecnnError
+
+    mean, std = getattr(args, "mean", None), getattr(args, "std", None)
+    if mean is None and std is None:
+        return None
+    if mean is None or std is None:
+        raise EdgecnnError("--mean and --std go together: give both, one value per input channel")
+    c = int(model.input_shape[-1])
+    for flag, values in (("--mean", mean), ("--std", std)):
+        if len(values) not in (1, c):
+            raise EdgecnnError(f"{flag} takes 1 or {c} values (one per input channel), got {len(values)}")
+        if not all(math.isfinite(v) for v in values):
+            raise EdgecnnError(f"{flag} values must be finite numbers")
+    if any(v <= 0 for v in std):
+        raise EdgecnnError("--std values must be positive")
+    return [float(v) for v in mean] * (c // len(mean)), [float(v) for v in std] * (c // len(std))
+
+
+def _model_input(args, model, images, norm):
+    """Raw uint8 images -> the float input the model takes: fitted to its own input size, normalised if asked."""
+    from edgecnn.errors import DataError, ShapeError
+    from edgecnn.int8.preprocessing import fit_pixels, pixels_to_float
+
+    try:
+        pixels = fit_pixels(images, model.input_shape)
+    except ShapeError as exc:
+        raise DataError(f"{args.dataset} images do not fit {Path(args.model).name}: {exc}") from None
+    return pixels_to_float(pixels, *(norm or (None, None)))
