@@ -308,7 +308,7 @@ def requantize_rows(c, c_stride, rows, cout, bias, i64p, rq, expanded, act_min, 
         for start in range(0, count, expanded):
             n = min(expanded, count - start)
             bulk = n // 16 * 16
-            requantize16(c[start:], bias, rq32[:expanded], rq32[expanded:2 * expanded], rq32[2 * expanded:],
+            requantize16(c[start:], bias, rq32[:expanded], rq32[expanded:2 * expanded], total, rpos, rneg,
                          out[out_start + start:], n // 16, out_zp, act_min, act_max)  # fmt: skip
             for j in range(bulk, n):
                 q = _U(j)

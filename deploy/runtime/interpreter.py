@@ -49,6 +49,17 @@ class Runtime:
 
     num_threads caps the Numba threads (default: Numba's, i.e. all cores);
     batches under SERIAL_BELOW images always run on one thread.
+
+    Two paths, same bytes. When the whole graph is covered (plan.py: CONV_2D,
+    DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX/AVERAGE_POOL_2D, RESHAPE, SOFTMAX,
+    same-shape ADD/SUB, MEAN over H and W, LOGISTIC, TANH; one int8 input,
+    int8 outputs), run/run_all execute a plan built here once, in one
+    compiled call (executor.py), with the GEMM kernels cpu.py picks from the
+    CPU ("vnni" or "portable"; EDGECNN_KERNELS=portable|legacy forces one).
+    Otherwise, and always for run_intermediates, each op's kernel is called
+    in turn (the per-op path). `plan` is None and `fallback_reason` says why
+    when the per-op path runs. A Runtime keeps per-thread scratch buffers:
+    do not call one instance from several Python threads at once.
     """
 
     def __init__(self, graph: Int8Graph, fc_rescale: str = "float", chunk_size: int = DEFAULT_CHUNK,

@@ -102,52 +102,44 @@ _V16_I8 = ir.VectorType(_I8, 16)
 
 
 @intrinsic
-def requantize16(typingctx, c, bias, mult, left, total, out, groups, out_zp, act_min, act_max):
+def requantize16(typingctx, c, bias, mult, left, total, round_pos, round_neg, out, groups, out_zp, act_min, act_max):
     """16 outputs at a time: int8(clamp(requantize(c + bias) + out_zp)) in explicit 512-bit vectors.
 
     The arithmetic of fast_conv.requantize_rows (TFLite's MultiplyByQuantizedMultiplier as one
     rounding shift, proved in fast_conv.requant_constants): acc = c + bias and x = acc << left
     wrap in int32 lanes; p = x * M in int64 lanes (sign-extended 32-bit factors: vpmuldq);
-    with e = total - 31, p + 2^30 + (e > 0 ? 2^(30+e) - (p < -2^30 ? 2^31 : 0) : 0), arithmetic
-    shift right by total; + zero point, clamp, int8. c, bias, mult, left, total are int32 arrays
-    starting at the first group (slices), out int8. Portable IR: LLVM lowers it on any CPU.
+    (p + (p < -2^30 ? round_neg : round_pos)) >> total; + zero point, clamp, int8.
+    c, bias, mult, left are int32 arrays, total/round_pos/round_neg int64 (plan-time constants),
+    all starting at the first group (slices); out int8. Portable IR: LLVM lowers it on any CPU.
     """
-    sig = types.void(c, bias, mult, left, total, out, groups, out_zp, act_min, act_max)
+    sig = types.void(c, bias, mult, left, total, round_pos, round_neg, out, groups, out_zp, act_min, act_max)
 
     def codegen(context, builder, signature, args):
         argtys = signature.args
-        c_p, b_p, m_p, l_p, t_p, o_p = (context.make_array(argtys[i])(context, builder, args[i]).data
-                                        for i in range(6))  # fmt: skip
+        c_p, b_p, m_p, l_p, t_p, rp_p, rn_p, o_p = (context.make_array(argtys[i])(context, builder, args[i]).data
+                                                    for i in range(8))  # fmt: skip
         intp = context.get_value_type(types.intp)
-        groups_v = context.cast(builder, args[6], argtys[6], types.intp)
-        i32s = [builder.trunc(context.cast(builder, args[i], argtys[i], types.int64), _I32) for i in (7, 8, 9)]
+        groups_v = context.cast(builder, args[8], argtys[8], types.intp)
+        i32s = [builder.trunc(context.cast(builder, args[i], argtys[i], types.int64), _I32) for i in (9, 10, 11)]
 
-        def splat(value, vector_type=_V16):
-            one = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(_I32, 0))
-            return builder.shuffle_vector(one, ir.Constant(vector_type, ir.Undefined), ir.Constant(_V16, [0] * 16))
+        def splat(value):
+            one = builder.insert_element(ir.Constant(_V16, ir.Undefined), value, ir.Constant(_I32, 0))
+            return builder.shuffle_vector(one, ir.Constant(_V16, ir.Undefined), ir.Constant(_V16, [0] * 16))
 
         zp, lo, hi = (splat(v) for v in i32s)
 
-        def const64(value):
-            return ir.Constant(_V16_I64, [value] * 16)
-
-        def load(ptr, index):
+        def load(ptr, index, vector_type=_V16, align=4):
             p = builder.gep(ptr, [index])
-            return builder.load(builder.bitcast(p, _V16.as_pointer()), align=4)
+            return builder.load(builder.bitcast(p, vector_type.as_pointer()), align=align)
 
         with cgutils.for_range(builder, groups_v) as loop:
             base = builder.mul(loop.index, ir.Constant(intp, 16))
             acc = builder.add(load(c_p, base), load(b_p, base))
             x = builder.shl(acc, load(l_p, base))
             p = builder.mul(builder.sext(x, _V16_I64), builder.sext(load(m_p, base), _V16_I64))
-            total32 = load(t_p, base)
-            total64 = builder.zext(total32, _V16_I64)
-            power = builder.shl(const64(1), builder.sub(total64, const64(1)))  # 2^(30+e)
-            below = builder.icmp_signed("<", p, const64(-(1 << 30)))
-            adjust = builder.select(below, builder.sub(power, const64(1 << 31)), power)
-            second = builder.icmp_signed(">", total32, ir.Constant(_V16, [31] * 16))
-            rounding = builder.add(const64(1 << 30), builder.select(second, adjust, const64(0)))
-            v = builder.ashr(builder.add(p, rounding), total64)
+            below = builder.icmp_signed("<", p, ir.Constant(_V16_I64, [-(1 << 30)] * 16))
+            rounding = builder.select(below, load(rn_p, base, _V16_I64, 8), load(rp_p, base, _V16_I64, 8))
+            v = builder.ashr(builder.add(p, rounding), load(t_p, base, _V16_I64, 8))
             v = builder.add(builder.trunc(v, _V16), zp)
             v = builder.select(builder.icmp_signed("<", v, lo), lo, v)
             v = builder.select(builder.icmp_signed(">", v, hi), hi, v)
