@@ -15,7 +15,11 @@ never typed by hand.
 
 `schema.fbs` is not shipped by the `tflite` or `ai_edge_litert` wheels: take it
 from google-ai-edge/LiteRT, `tflite/converter/schema/schema.fbs` (or the older
-tensorflow/tensorflow `tensorflow/compiler/mlir/lite/schema/schema.fbs`).
+tensorflow/tensorflow `tensorflow/compiler/mlir/lite/schema/schema.fbs`), from
+the commit the installed ai_edge_litert was built from if possible:
+tests/test_tflite_verify.py checks the result slot for slot against
+ai_edge_litert's flatc-generated `schema_py_generated.py` and names any field
+the schema used lacks (the committed layout's header says how that was met).
 
 With `--flatc PATH` (e.g. Debian's flatbuffers-compiler; development only, never
 a runtime or CI dependency) the script also compiles the schema with flatc and

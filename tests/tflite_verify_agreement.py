@@ -9,7 +9,8 @@ a file its verifier passed). LiteRT's verifier refusal reads "The model is not
 a valid Flatbuffer buffer"; its other refusals (bad tensor sizes, unknown op
 versions ...) are not structural and counted apart. With `--cpp-judge`, a
 program built from flatc's generated `VerifyModelBuffer` (one path per stdin
-line -> "1 path" / "0 path") is a third, purely structural judge.
+line -> "1 path" / "0 path"; benchmarks/tflite_verify_judge.cc, development only)
+is a third, purely structural judge.
 
 `mutate(data, rng)` is also the seeded mutator of tests/test_tflite_verify.py.
 """
