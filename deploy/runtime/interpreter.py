@@ -91,6 +91,8 @@ class Runtime:
                 self.fallback_reason = str(exc)
         self._gemm = GEMM_VNNI if self.kernels == "vnni" else GEMM_PORTABLE
         self._buffers: dict[int, tuple] = {}  # slices -> (arenas, im2col blocks, int32 scratch), made once
+        self._serial = None  # (run_plan, arena, im2col block, int32 scratch) for one thread, bound on first use
+        self._output_shapes = [(lambda n, rest=tuple(graph.tensors[t].shape[1:]): (n,) + rest) for t in graph.outputs]
 
     def _shape(self, tensor_index: int, images: int) -> tuple[int, ...]:
         shape = self.graph.tensors[tensor_index].shape
@@ -176,27 +178,31 @@ class Runtime:
 
     def _run_plan(self, array: np.ndarray) -> list[np.ndarray]:
         """All outputs through the executor: one compiled call (two threads: one parallel region)."""
-        from edgecnn.deploy.runtime.executor import run_plan, run_plan_parallel
-
         p, g = self.plan, self.graph
         images = array.shape[0]
-        x = array.reshape(-1)
         out = np.empty((images, p.out_row), np.int8)
-        flat = out.reshape(-1)
         threads = self._threads(images) if images >= 2 * p.group else 1
-        args = (p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, x, flat)
         if threads == 1:
-            arenas, a, c = self._scratch(1)
-            run_plan(*args, 0, images, p.group, arenas[0], a[0], c[0], self._gemm)
+            if self._serial is None:
+                from edgecnn.deploy.runtime.executor import run_plan
+
+                arenas, a, c = self._scratch(1)
+                self._serial = (run_plan, arenas[0], a[0], c[0])
+            run, arena, a, c = self._serial
+            run(p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1), out.reshape(-1), 0, images, p.group,
+                arena, a, c, self._gemm)  # fmt: skip
         else:
+            from edgecnn.deploy.runtime.executor import run_plan_parallel
+
             arenas, a, c = self._scratch(threads)
             with _numba_threads(threads) if numba.get_num_threads() < threads else _no_change():
-                run_plan_parallel(*args, images, p.group, arenas, a, c, self._gemm)
+                run_plan_parallel(p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1), out.reshape(-1),
+                                  images, p.group, arenas, a, c, self._gemm)  # fmt: skip
         if len(g.outputs) == 1:
-            return [out.reshape((images,) + tuple(g.tensors[g.outputs[0]].shape[1:]))]
+            return [out.reshape(self._output_shapes[0](images))]
         results, position = [], 0
-        for t, size in zip(g.outputs, p.output_sizes):
-            results.append(out[:, position:position + size].reshape((images,) + tuple(g.tensors[t].shape[1:])))
+        for make_shape, size in zip(self._output_shapes, p.output_sizes):
+            results.append(out[:, position:position + size].reshape(make_shape(images)))
             position += size
         return results
 
