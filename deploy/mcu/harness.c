@@ -5,8 +5,8 @@
        static const ec_model ec_models[] = {{"in0.bin", "out0.bin", kws_invoke, KWS_INPUT_SIZE, KWS_OUTPUT_SIZE}};
    For every model, records (one input each) are read from its input file until it ends; each output is
    written to its output file, and one line per inference goes to the console:
-       run <model> <record> ticks <SysTick ticks> stack <bytes of stack the inference used>
-   SysTick runs on the processor clock; under `qemu -icount shift=0` every instruction takes 1 ns of
+       run <model> <record> ticks <timer ticks> stack <bytes of stack the inference used>
+   APB timer 0 runs on the 25 MHz peripheral clock; under `qemu -icount shift=0` every instruction takes 1 ns of
    virtual time, so ticks * (1e9 / clock Hz) instructions ran (40 per tick at mps2's 25 MHz). */
 #include <stddef.h>
 #include <stdint.h>
@@ -25,25 +25,21 @@ typedef struct {
 
 #include "harness_models.h"
 
-#define EC_SYST_CSR (*(volatile uint32_t *)0xE000E010u)
-#define EC_SYST_RVR (*(volatile uint32_t *)0xE000E014u)
-#define EC_SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+/* CMSDK APB timer 0 of the MPS2 boards: a 32-bit down-counter on the 25 MHz peripheral clock, no interrupts
+   (a 32-bit count of 40-instruction ticks lasts 171 G instructions). */
+#define EC_TIMER_CTRL (*(volatile uint32_t *)0x40000000u)
+#define EC_TIMER_VALUE (*(volatile uint32_t *)0x40000004u)
+#define EC_TIMER_RELOAD (*(volatile uint32_t *)0x40000008u)
 #define EC_STACK_PAINT 0xA5A5A5A5u
 
-extern volatile uint32_t ec_systick_wraps;
 extern uint32_t __stack_limit;
 
 static int8_t ec_input[EC_MAX_INPUT];
 static int8_t ec_output[EC_MAX_OUTPUT];
 
-static uint64_t ec_ticks(void)
+static uint32_t ec_ticks(void)
 {
-    uint32_t wraps, value;
-    do {
-        wraps = ec_systick_wraps;
-        value = EC_SYST_CVR;
-    } while (wraps != ec_systick_wraps);
-    return (uint64_t)wraps * 0x1000000u + (0xFFFFFFu - value);
+    return 0xFFFFFFFFu - EC_TIMER_VALUE; /* counts up from the start */
 }
 
 static void ec_print_number(uint64_t v)
@@ -76,12 +72,30 @@ static size_t ec_stack_used(const uint32_t *top)
     return (size_t)((const char *)top - (const char *)p);
 }
 
+/* 2 * iterations instructions (subs, bne): the console line "calibration <instructions> ticks <ticks>"
+   lets the test read the instructions per timer tick instead of assuming them. */
+static void ec_calibrate(void)
+{
+    const uint32_t iterations = 1000000u;
+    uint32_t start, stop;
+    register uint32_t n __asm__("r0") = iterations;
+    start = ec_ticks();
+    __asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc");
+    stop = ec_ticks();
+    ec_semihost_print("calibration ");
+    ec_print_number(2u * (uint64_t)iterations);
+    ec_semihost_print(" ticks ");
+    ec_print_number((uint32_t)(stop - start));
+    ec_semihost_print("\n");
+}
+
 int main(void)
 {
     size_t m;
-    EC_SYST_RVR = 0xFFFFFFu;
-    EC_SYST_CVR = 0;
-    EC_SYST_CSR = 7u; /* enable, interrupt on wrap, processor clock */
+    EC_TIMER_RELOAD = 0xFFFFFFFFu;
+    EC_TIMER_VALUE = 0xFFFFFFFFu;
+    EC_TIMER_CTRL = 1u; /* enable */
+    ec_calibrate();
     for (m = 0; m < sizeof ec_models / sizeof ec_models[0]; ++m) {
         const ec_model *model = &ec_models[m];
         const int in = ec_semihost_open(model->input_file, 1), out = ec_semihost_open(model->output_file, 5);
@@ -91,7 +105,7 @@ int main(void)
             return 2;
         }
         for (;; ++record) {
-            uint64_t start, stop;
+            uint32_t start, stop;
             uint32_t *top;
             size_t stack;
             int status;
@@ -116,7 +130,7 @@ int main(void)
             ec_semihost_print(" ");
             ec_print_number(record);
             ec_semihost_print(" ticks ");
-            ec_print_number(stop - start);
+            ec_print_number((uint32_t)(stop - start));
             ec_semihost_print(" stack ");
             ec_print_number(stack);
             ec_semihost_print("\n");

@@ -1,5 +1,5 @@
 /* Minimal Cortex-M startup for edgecnn's bare-metal builds (no libc): vector table, .data copy, .bss zero,
-   SysTick overflow counter, then main(). Faults end the program through semihosting. */
+   then main(). Faults end the program through semihosting. */
 #include <stdint.h>
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -10,10 +10,7 @@ extern uint32_t __data_start, __data_end, __data_load, __bss_start, __bss_end, _
 extern int main(void);
 void Reset_Handler(void);
 void ec_fault_handler(void);
-void SysTick_Handler(void);
 void ec_semihost_exit(int code);
-
-volatile uint32_t ec_systick_wraps; /* SysTick reloads since it was started (harness.c reads it) */
 
 typedef void (*ec_vector)(void);
 
@@ -22,13 +19,8 @@ __attribute__((section(".vectors"), used)) static const ec_vector ec_vectors[16]
     ec_fault_handler, ec_fault_handler, ec_fault_handler, ec_fault_handler, ec_fault_handler, /* NMI..Usage */
     0, 0, 0, 0,
     ec_fault_handler, ec_fault_handler, 0, ec_fault_handler, /* SVC, DebugMon, reserved, PendSV */
-    SysTick_Handler,
+    ec_fault_handler, /* SysTick: not used */
 };
-
-void SysTick_Handler(void)
-{
-    ec_systick_wraps++;
-}
 
 void ec_fault_handler(void)
 {
