@@ -16,6 +16,7 @@ operator edgecnn lacks -> UnsupportedOpError naming it.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from pathlib import Path
@@ -488,7 +489,7 @@ class _Reader:
             if known <= 0 or size % known:
                 return  # left as the file says: prepare reports the mismatch
             shape[shape.index(-1)] = size // known
-        if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.int64)) != size:
+        if any(d < 0 for d in shape) or math.prod(shape) != size:  # exact: a crafted product cannot wrap onto size
             return
         self.static_shapes[outputs[0]] = tuple(shape)  # recorded even if the file agrees: it stops _propagate_rows
 
