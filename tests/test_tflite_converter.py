@@ -69,8 +69,8 @@ def test_shape_from_an_unsupported_op_names_that_op():
     i32 = tflite.TensorType.INT32
     extra = [{"name": "a", "shape": (2,), "type": i32, "data": np.array([1, 4], "<i4").tobytes()},
              {"name": "s", "shape": (2,), "type": i32}]  # fmt: skip
-    data = _reshape_fed_by(extra, [{"op": "ADD", "inputs": [2, 2], "outputs": [3]}], 3)
-    with pytest.raises(UnsupportedOpError, match=r"unsupported operator ADD \(op 0\)"):
+    data = _reshape_fed_by(extra, [{"op": "SQUARED_DIFFERENCE", "inputs": [2, 2], "outputs": [3]}], 3)
+    with pytest.raises(UnsupportedOpError, match=r"unsupported operator SQUARED_DIFFERENCE \(op 0\)"):
         read_tflite(data)
 
 
