@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,11 +58,16 @@ def itemsize(dtype: str) -> int:
 
 @dataclass(frozen=True)
 class ArenaPlan:
-    """Byte offset of every intermediate tensor in one static arena, the arena's size, and each tensor's lifetime."""
+    """Byte offset of every intermediate tensor in one static arena, the arena's size, and each tensor's lifetime.
+
+    buffers: tensors that live in a caller's output buffer instead (offset inside it), while that buffer
+    is still free (before the op that writes the graph output).
+    """
 
     offsets: dict[int, int]
     size: int
     lifetimes: dict[int, tuple[int, int]]  # tensor -> (first op index, last op index)
+    buffers: dict[int, str] = field(default_factory=dict)  # tensor -> the output argument it lives in
 
 
 def tensor_bytes(graph: Int8Graph, t: int) -> int:
@@ -90,31 +95,78 @@ def lifetimes(graph: Int8Graph, steps: list[PreparedOp]) -> dict[int, tuple[int,
     return {t: (first, last) for t, (first, last) in span.items()}
 
 
-def plan_arena(graph: Int8Graph, steps: list[PreparedOp]) -> ArenaPlan:
-    """Greedy first-fit by size: a tensor may share bytes with any tensor whose lifetime it does not meet.
+def _alias_groups(graph: Int8Graph, steps: list[PreparedOp], span: dict, in_place: dict) -> dict[int, int]:
+    """tensor -> the tensor whose bytes it reuses (itself when none): an op's output takes its input's bytes
+    where the op's kernel allows it (in_place[step] = k) and input k dies at that op."""
+    root = {t: t for t in span}
+    for i, k in sorted((in_place or {}).items()):
+        step = steps[i]
+        if k is None or not step.outputs or k >= len(step.inputs):
+            continue
+        t_out, t_in = step.outputs[0], step.inputs[k]
+        if (t_out in span and t_in in span and span[t_in][1] == i and step.inputs.count(t_in) == 1
+                and graph.tensors[t_in].dtype == graph.tensors[t_out].dtype):  # fmt: skip
+            root[t_out] = root[t_in]
+    return root
+
+
+def plan_arena(graph: Int8Graph, steps: list[PreparedOp], in_place: dict | None = None,
+               spare: list | None = None) -> ArenaPlan:  # fmt: skip
+    """Greedy first-fit by size: a buffer may share bytes with any buffer whose lifetime it does not meet.
 
     A tensor lives from the op that writes it to the last op that reads it;
     an op's inputs and outputs all meet at that op, so they never overlap,
-    whatever the branches. For a chain this is the classic ping-pong of two
-    buffers. Offsets are aligned to the element size (float32 at 4, ...).
+    whatever the branches, except where the op's kernel works in place
+    (`in_place`: {op index: input k}, from each op's CSource.in_place): then
+    the output starts at input k's first byte when input k dies at that op,
+    and the two are one buffer. For a chain without in-place ops this is the
+    classic ping-pong of two buffers. `spare`: [(output argument, bytes,
+    op index that writes it)], the caller's int8/uint8 output buffers, free
+    for int8/uint8 buffers that die before that op. Offsets are aligned to
+    the element size (float32 at 4, ...).
     """
     span = lifetimes(graph, steps)
     sizes = {t: tensor_bytes(graph, t) for t in span}
-    placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
-    offsets = {}
-    for t in sorted(span, key=lambda t: (-sizes[t], span[t][0], t)):
-        first, last = span[t]
-        align = itemsize(graph.tensors[t].dtype)
+    root = _alias_groups(graph, steps, span, in_place)
+    groups: dict[int, list[int]] = {}
+    for t in span:
+        r = t
+        while root[r] != r:
+            r = root[r]
+        groups.setdefault(r, []).append(t)
+    gspan = {r: (min(span[t][0] for t in ts), max(span[t][1] for t in ts)) for r, ts in groups.items()}
+    gsize = {r: max(sizes[t] for t in ts) for r, ts in groups.items()}
+    galign = {r: max(itemsize(graph.tensors[t].dtype) for t in ts) for r, ts in groups.items()}
+    narrow = {r: all(graph.tensors[t].dtype in ("int8", "uint8") for t in ts) for r, ts in groups.items()}
+
+    def first_fit(placed, size, first, last, align, limit=None):
         offset = 0
         for other_offset, other_size, other_first, other_last in sorted(placed):
             if other_last < first or last < other_first:
                 continue  # never alive together
-            if offset + sizes[t] <= other_offset:
+            if offset + size <= other_offset:
                 break
             offset = max(offset, -(-(other_offset + other_size) // align) * align)
-        offsets[t] = offset
-        placed.append((offset, sizes[t], first, last))
-    return ArenaPlan(offsets, max((o + s for o, s, _, _ in placed), default=0), span)
+        return offset if limit is None or offset + size <= limit else None
+
+    arena: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
+    in_spare = {arg: [] for arg, _, _ in spare or []}
+    goffset, gbuffer = {}, {}
+    for r in sorted(groups, key=lambda r: (-gsize[r], gspan[r][0], r)):
+        first, last = gspan[r]
+        for arg, nbytes, writer in spare or []:
+            if narrow[r] and last < writer:
+                offset = first_fit(in_spare[arg], gsize[r], first, last, 1, nbytes)
+                if offset is not None:
+                    goffset[r], gbuffer[r] = offset, arg
+                    in_spare[arg].append((offset, gsize[r], first, last))
+                    break
+        else:
+            goffset[r] = first_fit(arena, gsize[r], first, last, galign[r])
+            arena.append((goffset[r], gsize[r], first, last))
+    offsets = {t: goffset[r] for r, ts in groups.items() for t in ts}
+    buffers = {t: gbuffer[r] for r, ts in groups.items() for t in ts if r in gbuffer}
+    return ArenaPlan(offsets, max((o + s for o, s, _, _ in arena), default=0), span, buffers)
 
 
 # ---------------------------------------------------------------- C literals
@@ -455,10 +507,18 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
             raise UnsupportedOpError(f"op {i} ({op.kind}): the C exporter does not support this operator; "
                                      f"supported: {supported}")  # fmt: skip
     steps = prepare_graph(graph, fc_rescale)
-    arena = plan_arena(graph, steps)
     inputs, outputs = _ios(graph)
     emit = CEmitter(graph, name, fc_rescale, integer_only)
     sources = [_hook_source(emit, step) for step in steps]
+    writer = {t: i for i, step in enumerate(steps) for t in step.outputs}
+    first_arg: dict[int, str] = {}
+    for io in inputs + outputs:
+        first_arg.setdefault(io.tensor, io.arg)
+    spare = [(io.arg, tensor_bytes(graph, io.tensor),
+              writer[io.tensor] if first_arg[io.tensor] == io.arg and io.tensor in writer else len(steps))
+             for io in outputs if io.c_type in ("int8_t", "uint8_t")]  # fmt: skip
+    arena = plan_arena(graph, steps, {i: s.in_place for i, s in enumerate(sources) if s.in_place is not None},
+                       spare)  # fmt: skip
     if integer_only:
         for io in inputs + outputs:
             if io.c_type == "float":
@@ -486,10 +546,20 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
             home[t] = f"ec_tensor{t}"
             constant_data.append(emit.array(c_type, home[t], tensor.data))
             return home[t]
+        if t in arena.buffers:  # in a caller's output buffer, before that output is written
+            return f"({c_type} *)(void *)((int8_t *)(void *){arena.buffers[t]} + {arena.offsets[t]})"
         if c_type == "int8_t":
             return f"ec_arena + {arena.offsets[t]}"
         return f"({c_type} *)(void *)(ec_arena + {arena.offsets[t]})"
 
+    def aliased(step: PreparedOp, source: CSource) -> bool:
+        t_out, t_in = step.outputs[0], step.inputs[source.in_place]
+        return (t_out in arena.offsets and t_in in arena.offsets and arena.offsets[t_out] == arena.offsets[t_in]
+                and arena.buffers.get(t_out) == arena.buffers.get(t_in))  # fmt: skip
+
+    sources = [CSource(s.in_place_call, s.data, s.in_place_blocks, s.constant_bytes, s.in_place_scratch)
+               if s.in_place_call and s.in_place is not None and aliased(step, s) else s
+               for step, s in zip(steps, sources)]  # fmt: skip
     blocks = {b for s in sources for b in s.blocks}
     body = []
     for step, source in zip(steps, sources):
@@ -517,7 +587,7 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
     constant_bytes = sum(s.constant_bytes for s in sources) + sum(
         tensor_bytes(graph, t) for t in home if graph.tensors[t].is_constant)
     scratch = max((s.scratch_bytes for s in sources), default=0)
-    wide_arena = any(graph.tensors[t].dtype not in ("int8", "uint8") for t in arena.offsets)
+    wide_arena = any(graph.tensors[t].dtype not in ("int8", "uint8") for t in arena.offsets if t not in arena.buffers)
     if not arena.size:
         arena_text = ""
     elif wide_arena:  # 8-byte alignment for float, int32 and int64 tensors in the arena

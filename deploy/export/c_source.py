@@ -40,6 +40,9 @@ class CSource:
       `C_BLOCKS` or this module's `BLOCKS`); their dependencies come along.
     constant_bytes: bytes of constant data (reported in the header).
     scratch_bytes: bytes of scratch the call needs while it runs.
+    in_place: k when the call is correct with @OUT0@ starting at @INk@'s first byte (the kernel reads
+      every input element before writing over it); the planner then lets the output take the input's
+      bytes where the input dies at this op (docs/export.md, "Arena plan"). None: never overlap.
     """
 
     call: str
@@ -47,6 +50,10 @@ class CSource:
     blocks: tuple[str, ...] = ()
     constant_bytes: int = 0
     scratch_bytes: int = 0
+    in_place: int | None = None
+    in_place_call: str = ""  # when the planner did put @OUT0@ on @INk@: this call instead (with its blocks, scratch)
+    in_place_blocks: tuple[str, ...] = ()
+    in_place_scratch: int = 0
 
 
 def c_block(deps: tuple[str, ...], text: str) -> tuple[tuple[str, ...], str]:
@@ -72,17 +79,17 @@ def lookup_source(emit, step, table) -> CSource:
     """The C of an int8 -> int8 element-wise op given as its 256-entry table (LOGISTIC, TANH, ...)."""
     name = f"{emit.prefix(step)}_table"
     return CSource(f"ec_lookup({name}, @IN0@, @OUT0@, {emit.size(step.inputs[0])});",
-                   emit.array("int8_t", name, table), ("lookup",), 256)
+                   emit.array("int8_t", name, table), ("lookup",), 256, in_place=0)
 
 
 def copy_source(emit, step) -> CSource:
     """The C of an op that copies its input's bytes unchanged (RESHAPE, ...), whatever the element type."""
     t = step.inputs[0]
     if emit.c_type(t) == "int8_t":
-        return CSource(f"ec_copy(@IN0@, @OUT0@, {emit.size(t)});", blocks=("copy",))
+        return CSource(f"ec_copy(@IN0@, @OUT0@, {emit.size(t)});", blocks=("copy",), in_place=0)
     nbytes = emit.size(t) * {"uint8_t": 1, "int16_t": 2, "int32_t": 4, "float": 4, "int64_t": 8}[emit.c_type(t)]
     return CSource(f"ec_copy((const int8_t *)(const void *)@IN0@, (int8_t *)(void *)@OUT0@, {nbytes});",
-                   blocks=("copy",))
+                   blocks=("copy",), in_place=0)
 
 
 BLOCKS: dict[str, tuple[tuple[str, ...], str]] = {}
@@ -179,6 +186,50 @@ static int32_t ec_round_half_away(double v)
 
 
 
+_block("dot_s8", (), r"""
+/* sum of a[i] * b[i] for int8 a and b, modulo 2^32 (what TFLite's wrapping int32 accumulator holds; the
+   order of the terms does not matter modulo 2^32). Where the Cortex-M DSP extension is there (and
+   EDGECNN_NO_DSP is not defined), four products per step: SXTB16 sign-extends bytes 0 and 2 (and, with
+   ROR #8, bytes 1 and 3) into two 16-bit lanes, and SMLAD adds both lane products to the accumulator
+   (wrapping like uint32_t). The portable loop gives the same sum. |a[i] * b[i]| <= 2^14. */
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGECNN_NO_DSP)
+#define EC_DSP 1
+static uint32_t ec_load32(const int8_t *p)
+{
+    /* gcc merges these four byte loads into one (unaligned-capable) LDR on the Cortex-M3/M4/M7 */
+    return (uint32_t)(uint8_t)p[0] | ((uint32_t)(uint8_t)p[1] << 8) | ((uint32_t)(uint8_t)p[2] << 16)
+           | ((uint32_t)(uint8_t)p[3] << 24);
+}
+
+static uint32_t ec_smlad_bytes(uint32_t a, uint32_t b, uint32_t acc)
+{
+    uint32_t a02, a13, b02, b13;
+    __asm__("sxtb16 %0, %1" : "=r"(a02) : "r"(a));
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(a13) : "r"(a));
+    __asm__("sxtb16 %0, %1" : "=r"(b02) : "r"(b));
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(b13) : "r"(b));
+    __asm__("smlad %0, %1, %2, %0" : "+r"(acc) : "r"(a02), "r"(b02));
+    __asm__("smlad %0, %1, %2, %0" : "+r"(acc) : "r"(a13), "r"(b13));
+    return acc;
+}
+#endif
+
+static uint32_t ec_dot_s8(const int8_t *a, const int8_t *b, int n)
+{
+    uint32_t acc = 0;
+    int i = 0;
+#ifdef EC_DSP
+    for (; i + 8 <= n; i += 8) {
+        acc = ec_smlad_bytes(ec_load32(a + i), ec_load32(b + i), acc);
+        acc = ec_smlad_bytes(ec_load32(a + i + 4), ec_load32(b + i + 4), acc);
+    }
+    for (; i + 4 <= n; i += 4) acc = ec_smlad_bytes(ec_load32(a + i), ec_load32(b + i), acc);
+#endif
+    for (; i < n; ++i) acc += (uint32_t)(a[i] * b[i]);
+    return acc;
+}
+""")
+
 _block("lookup", (), r"""
 /* output[i] = table[input[i] + 128]: int8 element-wise ops whose value depends on the input byte alone
    (LOGISTIC and TANH build the table in float32 at load time, as TFLite does), so no floating point here. */
@@ -190,10 +241,12 @@ static void ec_lookup(const int8_t table[256], const int8_t *input, int8_t *outp
 """)
 
 _block("copy", (), r"""
-/* size bytes from input to output (RESHAPE; a graph output that is a graph input). */
+/* size bytes from input to output (RESHAPE; a graph output that is a graph input); nothing when the
+   planner put both at the same bytes. */
 static void ec_copy(const int8_t *input, int8_t *output, size_t size)
 {
     size_t i;
+    if (input == output) return;
     for (i = 0; i < size; ++i) output[i] = input[i];
 }
 """)

@@ -185,10 +185,13 @@ static int8_t ec_binary_element(const ec_binary_params *p, int8_t x, int8_t y)
    stride and jumps back by stride * dim when a dimension wraps. */
 static void ec_binary(const ec_binary_params *p, const int8_t *input1, const int8_t *input2, int8_t *output)
 {
-    int32_t count[6] = {0, 0, 0, 0, 0, 0};
+    int32_t count[6]; /* zeroed by the loop below: an initializer may become a memset call (no libc) */
     size_t offset1 = 0, offset2 = 0, o, total = 1;
     int axis;
-    for (axis = 0; axis < 6; ++axis) total *= (size_t)p->dims[axis];
+    for (axis = 0; axis < 6; ++axis) {
+        count[axis] = 0;
+        total *= (size_t)p->dims[axis];
+    }
     for (o = 0; o < total; ++o) {
         output[o] = ec_binary_element(p, input1[offset1], input2[offset2]);
         for (axis = 5; axis >= 0; --axis) {
@@ -232,7 +235,12 @@ def c_binary(emit, step) -> CSource:
         ("strides2", c_array(_broadcast_strides(p.input2_dims, p.output_dims))),
     ]  # fmt: skip
     data = emit.struct("ec_binary_params", f"{name}_params", fields)
-    return CSource(f"ec_binary(&{name}_params, @IN0@, @IN1@, @OUT0@);", data, ("binary",))
+    # ec_binary reads element o of an input that has the output's shape just before writing output[o],
+    # so the output may take that input's bytes (ADD into the shortcut buffer).
+    same = [k for k, dims in enumerate((p.input1_dims, p.input2_dims))
+            if list(map(int, dims)) == list(map(int, p.output_dims))]  # fmt: skip
+    return CSource(f"ec_binary(&{name}_params, @IN0@, @IN1@, @OUT0@);", data, ("binary",),
+                   in_place=same[0] if same else None)
 
 
 # --- ONNX ------------------------------------------------------------------------------------------

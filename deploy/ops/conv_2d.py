@@ -13,45 +13,49 @@ def version(graph, op) -> int:
     return 6 if filter_in != in_ch else 3
 
 
-C_BLOCKS = {**C_PARAMS, "conv_2d": c_block(("conv_params", "requantize"), r"""
+C_BLOCKS = {**C_PARAMS, "conv_2d": c_block(("conv_params", "requantize", "dot_s8"), r"""
 /* CONV_2D (TFLite reference_integer_ops::ConvPerChannel), grouped when input_depth > filter_depth.
    Per output pixel and group, the window is copied once into patch[(filter_y*filter_w + filter_x)*filter_depth
-   + in_channel] as x + input_offset, with 0 for taps outside the image (w * 0 adds nothing, the same as TFLite
-   skipping them); each filter is then one contiguous dot product with the patch (OHWI has the same order).
-   Overflow: |w| <= 128 and |x + input_offset| <= 255, so each product is below 2^16 and fits an int;
-   the sum runs in uint32_t, which wraps exactly like TFLite's int32 accumulator. */
-static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *output, int16_t *patch)
+   + in_channel] as raw int8, with the input zero point (-input_offset) for taps outside the image, so that
+   x + input_offset is 0 there (w * 0 adds nothing, the same as TFLite skipping them). Each filter is then one
+   contiguous int8 dot product with the patch (OHWI has the same order), and
+   sum(w * (x + input_offset)) = sum(w * x) + input_offset * filter_sum[out_channel] modulo 2^32, which is
+   what TFLite's wrapping int32 accumulator holds. Overflow: |w * x| <= 2^14; sums in uint32_t.
+   In place (output and input at the same address) for a 1x1 conv: each input pixel is in the patch before
+   its output pixel is written, in pixel order when narrowing and in reverse order (p->reverse) when widening. */
+static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *output, int8_t *patch)
 {
     const int groups = p->input_depth / p->filter_depth;
     const int filters_per_group = p->output_depth / groups;
     const int taps = p->filter_h * p->filter_w * p->filter_depth;
-    int out_y, out_x, group, out_channel, filter_y, filter_x, in_channel, t;
+    const int8_t pad = (int8_t)(-p->input_offset);
+    int out_y, out_x, group, out_channel, filter_y, filter_x, in_channel;
     for (out_y = 0; out_y < p->output_h; ++out_y) {
-        const int in_y_origin = out_y * p->stride_h - p->pad_top;
+        const int y = p->reverse ? p->output_h - 1 - out_y : out_y;
+        const int in_y_origin = y * p->stride_h - p->pad_top;
         for (out_x = 0; out_x < p->output_w; ++out_x) {
-            const int in_x_origin = out_x * p->stride_w - p->pad_left;
-            int8_t *out = output + ((size_t)out_y * p->output_w + out_x) * p->output_depth;
+            const int x_out = p->reverse ? p->output_w - 1 - out_x : out_x;
+            const int in_x_origin = x_out * p->stride_w - p->pad_left;
+            int8_t *out = output + ((size_t)y * p->output_w + x_out) * p->output_depth;
             for (group = 0; group < groups; ++group) {
-                int16_t *tap = patch;
+                int8_t *tap = patch;
                 for (filter_y = 0; filter_y < p->filter_h; ++filter_y) {
                     const int in_y = in_y_origin + p->dilation_h * filter_y;
                     for (filter_x = 0; filter_x < p->filter_w; ++filter_x) {
                         const int in_x = in_x_origin + p->dilation_w * filter_x;
                         const int8_t *x;
                         if (in_y < 0 || in_y >= p->input_h || in_x < 0 || in_x >= p->input_w) {
-                            for (in_channel = 0; in_channel < p->filter_depth; ++in_channel) *tap++ = 0;
+                            for (in_channel = 0; in_channel < p->filter_depth; ++in_channel) *tap++ = pad;
                             continue;
                         }
                         x = input + ((size_t)in_y * p->input_w + in_x) * p->input_depth + group * p->filter_depth;
-                        for (in_channel = 0; in_channel < p->filter_depth; ++in_channel)
-                            *tap++ = (int16_t)(x[in_channel] + p->input_offset);
+                        for (in_channel = 0; in_channel < p->filter_depth; ++in_channel) *tap++ = x[in_channel];
                     }
                 }
                 for (out_channel = group * filters_per_group; out_channel < (group + 1) * filters_per_group;
                      ++out_channel) {
-                    const int8_t *w = p->filter + (size_t)out_channel * taps;
-                    uint32_t acc = 0;
-                    for (t = 0; t < taps; ++t) acc += (uint32_t)(w[t] * patch[t]);
+                    const uint32_t acc = ec_dot_s8(p->filter + (size_t)out_channel * taps, patch, taps)
+                                         + (uint32_t)p->input_offset * (uint32_t)p->filter_sum[out_channel];
                     out[out_channel] = ec_requantize(acc, p->bias ? p->bias[out_channel] : 0,
                                                      p->multiplier[out_channel], p->shift[out_channel],
                                                      p->output_offset, p->act_min, p->act_max);

@@ -117,12 +117,14 @@ typedef struct {
     const int32_t *bias;       /* [out], or NULL */
     const int32_t *multiplier; /* [out] */
     const int32_t *shift;      /* [out] */
+    int reverse;               /* conv: output pixels last to first (a 1x1 conv widening in place) */
+    const int32_t *filter_sum; /* conv: [out] sum of each filter's weights; depthwise: NULL */
 } ec_conv_params;
 """)}
 
 
 def c_conv(emit, step, depthwise: bool) -> CSource:
-    """The params struct and call of CONV_2D / DEPTHWISE_CONV_2D; conv needs one window as int16 scratch."""
+    """The params struct and call of CONV_2D / DEPTHWISE_CONV_2D; conv needs one window as int8 scratch."""
     p, name = step.params, emit.prefix(step)
     (filter_shape, filter_data), (_, bias_data) = step.constants
     _, in_h, in_w, in_depth = emit.shape(step.inputs[0])
@@ -145,14 +147,33 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
         ("filter", f"{name}_filter"), ("bias", f"{name}_bias" if bias_data.size else "NULL"),
         ("multiplier", f"{name}_multiplier"), ("shift", f"{name}_shift"),
     ]  # fmt: skip
+    if not depthwise:
+        sums = np.asarray(filter_data, dtype=np.int64).reshape(out_depth, -1).sum(axis=1)
+        data += emit.array("int32_t", f"{name}_filter_sum", sums)
+        fields.append(("filter_sum", f"{name}_filter_sum"))
     data += emit.struct("ec_conv_params", f"{name}_params", fields)
-    nbytes = filter_data.size + 4 * (bias_data.size + 2 * out_depth)
+    nbytes = filter_data.size + 4 * (bias_data.size + (2 if depthwise else 3) * out_depth)
     images, in_size, out_size = emit.shape(step.inputs[0])[0], in_h * in_w * in_depth, out_h * out_w * out_depth
+    same_grid = (images == 1 and p.stride_height == p.stride_width == 1 and (out_h, out_w) == (in_h, in_w)
+                 and p.dilation_height == p.dilation_width == 1)  # fmt: skip
     if depthwise:
         call = per_image(f"ec_depthwise_conv_2d(&{name}_params, @IN0@, @OUT0@);", images, in_size, out_size)
+        if same_grid and out_depth == in_depth and 0 <= p.padding_top < filter_h:
+            # In place with a ring of pad_top + 1 input rows (ec_depthwise_conv_2d_in_place).
+            ring = (p.padding_top + 1) * in_w * in_depth
+            return CSource(call, data, ("depthwise_conv_2d",), nbytes, in_place=0,
+                           in_place_call=f"ec_depthwise_conv_2d_in_place(&{name}_params, @OUT0@, "
+                                         "(int8_t *)@SCRATCH@);",
+                           in_place_blocks=("depthwise_conv_2d_in_place",), in_place_scratch=ring)  # fmt: skip
         return CSource(call, data, ("depthwise_conv_2d",), nbytes)
+    pointwise = same_grid and filter_h == filter_w == 1 and filter_depth == in_depth
+    if pointwise and out_depth > in_depth:
+        # Widening 1x1 conv in place: last pixel first, so pixel q's bytes are overwritten only by pixels <= q.
+        data = data.replace(f"    .shift = {name}_shift,\n", f"    .shift = {name}_shift,\n    .reverse = 1,\n")
     call = per_image(f"ec_conv_2d(&{name}_params, @IN0@, @OUT0@, @SCRATCH@);", images, in_size, out_size)
-    return CSource(call, data, ("conv_2d",), nbytes, 2 * filter_h * filter_w * filter_depth)
+    # A 1x1 conv copies each input pixel into the patch before writing that output pixel, so it runs in place.
+    return CSource(call, data, ("conv_2d",), nbytes, filter_h * filter_w * filter_depth,
+                   in_place=0 if pointwise else None)
 
 
 # ---------------------------------------------------------------- ONNX

@@ -52,6 +52,47 @@ static void ec_depthwise_conv_2d(const ec_conv_params *p, const int8_t *input, i
 }
 """)}
 
+C_BLOCKS["depthwise_conv_2d_in_place"] = c_block(("conv_params", "requantize"), r"""
+/* DEPTHWISE_CONV_2D in place: stride 1, depth multiplier 1, output shape = input shape. Output row y
+   overwrites input row y, and the input rows still needed (y - pad_top .. y) are kept in a ring of
+   pad_top + 1 rows, each copied just before the output overwrites it; rows below y are read in place.
+   The same sums and requantization as ec_depthwise_conv_2d (overflow likewise). */
+static void ec_depthwise_conv_2d_in_place(const ec_conv_params *p, int8_t *data, int8_t *ring)
+{
+    const size_t row = (size_t)p->input_w * (size_t)p->input_depth;
+    const int rows = p->pad_top + 1;
+    int out_y, out_x, channel, filter_y, filter_x;
+    size_t i;
+    for (out_y = 0; out_y < p->output_h; ++out_y) {
+        int8_t *saved = ring + (size_t)(out_y % rows) * row;
+        for (i = 0; i < row; ++i) saved[i] = data[(size_t)out_y * row + i];
+        for (out_x = 0; out_x < p->output_w; ++out_x) {
+            const int in_x_origin = out_x - p->pad_left;
+            int8_t *out = data + (size_t)out_y * row + (size_t)out_x * p->output_depth;
+            for (channel = 0; channel < p->input_depth; ++channel) {
+                uint32_t acc = 0;
+                for (filter_y = 0; filter_y < p->filter_h; ++filter_y) {
+                    const int in_y = out_y - p->pad_top + filter_y;
+                    const int8_t *source;
+                    if (in_y < 0 || in_y >= p->input_h) continue;
+                    source = in_y <= out_y ? ring + (size_t)(in_y % rows) * row : data + (size_t)in_y * row;
+                    for (filter_x = 0; filter_x < p->filter_w; ++filter_x) {
+                        const int in_x = in_x_origin + filter_x;
+                        int32_t x, w;
+                        if (in_x < 0 || in_x >= p->input_w) continue;
+                        x = source[(size_t)in_x * p->input_depth + channel];
+                        w = p->filter[((size_t)filter_y * p->filter_w + filter_x) * p->output_depth + channel];
+                        acc += (uint32_t)(w * (x + p->input_offset));
+                    }
+                }
+                out[channel] = ec_requantize(acc, p->bias ? p->bias[channel] : 0, p->multiplier[channel],
+                                             p->shift[channel], p->output_offset, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+""")
+
 
 OP = OpDef(
     name="DEPTHWISE_CONV_2D",

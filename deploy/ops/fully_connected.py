@@ -109,13 +109,15 @@ def _prepare(ctx) -> Prepared:
 _FC_TEXT = r"""
 /* FULLY_CONNECTED (TFLite reference_integer_ops::FullyConnected / FullyConnectedPerChannel), @MODE@.
    The input is flattened to [rows][depth]; weights_offset is -weights zero point (0 for per-channel weights).
-   Overflow: |w + weights_offset| <= 255 and |x + input_offset| <= 255, so each product is below 2^16;
-   the sum runs in uint32_t, which wraps like TFLite's int32 accumulator. */
+   The sum of (w + weights_offset) * (x + input_offset) is computed modulo 2^32 (what TFLite's wrapping int32
+   accumulator holds) as sum(w * x) + input_offset * filter_sum[unit] + weights_offset * (sum(x) + depth *
+   input_offset), all in uint32_t: the int8 dot product is then the only per-weight work (ec_dot_s8). */
 typedef struct {
     int rows, depth, units;
     int32_t input_offset, weights_offset, output_offset, act_min, act_max;
     const int8_t *filter; /* [units][depth] */
     const int32_t *bias;  /* [units], or NULL */
+    const int32_t *filter_sum; /* [units]: sum of each unit's weights */
     @FIELDS@
 } ec_fc_params;
 
@@ -124,13 +126,13 @@ static void ec_fully_connected(const ec_fc_params *p, const int8_t *input, int8_
     int row, unit, d;
     for (row = 0; row < p->rows; ++row) {
         const int8_t *x = input + (size_t)row * p->depth;
+        uint32_t x_sum = 0, row_term;
+        for (d = 0; d < p->depth; ++d) x_sum += (uint32_t)x[d];
+        row_term = (uint32_t)p->weights_offset * (x_sum + (uint32_t)p->depth * (uint32_t)p->input_offset);
         for (unit = 0; unit < p->units; ++unit) {
-            const int8_t *w = p->filter + (size_t)unit * p->depth;
-            uint32_t acc = 0;
-            int32_t total;
-            for (d = 0; d < p->depth; ++d)
-                acc += (uint32_t)((w[d] + p->weights_offset) * (x[d] + p->input_offset));
-            total = ec_from_u32(acc + (uint32_t)(p->bias ? p->bias[unit] : 0));
+            const uint32_t acc = ec_dot_s8(p->filter + (size_t)unit * p->depth, x, p->depth)
+                                 + (uint32_t)p->input_offset * (uint32_t)p->filter_sum[unit] + row_term;
+            const int32_t total = ec_from_u32(acc + (uint32_t)(p->bias ? p->bias[unit] : 0));
             output[(size_t)row * p->units + unit] =
                 ec_saturate((int64_t)@RESCALE@ + p->output_offset, p->act_min, p->act_max);
         }
@@ -217,19 +219,19 @@ def scale_parts(scale: float) -> tuple[int, int]:
 
 
 C_BLOCKS = {
-    "fully_connected_float": c_block(("from_u32", "saturate", "round_half_away"), _DOUBLE_CHECK + _fc_text(
+    "fully_connected_float": c_block(("from_u32", "saturate", "round_half_away", "dot_s8"), _DOUBLE_CHECK + _fc_text(
         "current LiteRT reference rescale:\n   round_half_away(acc * effective_scale) in binary64, the one place "
         "where TFLite itself leaves integers",
         "const double *effective_scale; /* [units]: in_s * w_s / out_s, computed in binary64 */",
         "ec_round_half_away((double)total * p->effective_scale[unit])")),
-    "fully_connected_exact": c_block(("from_u32", "saturate", "exact_scale"), _fc_text(
+    "fully_connected_exact": c_block(("from_u32", "saturate", "exact_scale", "dot_s8"), _fc_text(
         "current LiteRT reference rescale\n   without floating point (--integer-only): the same "
         "round_half_away(double(acc) * effective_scale), done exactly in integers",
         "const uint64_t *scale_mantissa; /* [units]: effective_scale = mantissa * 2^exponent */\n"
         "    const int16_t *scale_exponent;  /* [units] */",
         "ec_exact_scale(total, p->scale_mantissa[unit], p->scale_exponent[unit])")),
     "exact_scale": c_block((), _EXACT_SCALE),
-    "fully_connected_integer": c_block(("from_u32", "saturate", "mbqm"), _fc_text(
+    "fully_connected_integer": c_block(("from_u32", "saturate", "mbqm", "dot_s8"), _fc_text(
         "integer rescale (LiteRT <= 1.2.0,\n   tflite-runtime 2.14): MultiplyByQuantizedMultiplier per unit",
         "const int32_t *multiplier, *shift; /* [units] */",
         "ec_mbqm(total, p->multiplier[unit], p->shift[unit])")),
@@ -249,7 +251,10 @@ def _c(emit, step) -> CSource:
         ("input_offset", p.input_offset), ("weights_offset", p.weights_offset), ("output_offset", p.output_offset),
         ("act_min", p.activation_min), ("act_max", p.activation_max),
         ("filter", f"{name}_filter"), ("bias", f"{name}_bias" if bias_data.size else "NULL"),
+        ("filter_sum", f"{name}_filter_sum"),
     ]  # fmt: skip
+    data += emit.array("int32_t", f"{name}_filter_sum",
+                       np.asarray(filter_data, dtype=np.int64).reshape(units, depth).sum(axis=1))
     if p.rescale == RESCALE_FLOAT and getattr(emit, "integer_only", False):
         parts = [scale_parts(float(s)) for s in p.effective_scale]
         data += emit.array("uint64_t", f"{name}_scale_mantissa", [m for m, _ in parts])
@@ -266,7 +271,7 @@ def _c(emit, step) -> CSource:
         fields += [("multiplier", f"{name}_multiplier"), ("shift", f"{name}_shift")]
         block = "fully_connected_integer"
     data += emit.struct("ec_fc_params", f"{name}_params", fields)
-    nbytes = filter_data.size + 4 * bias_data.size + 8 * units
+    nbytes = filter_data.size + 4 * bias_data.size + 12 * units
     return CSource(f"ec_fully_connected(&{name}_params, @IN0@, @OUT0@);", data, (block,), nbytes)
 
 

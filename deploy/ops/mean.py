@@ -59,7 +59,9 @@ C_BLOCKS = {**REDUCE_BLOCKS, "mean": c_block(("reduce_params", "from_u32", "mbqm
    The sums run in uint32_t, which wraps exactly like TFLite's int32 accumulator; so does the subtraction. */
 static void ec_mean(const ec_reduce_params *p, const int8_t *input, int8_t *output, uint32_t *sums)
 {
-    int32_t index[8] = {0};
+    int32_t index[8]; /* zeroed by a loop: an initializer may become a memset call (no libc) */
+    int zero;
+    for (zero = 0; zero < 8; ++zero) index[zero] = 0;
     int32_t i, at = 0;
     const uint32_t zero_sum = (uint32_t)((int64_t)p->input_zero_point * p->count);
     for (i = 0; i < p->output_size; ++i) sums[i] = 0;

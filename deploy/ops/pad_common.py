@@ -80,7 +80,9 @@ typedef struct {
 
 static void ec_pad(const ec_pad_params *p, const int8_t *input, int8_t *output)
 {
-    int32_t index[8] = {0};
+    int32_t index[8]; /* zeroed by a loop: an initializer may become a memset call (no libc) */
+    int zero;
+    for (zero = 0; zero < 8; ++zero) index[zero] = 0;
     const int32_t row = p->input_dims[p->rank - 1];
     int32_t i, r, start;
     int d;

@@ -34,7 +34,9 @@ C_BLOCKS = {**REDUCE_BLOCKS, "reduce_max": c_block(("reduce_params",), r"""
 /* REDUCE_MAX: each output is the largest int8 reduced into it, starting from -128 (no rescaling). */
 static void ec_reduce_max(const ec_reduce_params *p, const int8_t *input, int8_t *output)
 {
-    int32_t index[8] = {0};
+    int32_t index[8]; /* zeroed by a loop: an initializer may become a memset call (no libc) */
+    int zero;
+    for (zero = 0; zero < 8; ++zero) index[zero] = 0;
     int32_t i, at = 0;
     for (i = 0; i < p->output_size; ++i) output[i] = -128;
     for (i = 0; i < p->input_size; ++i) {
