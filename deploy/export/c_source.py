@@ -103,7 +103,11 @@ _block("from_u32", (), r"""
 /* u modulo 2^32 as an int32_t: what TFLite's int32 accumulator holds after it wraps. */
 static int32_t ec_from_u32(uint32_t u)
 {
+#if defined(__GNUC__)
+    return (int32_t)u; /* GCC and Clang document this conversion as modulo 2^32 */
+#else
     return u > 0x7FFFFFFFu ? -(int32_t)(~u) - 1 : (int32_t)u;
+#endif
 }
 """)
 
@@ -111,7 +115,11 @@ _block("shr", (), r"""
 /* floor(x / 2^n), 0 <= n <= 62: an arithmetic right shift whatever the compiler does with a negative >>. */
 static int64_t ec_shr(int64_t x, int n)
 {
+#if defined(__GNUC__)
+    return x >> n; /* GCC and Clang document >> of a negative value as arithmetic (sign-extending) */
+#else
     return x >= 0 ? x >> n : ~(~x >> n);
+#endif
 }
 """)
 
@@ -137,10 +145,14 @@ _block("rdbpot", ("shr",), r"""
 /* gemmlowp RoundingDivideByPOT: x / 2^e for 0 <= e <= 31, ties away from zero. (-5, 1) -> -3; (-5, 2) -> -1. */
 static int32_t ec_rdbpot(int32_t x, int e)
 {
-    const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
+    const int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u); /* e <= 31 */
     const int32_t remainder = x & mask;
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+#if defined(__GNUC__)
+    return (x >> e) + (remainder > threshold ? 1 : 0); /* >> of a negative int32: arithmetic in GCC and Clang */
+#else
     return (int32_t)ec_shr(x, e) + (remainder > threshold ? 1 : 0);
+#endif
 }
 """)
 
