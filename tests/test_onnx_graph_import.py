@@ -203,3 +203,65 @@ def test_two_outputs_and_dead_branches(rng):
     proto.graph.output.append(helper.make_tensor_value_info(x, 1, [None, 2, 4, 4]))
     with pytest.raises(ModelError, match="2 outputs"):
         import_onnx(proto.SerializeToString())
+
+
+# ----------------------------------------------------------------------------- 28x28 input and --mean/--std
+
+def lenet28_onnx(rng):
+    """The PyTorch MNIST LeNet's shape (28x28 input, padding=2), random weights."""
+    g = GraphBuilder(["N", 1, 28, 28], name="lenet28")
+    g.op("Conv", randw(rng, 4, 1, 5, 5), randw(rng, 4, fan_in=1), name="conv1", kernel_shape=[5, 5], pads=[2, 2, 2, 2])
+    g.op("Relu")
+    g.op("MaxPool", kernel_shape=[2, 2], strides=[2, 2])
+    g.op("Flatten")
+    g.op("Gemm", randw(rng, 10, 4 * 14 * 14), randw(rng, 10, fan_in=1), name="fc", transB=1)
+    return g.model()
+
+
+def test_quantize_28x28_model_with_mean_std(tmp_path, mnist_root):
+    """No padding to 32; the normalisation sets the input qparams, lands in the metadata, and eval applies it."""
+    from conftest import run_cli
+    from edgecnn.data.datasets import load_split
+    from edgecnn.deploy.backends import open_backend
+    from edgecnn.deploy.tflite.reader import read_tflite
+    from edgecnn.int8.preprocessing import pixels_to_float
+    from edgecnn.int8.rules import quantize_input
+    import json
+
+    path = tmp_path / "lenet28.onnx"
+    path.write_bytes(lenet28_onnx(np.random.default_rng(5)).SerializeToString())
+    out = tmp_path / "m.tflite"
+    rc, stdout, err = run_cli("quantize", path, "--data", mnist_root, "--mean", "0.1307", "--std", "0.3081",
+                              "--calib-samples", "50", "--eval-limit", "50", "--out", out, "--json")
+    assert rc == 0, err
+    result = json.loads(stdout)
+    graph = read_tflite(out)
+    assert tuple(graph.input.shape) == (1, 28, 28, 1) and "PAD" not in [op.kind for op in graph.ops]
+    prep = graph.metadata["preprocessing"]
+    assert prep["mean"] == [0.1307] and prep["std"] == [0.3081] and prep["pad"] == 0
+    s, zp = float(graph.input.scale[0]), int(graph.input.zero_point[0])
+    # the range (0 - 0.1307)/0.3081 .. (1 - 0.1307)/0.3081 spread over 256 levels, zero exact
+    assert s == pytest.approx((1 / 0.3081) / 255, rel=1e-6) and zp == -128 + round(0.1307 / 0.3081 / s)
+    assert prep["scale"] == pytest.approx(s) and prep["zero_point"] == zp
+    images, labels = load_split("mnist", "test", mnist_root)
+    backend = open_backend(out, "numba")
+    x = backend.prepare(images[:50])
+    np.testing.assert_array_equal(x, quantize_input(pixels_to_float(images[:50, :, :, None], [0.1307], [0.3081]), s, zp))
+    acc = float(np.mean(np.asarray(backend.run(x)).reshape(50, -1).argmax(1) == labels[:50]))
+    assert acc == pytest.approx(result["int8_accuracy"], abs=1e-9)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--mean", "0.5"], "--mean and --std go together"),
+    (["--mean", "0.5", "0.5", "--std", "0.2", "0.2"], "1 or 1 values"),
+    (["--mean", "0.5", "--std", "0"], "positive"),
+    (["--mean", "nan", "--std", "1"], "finite"),
+])
+def test_quantize_bad_mean_std_is_one_clean_line(tmp_path, mnist_root, args, needle):
+    from conftest import assert_clean_error, run_cli
+
+    path = tmp_path / "lenet28.onnx"
+    path.write_bytes(lenet28_onnx(np.random.default_rng(5)).SerializeToString())
+    rc, _, err = run_cli("quantize", path, "--data", mnist_root, *args, "--out", tmp_path / "m.tflite")
+    assert_clean_error(rc, err, needle)
+    assert not (tmp_path / "m.tflite").exists()
