@@ -22,6 +22,7 @@ from qemu_m4 import ModelBuild, build_and_run  # noqa: E402
 from edgecnn.deploy.export.c import export_c  # noqa: E402
 from edgecnn.deploy.runtime import Runtime  # noqa: E402
 from tflite_models import lenet5, random_input  # noqa: E402
+from test_conformance import model_dir  # noqa: E402,F401 (the converter's models, made once per session)
 
 LIBGCC_FLOAT = ("__aeabi_d", "__aeabi_f", "__aeabi_i2d", "__aeabi_l2d", "__aeabi_ui2d", "__aeabi_ul2d")
 
@@ -60,3 +61,33 @@ def test_two_models_with_their_own_prefixes_link_into_one_program(tmp_path):
     np.testing.assert_array_equal(result.outputs[0], expected(a, xa))
     np.testing.assert_array_equal(result.outputs[1], expected(b, xb))
     assert not np.array_equal(result.outputs[0], result.outputs[1])
+
+
+# ---------------------------------------------------------------- MLPerf Tiny topologies (TF converter files)
+
+# RAM targets of issue 10, including the caller's input and output buffers; met ones are asserted.
+RAM_TARGETS = {"ds_cnn": 9728, "fc_autoencoder": 1536, "resnet8": 36864, "mobilenet_v1_025": 47104}
+RAM_MET = {"ds_cnn", "fc_autoencoder"}
+# Each model once in the default file with the DSP path at -O2, once integer-only, portable, at -Os.
+BUILDS = [("-O2", False, []), ("-Os", True, ["-DEDGECNN_NO_DSP"])]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(RAM_TARGETS))
+def test_mlperf_tiny_models_on_cortex_m4_equal_runtime(name, model_dir, tmp_path, record_property):
+    from edgecnn.deploy.tflite import read_tflite
+
+    graph = read_tflite((model_dir / f"{name}.tflite").read_bytes())
+    x = random_input(graph, 2, seed=11)
+    x[0] = 127
+    want = expected(graph, x)
+    for opt, integer_only, flags in BUILDS:
+        export = export_c(graph, name, integer_only=integer_only)
+        result = build_and_run([ModelBuild(export, x)], tmp_path / f"{opt}{integer_only}", opt, flags)
+        np.testing.assert_array_equal(result.outputs[0], want)
+        assert result.sizes[0]["ram"] == export.ram_bytes  # the C reserves exactly what the exporter reports
+        assert not [s for s in result.undefined if not s.startswith("__aeabi_")], result.undefined
+        record_property(f"{opt}{' integer-only' if integer_only else ''} instructions", max(result.instructions[0]))
+    record_property("ram_with_io", export.ram_bytes + export.io_bytes)
+    if name in RAM_MET:
+        assert export.ram_bytes + export.io_bytes <= RAM_TARGETS[name]
