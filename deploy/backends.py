@@ -77,7 +77,7 @@ class Int8Backend:
 
         h, w = image_size(self.input_shape)
         px = pad_to(np.asarray(images), h, w).astype(np.int32)
-        norm = normalization(self.metadata.get("preprocessing"))  # (mean, std) the model was trained with
+        norm = normalization(_json_dict(self.metadata.get("preprocessing")))  # (mean, std) it was trained with
         if norm is None and abs(self._scale - 1 / 255) < 1e-9:  # the lossless path: q = pixel + zp
             q = px + self._zp
         else:  # what the quantizer evaluated: quantize((pixel/255 - mean) / std), all in float32
@@ -178,6 +178,18 @@ class FloatBackend:
 
     def dequantize(self, y):
         return np.asarray(y, np.float64)
+
+
+def _json_dict(value):
+    """A metadata value as a dict: .tflite metadata holds dicts, ONNX metadata their JSON text."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return None
+    return value
 
 
 def _missing(exc: ModuleNotFoundError, *names: str) -> bool:

@@ -11,8 +11,6 @@ makes from pixels is the one the quantizer evaluated.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from edgecnn.errors import ShapeError
@@ -51,12 +49,7 @@ def pixels_to_float(pixels: np.ndarray, mean=None, std=None) -> np.ndarray:
 
 
 def normalization(preprocessing) -> tuple[list[float], list[float]] | None:
-    """(mean, std) from a metadata `preprocessing` dict (or its JSON text, as ONNX metadata holds it); None if absent."""
-    if isinstance(preprocessing, str):
-        try:
-            preprocessing = json.loads(preprocessing)
-        except (ValueError, RecursionError):
-            return None
+    """(mean, std) from a metadata `preprocessing` dict; None if it has none."""
     if not isinstance(preprocessing, dict):
         return None
     mean, std = preprocessing.get("mean"), preprocessing.get("std")
