@@ -3,13 +3,14 @@
 `run_plan` walks the op table for a group of up to `group` images at a time (the
 arena holds one group's tensors, laid out once per model), dispatching on each
 row's opcode to the module-level kernels in fast_conv.py and fast_ops.py: no
-Python between ops, no params objects, no allocation. `run_plan_parallel` splits
-the images into one contiguous slice per thread, each with its own arena and
-scratch (one parallel region per call; Runtime uses it only for larger batches).
+Python between ops, no params objects, no allocation. `run_plan_parallel` hands
+out groups of images to the threads as they become free, each thread with its own
+arena and scratch (one parallel region per call; Runtime uses it only for larger batches).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -75,11 +76,15 @@ def run_plan(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, first, count, group, a
 
 @njit(parallel=True, cache=True)
 def run_plan_parallel(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, count, group, arenas, a_s, c_s, kind):
-    """run_plan over `count` images split into one contiguous slice per arena (per thread)."""
-    slices = arenas.shape[0]
-    per = (count + slices - 1) // slices
-    for t in prange(slices):
-        first = t * per
-        n = min(per, count - first)
-        if n > 0:
-            run_plan(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, first, n, group, arenas[t], a_s[t], c_s[t], kind)
+    """run_plan over `count` images, one group per task; each task uses its thread's arena and scratch.
+
+    Runtime sets Numba's parallel chunk size to 1 around this call, so threads take groups
+    as they finish (a thread slowed down by another process on a shared core does not hold
+    the others back, as one fixed half of the batch each would).
+    """
+    tasks = (count + group - 1) // group
+    for task in prange(tasks):
+        thread = numba.get_thread_id()
+        first = task * group
+        run_plan(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, first, min(group, count - first), group,
+                 arenas[thread], a_s[thread], c_s[thread], kind)  # fmt: skip

@@ -194,10 +194,14 @@ class Runtime:
         else:
             from edgecnn.deploy.runtime.executor import run_plan_parallel
 
-            arenas, a, c = self._scratch(threads)
-            with _numba_threads(threads) if numba.get_num_threads() < threads else _no_change():
-                run_plan_parallel(p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1), out.reshape(-1),
-                                  images, p.group, arenas, a, c, self._gemm)  # fmt: skip
+            arenas, a, c = self._scratch(numba.config.NUMBA_NUM_THREADS)  # indexed by Numba's thread id
+            previous_chunk = numba.set_parallel_chunksize(1)  # dynamic: one group of images per task
+            try:
+                with _numba_threads(threads) if numba.get_num_threads() != threads else _no_change():
+                    run_plan_parallel(p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1),
+                                      out.reshape(-1), images, p.group, arenas, a, c, self._gemm)  # fmt: skip
+            finally:
+                numba.set_parallel_chunksize(previous_chunk)
         if len(g.outputs) == 1:
             return [out.reshape(self._output_shapes[0](images))]
         results, position = [], 0
