@@ -77,7 +77,8 @@ def import_onnx(source, name: str | None = None) -> Graph:
         onnx.checker.check_model(proto)
     except Exception as exc:  # noqa: BLE001 - checker raises ValidationError and C++ errors alike
         raise OnnxImportError(f"{stem}: invalid ONNX model ({_first_line(exc)})") from None
-    arch = f"onnx:{name or proto.graph.name or stem}"
+    graph_name = "" if proto.graph.name == "main_graph" else proto.graph.name  # what every torch export says
+    arch = f"onnx:{name or graph_name or Path(stem).stem}"
     try:
         return _Converter(onnx, proto, arch).run()
     except EdgecnnError as exc:
@@ -121,9 +122,23 @@ def _first_line(exc) -> str:
     return lines[0] if lines else exc.__class__.__name__
 
 
+def _torch_module_path(text: str) -> str:
+    """PyTorch's "/blocks/blocks.1/a/a.0/Conv" -> "blocks.1.a.0" (its module path); "/blocks/blocks.0/Add" ->
+    "blocks.0.Add". Each scope repeats its parent's name, so only the new part of each is kept."""
+    parts = [p for p in text.split("/") if p]
+    if not text.startswith("/") or len(parts) < 2:
+        return text
+    path, prev = [], None
+    for seg in parts[:-1]:
+        path.append(seg[len(prev) + 1:] if prev and seg.startswith(prev + ".") else seg)
+        prev = seg
+    op = parts[-1].split("_")[0]  # "Conv_1" when a module calls its op twice
+    return ".".join(path) if op in ("Conv", "Gemm", "MatMul") and parts[-1] == op else ".".join(path + [parts[-1]])
+
+
 def _layer_name(text: str, used: set, fallback: str) -> str:
     # PyTorch names nodes "/conv1/Conv"; a '/' would clash with checkpoint keys "layer/param".
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or fallback
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", _torch_module_path(text)).strip("_.") or fallback
     name, k = base, 1
     while name in used:
         k += 1
@@ -494,7 +509,7 @@ class _Converter:
         name = node.name or "conv"
         if not isinstance(padding, str):
             # TFLite convolutions know only SAME and VALID: other pads become a PAD before a VALID conv.
-            v = self._emit(desc, ZeroPadding2D(list(padding), name=f"{name}_pad"), [v])
+            v = self._emit(desc, ZeroPadding2D(list(padding), name=f"{_torch_module_path(name)}.pad"), [v])
             padding = "valid"
         layer = Conv2D(m, (kh, kw), stride, padding, dilation, groups, name=name)
         params = {"w": np.ascontiguousarray(wt.transpose(0, 2, 3, 1)),  # OIHW -> OHWI
