@@ -220,6 +220,7 @@ def _worker(inbox: mp.Queue, outbox: mp.Queue, max_as_mb: int) -> None:
         if job is None:
             return
         reader, path = job
+        _reset_peak_rss()
         cpu0 = _cpu_seconds(resource.RUSAGE_SELF)
         try:
             read_with_api(reader, Path(path))
@@ -230,8 +231,30 @@ def _worker(inbox: mp.Queue, outbox: mp.Queue, max_as_mb: int) -> None:
             outcome, detail = "memory", "MemoryError"
         except BaseException as exc:  # noqa: BLE001 - a non-edgecnn exception is the finding
             outcome, detail = "bug", "".join(traceback.format_exception(exc)[-3:])[-1500:]
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_mb = _peak_rss_mb()
         outbox.put((outcome, detail, peak_mb, _cpu_seconds(resource.RUSAGE_SELF) - cpu0))
+
+
+def _reset_peak_rss() -> None:
+    """Linux: restart this process's peak-RSS count, so each input's peak is its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> float:
+    """Peak RSS since the last reset: VmHWM (ru_maxrss would include the parent's peak, which
+    Linux carries across fork and exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _cpu_seconds(who) -> float:
