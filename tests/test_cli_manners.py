@@ -63,7 +63,7 @@ def tiny(tmp_path_factory):
 @pytest.mark.parametrize("command", ["eval", "quantize", "train"])
 def test_a_data_folder_without_the_dataset_is_an_error(tiny, tmp_path, mnist_root, command):
     npz, tflite = tiny
-    args = {"eval": ["eval", tflite], "quantize": ["quantize", npz, "--out", tmp_path / "q.tflite"],
+    args = {"eval": ["eval", tflite, "--backend", "litert"], "quantize": ["quantize", npz, "--out", tmp_path / "q.tflite"],
             "train": ["train", "--arch", "lenet5", "--out", tmp_path / "t.npz"]}[command]
     rc, stdout, err = run_cli(*args, "--data", tmp_path / "nonexistent")
     assert_clean_error(rc, err, "--data", "nonexistent")
@@ -77,7 +77,7 @@ def test_a_data_folder_without_the_dataset_is_an_error(tiny, tmp_path, mnist_roo
 
 def test_the_data_folder_is_said_on_stderr_and_in_json(tiny, mnist_root):
     _, tflite = tiny
-    rc, stdout, err = run_cli("eval", tflite, "--data", mnist_root, "--limit", "20", "--json")
+    rc, stdout, err = run_cli("eval", tflite, "--data", mnist_root, "--limit", "20", "--json", "--backend", "litert")
     assert rc == 0, err
     assert json.loads(stdout)[0]["data"] == str(mnist_root / "mnist")
     assert f"data: {mnist_root / 'mnist'}" in err
