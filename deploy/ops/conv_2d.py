@@ -13,7 +13,7 @@ def version(graph, op) -> int:
     return 6 if filter_in != in_ch else 3
 
 
-C_BLOCKS = {**C_PARAMS, "conv_2d": c_block(("conv_params", "requantize", "dot_s8"), r"""
+C_BLOCKS = {**C_PARAMS, "conv_2d": c_block(("conv_params", "requantize", "dot_s8_x2"), r"""
 /* CONV_2D (TFLite reference_integer_ops::ConvPerChannel), grouped when input_depth > filter_depth.
    Per output pixel and group, the window is copied once into patch[(filter_y*filter_w + filter_x)*filter_depth
    + in_channel] as raw int8, with the input zero point (-input_offset) for taps outside the image, so that
@@ -53,12 +53,22 @@ static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *out
                     }
                 }
                 for (out_channel = group * filters_per_group; out_channel < (group + 1) * filters_per_group;
-                     ++out_channel) {
-                    const uint32_t acc = ec_dot_s8(p->filter + (size_t)out_channel * taps, patch, taps)
-                                         + (uint32_t)p->input_offset * (uint32_t)p->filter_sum[out_channel];
-                    out[out_channel] = ec_requantize(acc, p->bias ? p->bias[out_channel] : 0,
-                                                     p->multiplier[out_channel], p->shift[out_channel],
-                                                     p->output_offset, p->act_min, p->act_max);
+                     out_channel += 2) {
+                    const int8_t *w = p->filter + (size_t)out_channel * taps;
+                    const int pair = out_channel + 1 < (group + 1) * filters_per_group;
+                    uint32_t acc[2];
+                    int k;
+                    if (pair) {
+                        ec_dot_s8_x2(w, w + taps, patch, taps, &acc[0], &acc[1]); /* two filters, one patch */
+                    } else {
+                        acc[0] = ec_dot_s8(w, patch, taps);
+                        acc[1] = 0;
+                    }
+                    for (k = 0; k <= pair; ++k)
+                        out[out_channel + k] = ec_requantize(
+                            acc[k] + (uint32_t)p->input_offset * (uint32_t)p->filter_sum[out_channel + k],
+                            p->bias ? p->bias[out_channel + k] : 0, p->multiplier[out_channel + k],
+                            p->shift[out_channel + k], p->output_offset, p->act_min, p->act_max);
                 }
             }
         }
