@@ -199,6 +199,7 @@ def test_graph_with_batchnorm_trains_deterministically_and_resumes(tmp_path):
         assert p.tobytes() == q.tobytes(), k
 
 
+@pytest.mark.slow  # evaluates resnet8 on all 10,000 test images
 def test_train_cli_resnet8_takes_the_dataset_shape(tmp_path, mnist_root):
     from edgecnn.model.checkpoint import load_checkpoint
 
