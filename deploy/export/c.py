@@ -95,49 +95,68 @@ def lifetimes(graph: Int8Graph, steps: list[PreparedOp]) -> dict[int, tuple[int,
     return {t: (first, last) for t, (first, last) in span.items()}
 
 
-def _alias_groups(graph: Int8Graph, steps: list[PreparedOp], span: dict, in_place: dict) -> dict[int, int]:
-    """tensor -> the tensor whose bytes it reuses (itself when none): an op's output takes its input's bytes
-    where the op's kernel allows it (in_place[step] = k) and input k dies at that op."""
+def _alias_groups(graph: Int8Graph, steps: list[PreparedOp], span: dict, in_place: dict):
+    """(tensor -> the tensor whose bytes it reuses, tensor -> its byte offset relative to that one): an op's
+    output takes its input's bytes, starting `delta` bytes before them, where the op's kernel allows it
+    (in_place[step] = (k, delta)) and input k dies at that op."""
     root = {t: t for t in span}
-    for i, k in sorted((in_place or {}).items()):
+    relative = {t: 0 for t in span}
+    for i, (k, delta) in sorted((in_place or {}).items()):
         step = steps[i]
         if k is None or not step.outputs or k >= len(step.inputs):
             continue
         t_out, t_in = step.outputs[0], step.inputs[k]
         if (t_out in span and t_in in span and span[t_in][1] == i and step.inputs.count(t_in) == 1
-                and graph.tensors[t_in].dtype == graph.tensors[t_out].dtype):  # fmt: skip
-            root[t_out] = root[t_in]
-    return root
+                and graph.tensors[t_in].dtype == graph.tensors[t_out].dtype and root[t_out] == t_out):  # fmt: skip
+            root[t_out] = t_in
+            relative[t_out] = -delta
+    return root, relative
 
 
 def plan_arena(graph: Int8Graph, steps: list[PreparedOp], in_place: dict | None = None,
-               spare: list | None = None) -> ArenaPlan:  # fmt: skip
+               spare: list | None = None, scratch: dict | None = None) -> ArenaPlan:  # fmt: skip
     """Greedy first-fit by size: a buffer may share bytes with any buffer whose lifetime it does not meet.
 
     A tensor lives from the op that writes it to the last op that reads it;
     an op's inputs and outputs all meet at that op, so they never overlap,
     whatever the branches, except where the op's kernel works in place
-    (`in_place`: {op index: input k}, from each op's CSource.in_place): then
-    the output starts at input k's first byte when input k dies at that op,
-    and the two are one buffer. For a chain without in-place ops this is the
-    classic ping-pong of two buffers. `spare`: [(output argument, bytes,
-    op index that writes it)], the caller's int8/uint8 output buffers, free
-    for int8/uint8 buffers that die before that op. Offsets are aligned to
-    the element size (float32 at 4, ...).
+    (`in_place`: {op index: (input k, delta)}, from each op's CSource): then
+    the output starts delta bytes before input k's first byte when input k
+    dies at that op, and the two are one buffer. For a chain without
+    in-place ops this is the classic ping-pong of two buffers. `spare`:
+    [(output argument, bytes, op index that writes it)], the caller's
+    int8/uint8 output buffers, free for int8/uint8 buffers that die before
+    that op. `scratch`: {op index: bytes} an op needs while it runs, planned
+    like a tensor living at that op only (key -1 - op index in the result),
+    8-byte aligned. Offsets are aligned to the element size (float32 at 4, ...).
     """
     span = lifetimes(graph, steps)
     sizes = {t: tensor_bytes(graph, t) for t in span}
-    root = _alias_groups(graph, steps, span, in_place)
+    in_place = {i: (v, 0) if isinstance(v, int) else v for i, v in (in_place or {}).items()}
+    root, relative = _alias_groups(graph, steps, span, in_place)
+    align_of = {t: itemsize(graph.tensors[t].dtype) for t in span}
+    narrow_of = {t: graph.tensors[t].dtype in ("int8", "uint8") for t in span}
+    for i, nbytes in (scratch or {}).items():
+        if nbytes:
+            t = -1 - i
+            span[t], sizes[t], root[t], relative[t], align_of[t], narrow_of[t] = (i, i), nbytes, t, 0, 8, False
     groups: dict[int, list[int]] = {}
+    base: dict[int, int] = {}
     for t in span:
-        r = t
+        r, rel = t, 0
         while root[r] != r:
+            rel += relative[r]
             r = root[r]
         groups.setdefault(r, []).append(t)
+        base[t] = rel
+    for r, ts in groups.items():  # the group's lowest byte at 0
+        low = min(base[t] for t in ts)
+        for t in ts:
+            base[t] -= low
     gspan = {r: (min(span[t][0] for t in ts), max(span[t][1] for t in ts)) for r, ts in groups.items()}
-    gsize = {r: max(sizes[t] for t in ts) for r, ts in groups.items()}
-    galign = {r: max(itemsize(graph.tensors[t].dtype) for t in ts) for r, ts in groups.items()}
-    narrow = {r: all(graph.tensors[t].dtype in ("int8", "uint8") for t in ts) for r, ts in groups.items()}
+    gsize = {r: max(base[t] + sizes[t] for t in ts) for r, ts in groups.items()}
+    galign = {r: max(align_of[t] for t in ts) for r, ts in groups.items()}
+    narrow = {r: all(narrow_of[t] for t in ts) for r, ts in groups.items()}
 
     def first_fit(placed, size, first, last, align, limit=None):
         offset = 0
@@ -149,24 +168,32 @@ def plan_arena(graph: Int8Graph, steps: list[PreparedOp], in_place: dict | None 
             offset = max(offset, -(-(other_offset + other_size) // align) * align)
         return offset if limit is None or offset + size <= limit else None
 
-    arena: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
-    in_spare = {arg: [] for arg, _, _ in spare or []}
-    goffset, gbuffer = {}, {}
-    for r in sorted(groups, key=lambda r: (-gsize[r], gspan[r][0], r)):
-        first, last = gspan[r]
-        for arg, nbytes, writer in spare or []:
-            if narrow[r] and last < writer:
-                offset = first_fit(in_spare[arg], gsize[r], first, last, 1, nbytes)
-                if offset is not None:
-                    goffset[r], gbuffer[r] = offset, arg
-                    in_spare[arg].append((offset, gsize[r], first, last))
-                    break
-        else:
-            goffset[r] = first_fit(arena, gsize[r], first, last, galign[r])
-            arena.append((goffset[r], gsize[r], first, last))
-    offsets = {t: goffset[r] for r, ts in groups.items() for t in ts}
+    def place(order):
+        arena: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
+        in_spare = {arg: [] for arg, _, _ in spare or []}
+        goffset, gbuffer = {}, {}
+        for r in order:
+            first, last = gspan[r]
+            for arg, nbytes, writer in spare or []:
+                if narrow[r] and last < writer:
+                    offset = first_fit(in_spare[arg], gsize[r], first, last, 1, nbytes)
+                    if offset is not None:
+                        goffset[r], gbuffer[r] = offset, arg
+                        in_spare[arg].append((offset, gsize[r], first, last))
+                        break
+            else:
+                goffset[r] = first_fit(arena, gsize[r], first, last, galign[r])
+                arena.append((goffset[r], gsize[r], first, last))
+        return max((o + s for o, s, _, _ in arena), default=0), goffset, gbuffer
+
+    # First fit in a few orders (largest first; by first use; by size x lifetime): the smallest arena wins.
+    orders = [sorted(groups, key=lambda r: (-gsize[r], gspan[r][0], r)),
+              sorted(groups, key=lambda r: (gspan[r][0], -gsize[r], r)),
+              sorted(groups, key=lambda r: (-gsize[r] * (gspan[r][1] - gspan[r][0] + 1), r))]  # fmt: skip
+    size, goffset, gbuffer = min((place(order) for order in orders), key=lambda result: result[0])
+    offsets = {t: goffset[r] + base[t] for r, ts in groups.items() for t in ts}
     buffers = {t: gbuffer[r] for r, ts in groups.items() for t in ts if r in gbuffer}
-    return ArenaPlan(offsets, max((o + s for o, s, _, _ in arena), default=0), span, buffers)
+    return ArenaPlan(offsets, size, {t: v for t, v in span.items() if t >= 0}, buffers)
 
 
 # ---------------------------------------------------------------- C literals
@@ -367,7 +394,7 @@ def _header(graph: Int8Graph, name: str, fc_rescale: str, steps, arena: ArenaPla
     lines += [
         "    returns 0, or -1 where TFLite aborts at run time (e.g. a softmax row too long for its fixed point).",
         f"  Not reentrant: intermediate tensors share one static arena of {arena.size} bytes,",
-        f"  plus {scratch} bytes of scratch; inputs and outputs are the caller's buffers.",
+        f"  which also holds each op's scratch ({scratch} bytes apart); inputs and outputs are the caller's buffers.",
         f"  Constants: {constant_bytes} bytes.",
         "",
         "Build: cc -std=c99 -O2 -c model.c (no libm, no malloc; -O3 vectorizes the dot products on desktop CPUs).",
@@ -517,8 +544,9 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
     spare = [(io.arg, tensor_bytes(graph, io.tensor),
               writer[io.tensor] if first_arg[io.tensor] == io.arg and io.tensor in writer else len(steps))
              for io in outputs if io.c_type in ("int8_t", "uint8_t")]  # fmt: skip
-    arena = plan_arena(graph, steps, {i: s.in_place for i, s in enumerate(sources) if s.in_place is not None},
-                       spare)  # fmt: skip
+    arena = plan_arena(graph, steps, {i: (s.in_place, s.in_place_offset) for i, s in enumerate(sources)
+                                      if s.in_place is not None},
+                       spare, {i: max(s.scratch_bytes, s.in_place_scratch) for i, s in enumerate(sources)})  # fmt: skip
     if integer_only:
         for io in inputs + outputs:
             if io.c_type == "float":
@@ -554,7 +582,8 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
 
     def aliased(step: PreparedOp, source: CSource) -> bool:
         t_out, t_in = step.outputs[0], step.inputs[source.in_place]
-        return (t_out in arena.offsets and t_in in arena.offsets and arena.offsets[t_out] == arena.offsets[t_in]
+        return (t_out in arena.offsets and t_in in arena.offsets
+                and arena.offsets[t_out] == arena.offsets[t_in] - source.in_place_offset
                 and arena.buffers.get(t_out) == arena.buffers.get(t_in))  # fmt: skip
 
     sources = [CSource(s.in_place_call, s.data, s.in_place_blocks, s.constant_bytes, s.in_place_scratch)
@@ -571,7 +600,8 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
             call = call.replace(f"@IN{k}@", where(t))
         for k, t in enumerate(step.outputs):
             call = call.replace(f"@OUT{k}@", where(t))
-        call = call.replace("@SCRATCH@", "(void *)ec_scratch")
+        if "@SCRATCH@" in call:  # planned in the arena like a tensor living at this op only
+            call = call.replace("@SCRATCH@", f"(void *)(ec_arena + {arena.offsets[-1 - step.index]})")
         if re.search(r"@[A-Z]+\d*@", call):
             raise RuntimeError(f"op {step.index} ({step.kind}): C call has an unknown placeholder: {call}")
         body += ["    " + line for line in call.strip("\n").split("\n")]
@@ -586,8 +616,9 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
     body[:0] = [f"    (void){io.arg}; /* not read by any op */" for io in inputs if io.tensor not in read]
     constant_bytes = sum(s.constant_bytes for s in sources) + sum(
         tensor_bytes(graph, t) for t in home if graph.tensors[t].is_constant)
-    scratch = max((s.scratch_bytes for s in sources), default=0)
-    wide_arena = any(graph.tensors[t].dtype not in ("int8", "uint8") for t in arena.offsets if t not in arena.buffers)
+    scratch = 0  # the ops' scratch is planned inside the arena
+    wide_arena = any(t < 0 or graph.tensors[t].dtype not in ("int8", "uint8")
+                     for t in arena.offsets if t not in arena.buffers)  # fmt: skip
     if not arena.size:
         arena_text = ""
     elif wide_arena:  # 8-byte alignment for float, int32 and int64 tensors in the arena
@@ -607,7 +638,6 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
         "\n".join([s.data for s in sources if s.data] + constant_data),
         "\n/* ---------------------------------------------------------------- inference */\n\n",
         arena_text,
-        f"static int64_t ec_scratch[{-(-scratch // 8)}]; /* shared by the ops, one at a time */\n" if scratch else "",
         "\n" if arena.size or scratch else "",
         f"{_signature(name, inputs, outputs)}\n{{\n",
         "\n".join(body) + ("\n" if body else ""),

@@ -51,6 +51,7 @@ class CSource:
     constant_bytes: int = 0
     scratch_bytes: int = 0
     in_place: int | None = None
+    in_place_offset: int = 0  # in place with @OUT0@ starting this many bytes before @INk@ (a 3x3 conv: one row + one pixel)
     in_place_call: str = ""  # when the planner did put @OUT0@ on @INk@: this call instead (with its blocks, scratch)
     in_place_blocks: tuple[str, ...] = ()
     in_place_scratch: int = 0

@@ -172,6 +172,12 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
         data = data.replace(f"    .shift = {name}_shift,\n", f"    .shift = {name}_shift,\n    .reverse = 1,\n")
     call = per_image(f"ec_conv_2d(&{name}_params, @IN0@, @OUT0@, @SCRATCH@);", images, in_size, out_size)
     # A 1x1 conv copies each input pixel into the patch before writing that output pixel, so it runs in place.
+    # A stride-1 conv keeping the channel count runs in place with its output starting pad_top rows and
+    # pad_left pixels before its input: output pixel o then overwrites input pixel o - (pad_top*W + pad_left),
+    # whose last reader in raster order is o itself, and o copies its window into the patch first.
+    if not pointwise and same_grid and filter_depth == in_depth == out_depth:
+        return CSource(call, data, ("conv_2d",), nbytes, filter_h * filter_w * filter_depth, in_place=0,
+                       in_place_offset=(p.padding_top * in_w + p.padding_left) * in_depth)
     return CSource(call, data, ("conv_2d",), nbytes, filter_h * filter_w * filter_depth,
                    in_place=0 if pointwise else None)
 
