@@ -101,8 +101,8 @@ from edgecnn.deploy.litert import LiteRTRunner
 g = read_tflite({str(path)!r})
 y = LiteRTRunner({str(path)!r}, "ref").run(np.zeros((2, 32, 32, 1), np.int8))
 assert y.shape == (2, 10)
-heavy = [m for m in ("numba", "onnx", "onnxruntime", "edgecnn.train", "edgecnn.quantize", "edgecnn.deploy.runtime")
-         if m in sys.modules]
+heavy = [m for m in ("numba", "onnx", "onnxruntime", "edgecnn.train", "edgecnn.quantize",
+                   "edgecnn.deploy.runtime.interpreter") if m in sys.modules]
 print(heavy)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
