@@ -679,7 +679,8 @@ def _h_file(graph: Int8Graph, name: str, fc_rescale: str, integer_only: bool, ar
     labels = (graph.metadata or {}).get("labels") or []
     lines = [
         f"/* {name}.h: the API of {name}.c, written by edgecnn {edgecnn.__version__}.",
-        f" * RAM: {arena} bytes of arena + {scratch} bytes of scratch, static in {name}.c (not reentrant);",
+        f" * RAM: {arena + scratch} bytes (intermediate tensors and the ops' scratch), static in {name}.c "
+        "(not reentrant);",
         " * the caller owns the input and output buffers. Constants (flash): "
         f"{constant_bytes} bytes. FULLY_CONNECTED rescale: {fc_rescale}"
         + (", integer-only (no floating point)." if integer_only else "."),
@@ -690,7 +691,6 @@ def _h_file(graph: Int8Graph, name: str, fc_rescale: str, integer_only: bool, ar
         "#include <stdint.h>",
         "",
         _defines(graph, name, ArenaPlan({}, arena, {}), inputs, outputs).split("\nconst char")[0].rstrip("\n"),
-        f"#define {macro}_SCRATCH_SIZE {scratch}",
         f"#define {macro}_RAM_SIZE {arena + scratch}",
         f"#define {macro}_CONSTANT_SIZE {constant_bytes}",
         "",
