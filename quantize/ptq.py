@@ -167,7 +167,7 @@ def _step_values(step: Step, xs: list[np.ndarray]):
 
 def _check_calibration(model, calib_x) -> np.ndarray:
     calib_x = np.asarray(calib_x)
-    if calib_x.ndim != 4 or tuple(calib_x.shape[1:]) != model.input_shape:
+    if calib_x.ndim != 1 + len(model.input_shape) or tuple(calib_x.shape[1:]) != tuple(model.input_shape):
         raise CalibrationError(f"calibration images have shape {tuple(calib_x.shape)}, "
                                f"the model wants (N, {', '.join(map(str, model.input_shape))})")
     if len(calib_x) == 0:

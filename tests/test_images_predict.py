@@ -133,8 +133,6 @@ def test_non_image_model_refuses_images_in_one_line(feature_model, tmp_path, mni
     assert_clean_error(rc, err, "640")
 
 
-@pytest.mark.xfail(strict=True, reason="edgecnn/model/graph.py check_input wants 4-D (image) input; "
-                                       "issue 8's owner fixes it")
 def test_non_image_model_runs_on_npy(feature_model, tmp_path):
     np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(0, 1, (1, 640)).astype(np.float32))
     rc, stdout, err = run_cli("predict", feature_model, tmp_path / "x.npy", "--json")

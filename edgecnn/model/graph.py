@@ -178,7 +178,7 @@ class Graph:
 
     # -- math -------------------------------------------------------------------------
     def check_input(self, x: np.ndarray) -> None:
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
+        if x.ndim != 1 + len(self.input_shape) or tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"input shape {tuple(x.shape)} does not match the model's "
                              f"(N, {', '.join(map(str, self.input_shape))})")
 
