@@ -28,13 +28,30 @@ def time_calls(fn, seconds: float = 2.0, min_calls: int = 5, max_calls: int = 10
     return np.array(times)
 
 
-def random_input(b, batch: int) -> np.ndarray:
-    """A seeded random batch in the model's input form: pixels for image models, values in [0, 1) otherwise."""
+def random_input(b, batch: int):
+    """A seeded random batch in the model's input form, one array per input (a list for several).
+
+    One-channel image models get random pixels through `prepare` (the path eval and predict take);
+    int8/uint8 inputs otherwise take random values over their whole range, float32 inputs values
+    over the range their QUANTIZE op represents (`IOSpec.value_range`), or [0, 1) when unknown.
+    """
     rng = np.random.default_rng(0)
+    specs = list(getattr(b, "inputs", None) or [])
     shape = tuple(b.input_shape)
-    if len(shape) == 3 and shape[2] == 1:
+    if len(specs) <= 1 and len(shape) == 3 and shape[2] == 1:
         return b.prepare(rng.integers(0, 256, size=(batch, shape[0], shape[1]), dtype=np.uint8))
-    return b.prepare_values(rng.random((batch, *shape), dtype=np.float32))
+    if not specs:  # a backend without I/O specs: real values in [0, 1)
+        return b.prepare_values(rng.random((batch, *shape), dtype=np.float32))
+    arrays = []
+    for s in specs:
+        size = (batch, *s.shape)
+        if s.dtype == np.float32:
+            lo, hi = s.value_range or (0.0, 1.0)
+            arrays.append(rng.uniform(lo, hi, size=size).astype(np.float32))
+        else:
+            info = np.iinfo(s.dtype)
+            arrays.append(rng.integers(int(info.min), int(info.max) + 1, size=size).astype(s.dtype))
+    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def bench(model_path, backend: str | None = None, batch: int = 1, threads: int = 1, seconds: float = 2.0) -> dict:

@@ -25,7 +25,9 @@ def register(sub) -> None:
     p.add_argument("--fc-rescale", choices=("float", "integer"), default="float",
                    help="numba FULLY_CONNECTED rescale: float (LiteRT >= 1.3) or integer (older runtimes)")
     p.add_argument("--limit", type=positive_int, default=None, help="first N test images only (default: all)")
-    p.add_argument("--save-outputs", metavar="PATH.npy", help="save the raw output tensor of all samples")
+    p.add_argument("--save-outputs", metavar="PATH.npy", help="save the raw output tensor of all samples; "
+                   "a PATH.npz holds every output (output0, output1, ... in the model's order), as models "
+                   "with several outputs require")
     p.add_argument("--quiet", action="store_true", help="no progress bar or data line on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
@@ -34,6 +36,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import numpy as np
 
+    from edgecnn.cli.common import labels_for
     from edgecnn.deploy.backends import open_backend
     from edgecnn.errors import EdgecnnError
     from edgecnn.fileio import atomic_path, check_writable
@@ -42,19 +45,33 @@ def run(args) -> int:
         raise EdgecnnError("--save-outputs takes one model at a time")
     backends = [open_backend(path, args.backend, fc_rescale=args.fc_rescale) for path in args.models]  # models first
     if args.save_outputs:
+        several = len(getattr(backends[0], "outputs", [None])) > 1
+        if several and not str(args.save_outputs).lower().endswith(".npz"):
+            raise EdgecnnError(f"{Path(args.models[0]).name} has {len(backends[0].outputs)} outputs; "
+                               "--save-outputs needs a PATH.npz (one array per output: output0, output1, ...)")
         check_writable(args.save_outputs)
     images, labels = load_images(args, "test", args.limit)
+    classes = len(labels_for(args.dataset, int(labels.max()) + 1))
     results = []
     for path, backend in zip(args.models, backends):
-        out, seconds = run_in_chunks(backend, images, f"{Path(path).name} {backend.name}",
-                                     show=False if args.quiet else None)
-        acc = float(np.mean(np.argmax(out, axis=1) == labels))
-        results.append({"model": str(path), "backend": backend.name, "samples": int(len(labels)),
-                        "accuracy": acc, "seconds": round(seconds, 4), "data": data_folder(args)})
+        k = backend.select_output(classes) if hasattr(backend, "select_output") else 0
+        outs, seconds = run_in_chunks(backend, images, f"{Path(path).name} {backend.name}",
+                                      show=False if args.quiet else None, every_output=True)
+        acc = float(np.mean(np.argmax(outs[k], axis=1) == labels))
+        row = {"model": str(path), "backend": backend.name, "samples": int(len(labels)),
+               "accuracy": acc, "seconds": round(seconds, 4), "data": data_folder(args)}
+        if hasattr(backend, "output_name"):
+            row["output"] = backend.output_name  # the classification output (the first with `classes` entries)
+        results.append(row)
         if args.save_outputs:
             with atomic_path(args.save_outputs) as tmp:
                 with open(tmp, "wb") as f:
-                    np.save(f, out)
+                    if str(args.save_outputs).lower().endswith(".npz"):  # every output, in the model's order
+                        shapes = [o.shape for o in backend.outputs]
+                        np.savez(f, **{f"output{j}": y.reshape((len(y), *s)) for j, (y, s) in
+                                       enumerate(zip(outs, shapes))})  # fmt: skip
+                    else:
+                        np.save(f, outs[0])
     if args.json:
         emit_json(results)
     else:
@@ -64,9 +81,11 @@ def run(args) -> int:
     return 0
 
 
-def run_in_chunks(backend, images, label: str, show: bool | None = None, chunk: int = EVAL_CHUNK):
+def run_in_chunks(backend, images, label: str, show: bool | None = None, chunk: int = EVAL_CHUNK,
+                  every_output: bool = False):
     """(outputs (N, K), seconds of run time) over `images` in chunks, with a progress bar on stderr.
 
+    With `every_output`, a list of (N, K_j) arrays, one per model output, in the model's order.
     The first image is run once before timing: JIT compilation and allocation are not timed.
     `show`: None lets tqdm decide (shown on a terminal), False hides the bar.
     """
@@ -74,14 +93,17 @@ def run_in_chunks(backend, images, label: str, show: bool | None = None, chunk: 
 
     from edgecnn.progress import progress_bar
 
-    backend.run(backend.prepare(images[:1]))
+    run = backend.run_all if hasattr(backend, "run_all") else (lambda x: [backend.run(x)])
+    run(backend.prepare(images[:1]))
     outputs, seconds = [], 0.0
     with progress_bar(len(images), label, show, unit="img", file=sys.stderr, leave=False) as bar:
         for start in range(0, len(images), chunk):
             x = backend.prepare(images[start:start + chunk])
             t0 = time.perf_counter()
-            y = backend.run(x)
+            ys = run(x)
             seconds += time.perf_counter() - t0
-            outputs.append(np.asarray(y).reshape(len(x), -1))
-            bar.update(len(x))
-    return np.concatenate(outputs), seconds
+            n = len(x[0] if isinstance(x, list) else x)
+            outputs.append([np.asarray(y).reshape(n, -1) for y in ys])
+            bar.update(n)
+    every = [np.concatenate([chunk_out[j] for chunk_out in outputs]) for j in range(len(outputs[0]))]
+    return (every if every_output else every[0]), seconds

@@ -31,6 +31,9 @@ def register(sub) -> None:
                    help="for images larger than the model's input: mnist puts the strokes in a 20x20 box "
                         "centred by mass in 28x28; resize scales the whole image; auto picks mnist for "
                         "28x28 digit models")
+    p.add_argument("--output", metavar="NAME|INDEX", default=None,
+                   help="models with several outputs: the one holding the class scores (default: the one "
+                        "the metadata's labels fit, else a softmax output, else the first)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
 
@@ -40,8 +43,15 @@ def run(args) -> int:
 
     from edgecnn.cli.common import emit_json
     from edgecnn.deploy.backends import open_backend
+    from edgecnn.errors import ShapeError
 
     b = open_backend(args.model, args.backend)
+    inputs = getattr(b, "inputs", [])
+    if len(inputs) > 1:
+        names = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))}" for s in inputs)
+        raise ShapeError(f"{Path(args.model).name} has {len(inputs)} inputs ({names}); "
+                         "predict feeds models with one input")
+    k = choose_output(b, args.output)
     shape = tuple(int(d) for d in b.input_shape)
     if len(shape) == 3 and shape[2] == 1:
         fitted = [_fit(path, b, shape, args) for path in args.images]
@@ -50,14 +60,21 @@ def run(args) -> int:
     else:
         x = b.prepare_values(np.stack([_values(path, shape) for path in args.images]))
         notes = [{} for _ in args.images]
-    raw = np.asarray(b.run(x)).reshape(len(args.images), -1)
+    ys = b.run_all(x) if hasattr(b, "run_all") else [b.run(x)]
+    every = [np.asarray(y).reshape(len(args.images), -1) for y in ys]
+    raw = every[k]
     probs = probabilities(b, raw)
+    several = len(every) > 1
     rows = []
-    for path, p, r, note in zip(args.images, probs, raw, notes):
-        k = int(np.argmax(p))
-        rows.append({"image": str(path), "label": b.labels[k], "probability": float(p[k]),
-                     "scores": [round(float(v), 6) for v in p], "labels": list(b.labels),
-                     "outputs": r.astype(int if b.is_int8 else float).tolist(), **note})
+    for i, (path, p, note) in enumerate(zip(args.images, probs, notes)):
+        top = int(np.argmax(p))
+        # one output: its raw values; several: one list per output, in the model's output order
+        outputs = [_raw_list(y[i]) for y in every] if several else _raw_list(raw[i])
+        row = {"image": str(path), "label": b.labels[top], "probability": float(p[top]),
+               "scores": [round(float(v), 6) for v in p], "labels": list(b.labels), "outputs": outputs, **note}
+        if several:
+            row.update(output=b.output_name, output_index=k)
+        rows.append(row)
     if args.json:
         emit_json(rows)
         return 0
@@ -67,6 +84,41 @@ def run(args) -> int:
         extra = " (inverted)" if row.get("inverted") else ""
         print(f"{Path(row['image']).name}: {row['label']}  [{top}]{extra}")
     return 0
+
+
+def _raw_list(values) -> list:
+    """An output's raw values as JSON numbers: ints for int8/uint8 outputs, floats for float32."""
+    import numpy as np
+
+    return values.astype(int if np.issubdtype(values.dtype, np.integer) else float).tolist()
+
+
+def choose_output(backend, wanted: str | None) -> int:
+    """The classification output: `wanted` (a name or an index), else the one the metadata's labels fit
+    (the backend's own choice), else the first softmax-like output (int8 scale 1/256, zero point -128)."""
+    from edgecnn.errors import EdgecnnError
+
+    outputs = getattr(backend, "outputs", [])
+    if len(outputs) <= 1:
+        if wanted not in (None, "0", outputs[0].name if outputs else None):
+            raise EdgecnnError(f"--output {wanted}: the model has one output")
+        return 0
+    if wanted is not None:
+        names = [o.name for o in outputs]
+        if wanted in names:
+            k = names.index(wanted)
+        elif wanted.isdigit() and int(wanted) < len(outputs):
+            k = int(wanted)
+        else:
+            raise EdgecnnError(f"--output {wanted}: no such output; the model's outputs are {', '.join(names)} "
+                               f"(or 0..{len(outputs) - 1})")
+    elif isinstance(backend.metadata, dict) and backend.metadata.get("labels"):
+        k = backend.output_index
+    else:
+        k = next((j for j, o in enumerate(outputs)
+                  if o.dtype.name == "int8" and o.zero_point == -128 and o.scale == 1 / 256), 0)
+    backend.select_output_index(k)
+    return k
 
 
 def probabilities(backend, raw):
