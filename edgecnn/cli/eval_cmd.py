@@ -38,7 +38,7 @@ def run(args) -> int:
 
     from edgecnn.cli.common import labels_for
     from edgecnn.deploy.backends import open_backend
-    from edgecnn.errors import EdgecnnError
+    from edgecnn.errors import EdgecnnError, ShapeError
     from edgecnn.fileio import atomic_path, check_writable
 
     if args.save_outputs and len(args.models) > 1:
@@ -54,9 +54,12 @@ def run(args) -> int:
     classes = len(labels_for(args.dataset, int(labels.max()) + 1))
     results = []
     for path, backend in zip(args.models, backends):
-        k = backend.select_output(classes) if hasattr(backend, "select_output") else 0
-        outs, seconds = run_in_chunks(backend, images, f"{Path(path).name} {backend.name}",
-                                      show=False if args.quiet else None, every_output=True)
+        try:  # a model the dataset cannot feed, or with no output of `classes` entries: one line naming it
+            k = backend.select_output(classes) if hasattr(backend, "select_output") else 0
+            outs, seconds = run_in_chunks(backend, images, f"{Path(path).name} {backend.name}",
+                                          show=False if args.quiet else None, every_output=True)
+        except ShapeError as exc:
+            raise ShapeError(f"{Path(path).name}: {exc}") from None
         acc = float(np.mean(np.argmax(outs[k], axis=1) == labels))
         row = {"model": str(path), "backend": backend.name, "samples": int(len(labels)),
                "accuracy": acc, "seconds": round(seconds, 4), "data": data_folder(args)}
