@@ -68,4 +68,5 @@ def bench(model_path, backend: str | None = None, batch: int = 1, threads: int =
             "images_per_second": float(batch * len(times) / times.sum()),
             "latency_ms_p50": float(np.percentile(times, 50) * 1e3),
             "latency_ms_p99": float(np.percentile(times, 99) * 1e3),
-            "calls": int(len(times)), "warmup_seconds": float(warmup)}
+            "calls": int(len(times)), "warmup_seconds": float(warmup),
+            "inputs": [s.as_dict() for s in getattr(b, "inputs", [])]}  # what the random batch fed

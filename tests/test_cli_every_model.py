@@ -126,6 +126,7 @@ def test_bench_runs_every_model(models, name):
     for backend in ("numba", "litert-ref"):
         doc = cli_json("bench", models[name], "--backend", backend, "--seconds", "0.05", "--batch", "3")
         assert doc["backend"] == backend and doc["images_per_second"] > 0 and doc["batch"] == 3
+        assert [i["shape"] for i in doc["inputs"]] == [i["shape"] for i in cli_json("summary", models[name])["inputs"]]
 
 
 def test_bench_float_inputs_span_the_quantize_range():
