@@ -102,17 +102,19 @@ def test_quantize_also_reports_every_file_and_matches_export(tiny, tmp_path, mni
     rc, stdout, err = run_cli("quantize", npz, "--data", mnist_root, "--calib-samples", "50", "--eval-limit", "50",
                               "--out", out, "--also", tmp_path / "q.onnx", "--also", tmp_path / "q.c")
     assert rc == 0, err
-    for name in ("q.tflite", "q.onnx", "q.c"):
+    for name in ("q.tflite", "q.onnx", "q.c", "q.h"):  # the C export writes its header beside it
         assert f"wrote {tmp_path / name} (" in stdout, stdout
-    for suffix in (".onnx", ".c"):
-        rc, _, err = run_cli("export", out, "--out", tmp_path / f"e{suffix}")
+    (tmp_path / "e").mkdir()
+    for name in ("q.onnx", "q.c"):  # same names elsewhere: the C names its header (e/q.h comes with e/q.c)
+        rc, _, err = run_cli("export", out, "--out", tmp_path / "e" / name)
         assert rc == 0, err
-        assert (tmp_path / f"e{suffix}").read_bytes() == (tmp_path / f"q{suffix}").read_bytes()
+        assert (tmp_path / "e" / name).read_bytes() == (tmp_path / name).read_bytes()
+    assert (tmp_path / "e" / "q.h").read_bytes() == (tmp_path / "q.h").read_bytes()
     rc, stdout, err = run_cli("quantize", npz, "--data", mnist_root, "--calib-samples", "50", "--eval-limit", "50",
                               "--out", out, "--also", tmp_path / "q.c", "--json")
     assert rc == 0, err
     doc = json.loads(stdout)
-    assert [w["path"] for w in doc["written"]] == [str(out), str(tmp_path / "q.c")]
+    assert [w["path"] for w in doc["written"]] == [str(out), str(tmp_path / "q.c"), str(tmp_path / "q.h")]
     assert doc["data"] == str(mnist_root / "mnist")
 
 
