@@ -30,7 +30,7 @@ def test_numba_equals_builtin_ref_on_mnist(arch, lenet5_path, classic_path, imag
     ref = LiteRTRunner(data, resolver="ref").run(x)
     assert ours.dtype == ref.dtype == np.int8 and ours.shape == ref.shape == (10_000, 10)
     assert np.array_equal(ours, ref), f"{int(np.sum(ours != ref))} of {ours.size} outputs differ"
-    # The other resolvers round differently (INT8.md section 5): each op is at most 1 LSB from the
+    # The other resolvers round differently (docs/int8.md section 5): each op is at most 1 LSB from the
     # reference (tests/test_litert_bitexact.py). Through a whole network a 1-LSB step can grow where a
     # later op has a gain above 1, as the steep middle of a TANH table does in lenet5-classic.
     for resolver in ("builtin", "default"):

@@ -87,7 +87,7 @@ def test_requantize_one_property(x, m, shift):
 
 
 def test_requantize_exact_ties():
-    """Accumulators that land exactly on a half after the first rounding (INT8.md's 250 -> 1 case)."""
+    """Accumulators that land exactly on a half after the first rounding (docs/int8.md's 250 -> 1 case)."""
     for shift in range(-20, 1):
         for x in range(-4096, 4097):
             expected = multiply_by_quantized_multiplier.py_func(x, 2**30, shift)

@@ -1,5 +1,5 @@
 """gemmlowp-style tests of the fixed-point primitives: float64 references with LSB tolerances,
-int32 extremes, powers of two +-1, INT8.md's worked examples, exact (Fraction) and independent
+int32 extremes, powers of two +-1, docs/int8.md's worked examples, exact (Fraction) and independent
 (naive.py) implementations, and hypothesis values. The jitted functions are what is tested."""
 
 import doctest

@@ -62,7 +62,7 @@ def test_fully_connected_flattens_any_input_rank():
 
 
 def test_float_and_integer_rescale_differ_as_documented():
-    # INT8.md: with eff = 0.5 and acc = -3, FULLY_CONNECTED (float) gives -2 where the integer path gives -1.
+    # docs/int8.md: with eff = 0.5 and acc = -3, FULLY_CONNECTED (float) gives -2 where the integer path gives -1.
     x = np.array([[-3]], np.int8)
     filt = np.array([[1]], np.int8)
     no_bias = np.zeros(0, np.int32)

@@ -1,4 +1,4 @@
-"""Pooling, LOGISTIC/TANH tables, SOFTMAX and RESHAPE (Numba) against references and INT8.md."""
+"""Pooling, LOGISTIC/TANH tables, SOFTMAX and RESHAPE (Numba) against references and docs/int8.md."""
 
 import numpy as np
 import pytest

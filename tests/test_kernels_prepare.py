@@ -1,4 +1,4 @@
-"""prepare: the params computed once per op, and LiteRT's load-time checks (INT8.md section 1)."""
+"""prepare: the params computed once per op, and LiteRT's load-time checks (docs/int8.md section 1)."""
 
 import numpy as np
 import pytest
@@ -58,7 +58,7 @@ def unary_graph(kind, out_scale, out_zp, shape=(1, 10), **options):
 def test_conv_params_per_channel_multipliers():
     p = prepare_op(conv_graph(), 0).params
     assert (p.input_offset, p.output_offset) == (3, 7)
-    # The INT8.md example: 0.02 * 0.005 / 0.05 -> (1099511562, -8), then the other channels.
+    # The docs/int8.md example: 0.02 * 0.005 / 0.05 -> (1099511562, -8), then the other channels.
     assert p.output_multiplier[0] == 1099511562 and p.output_shift[0] == -8
     for c, w in enumerate((0.005, 0.01, 0.02)):
         eff = float(f32(0.02)) * float(f32(w)) / float(f32(0.05))

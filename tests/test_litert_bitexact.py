@@ -3,7 +3,7 @@ output on every element, for single ops and small chains with realistic
 quantization parameters.
 
 The optimized ("builtin") and XNNPACK ("default") resolvers round some ties
-differently (docs/INT8.md section 5); for single ops they stay within one
+differently (docs/int8.md section 5); for single ops they stay within one
 step of the reference, and `test_agreement_with_optimized_resolvers` reports
 how often they agree exactly (run with -s to see the numbers).
 """

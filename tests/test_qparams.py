@@ -1,4 +1,4 @@
-"""quantize_multiplier, round_half_away and activation_range against INT8.md and exact references."""
+"""quantize_multiplier, round_half_away and activation_range against docs/int8.md and exact references."""
 
 import doctest
 import math

@@ -1,4 +1,4 @@
-"""resolve_padding: TFLite's SAME/VALID rule (INT8.md §4) and explicit forms."""
+"""resolve_padding: TFLite's SAME/VALID rule (docs/int8.md §4) and explicit forms."""
 
 import pytest
 
@@ -7,7 +7,7 @@ from edgecnn.reference.padding import normalize_pad, resolve_padding
 
 
 @pytest.mark.parametrize("in_size, k, s, d, out, before, after", [
-    (8, 3, 2, 1, 4, 0, 1),    # INT8.md §4 table
+    (8, 3, 2, 1, 4, 0, 1),    # docs/int8.md §4 table
     (9, 3, 2, 1, 5, 1, 1),
     (10, 4, 1, 1, 10, 1, 2),
     (28, 5, 1, 1, 28, 2, 2),

@@ -1,7 +1,7 @@
 """edgecnn's fc_rescale="integer" against the real tflite-runtime 2.14 reference kernels.
 
 Raspberry Pi images often ship tflite-runtime 2.14, whose FULLY_CONNECTED
-rescales with the integer multiplier (INT8.md section 3, "older integer
+rescales with the integer multiplier (docs/int8.md section 3, "older integer
 path"); LiteRT >= 1.3 rescales in float. The claim: Runtime(graph,
 fc_rescale="integer") equals tflite-runtime 2.14's BUILTIN_REF on every
 element, for edgecnn-written files of every op and for the trained,
@@ -169,7 +169,7 @@ def grouped_conv_graph(seed: int) -> Int8Graph:
 def tie_fc_graph() -> Int8Graph:
     """One unit, weight 1, in_s 1, w_s 0.5, out_s 1: the effective scale is exactly 0.5, so odd
     accumulators are exact halves. The integer path rounds them up (SRDHM), the float path away
-    from zero: -3 -> -1 against -2 (the INT8.md example)."""
+    from zero: -3 -> -1 against -2 (the docs/int8.md example)."""
     tensors = [
         Tensor("input", (1, 1), "int8", [1.0], [0]),
         Tensor("w", (1, 1), "int8", [0.5], [0], 0, np.array([[1]], np.int8)),

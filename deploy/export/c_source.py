@@ -5,7 +5,7 @@ An op's own kernel lives in its op module (`deploy/ops/<op>.py`, a dict
 live here. Each block is (dependencies, C text). `c.py` emits only the
 blocks a model needs, dependencies first, because gcc -Wall rejects an
 unused static function. The arithmetic mirrors edgecnn.deploy.runtime
-(fixedpoint.py and the kernels) line for line; docs/INT8.md is the
+(fixedpoint.py and the kernels) line for line; docs/int8.md is the
 specification. This module imports nothing, so op modules may import it.
 
 Portability traps, each handled once, here:

@@ -109,7 +109,7 @@ class OnnxLowering:
 
     def window_pads(self, step: PreparedOp, filter_hw: tuple[int, int], stride_hw: tuple[int, int],
                     dilation_hw: tuple[int, int] = (1, 1)) -> tuple[int, int, int, int]:  # fmt: skip
-        """(top, left, bottom, right) of the op's SAME/VALID padding over its NHWC input (INT8.md 4)."""
+        """(top, left, bottom, right) of the op's SAME/VALID padding over its NHWC input (docs/int8.md 4)."""
         padding = self.graph.ops[step.index].options.get("padding", "SAME")
         _, height, width, _ = self.shape(step.inputs[0])
         _, top, bottom = compute_padding(padding, height, filter_hw[0], stride_hw[0], dilation_hw[0])

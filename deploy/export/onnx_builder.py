@@ -3,7 +3,7 @@
 onnxruntime's quantized operators (QLinearConv, QLinearMatMul, QDQ) rescale
 in float and round half to even, so they drift from TFLite's integer
 requantization by one step here and there. This builder spells the
-requantization out in int64 elementwise ops instead (INT8.md 2.2-2.4), where
+requantization out in int64 elementwise ops instead (docs/int8.md 2.2-2.4), where
 every value is an exact integer and the only rounding is the one we write.
 
 Traps, each handled below:
@@ -100,8 +100,8 @@ class OnnxGraphBuilder:
     def divide_round_half_away(self, x: str, divisor: str, half: str) -> str:
         """x / d rounded to nearest, ties away from zero: sign(x) * ((|x| + d//2) // d), d > 0.
 
-        This is gemmlowp's RoundingDivideByPOT for d = 2^e (INT8.md 2.3) and
-        TFLite's average-pool division for any d (INT8.md section 3).
+        This is gemmlowp's RoundingDivideByPOT for d = 2^e (docs/int8.md 2.3) and
+        TFLite's average-pool division for any d (docs/int8.md section 3).
         """
         magnitude = self.node("Div", [self.node("Add", [self.node("Abs", [x]), half]), divisor], "rounded")
         return self.node("Mul", [self.node("Sign", [x]), magnitude], "signed")
@@ -116,7 +116,7 @@ class OnnxGraphBuilder:
                                          channel_shape: tuple) -> str:  # fmt: skip
         """TFLite's default MultiplyByQuantizedMultiplier on int64 `acc` (int32 values), per channel.
 
-        left = max(shift, 0), right = max(-shift, 0) (INT8.md 2.4):
+        left = max(shift, 0), right = max(-shift, 0) (docs/int8.md 2.4):
         1. x = wrap_int32(acc * 2^left)   (TFLite's int32 shift wraps too)
         2. SRDHM(x, M) = floor((x*M + 2^30) / 2^31); |x*M| < 2^62, so int64 is exact.
            Its one saturating case needs M = INT32_MIN, and M >= 0 here.

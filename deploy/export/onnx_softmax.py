@@ -1,4 +1,4 @@
-"""SOFTMAX in exact integer ONNX ops: TFLite's gemmlowp fixed point (INT8.md section 3), per row.
+"""SOFTMAX in exact integer ONNX ops: TFLite's gemmlowp fixed point (docs/int8.md section 3), per row.
 
 Every element's exp depends only on d = q - max(row), one of 256 values, so
 the Q0.31 exps and their Q12.19 sum terms are 256-entry tables built with

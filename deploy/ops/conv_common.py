@@ -41,7 +41,7 @@ def encode_conv(b, o: dict, table: str, depth_multiplier: int | None = None) -> 
 
 
 def prepare_conv(ctx: PrepareContext, depthwise: bool) -> Prepared:
-    """ConvPerChannel / DepthwiseConvPerChannel's load-time checks and multipliers (INT8.md 3)."""
+    """ConvPerChannel / DepthwiseConvPerChannel's load-time checks and multipliers (docs/int8.md 3)."""
     x = ctx.activation(ctx.tensor(0, "input"), "input")
     output = ctx.activation(ctx.output(), "output")
     weights = ctx.tensor(1, "filter")

@@ -1,4 +1,4 @@
-"""FULLY_CONNECTED: int8 dense layer, per-tensor or per-channel weights, either rescale (INT8.md 3)."""
+"""FULLY_CONNECTED: int8 dense layer, per-tensor or per-channel weights, either rescale (docs/int8.md 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LOGISTIC: a 256-entry table built in float32 (INT8.md 3); the output scale must be exactly 1/256."""
+"""LOGISTIC: a 256-entry table built in float32 (docs/int8.md 3); the output scale must be exactly 1/256."""
 
 import numpy as np
 

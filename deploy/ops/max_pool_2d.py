@@ -1,4 +1,4 @@
-"""MAX_POOL_2D: int8 max pooling over a clipped window; no rescaling (INT8.md 3)."""
+"""MAX_POOL_2D: int8 max pooling over a clipped window; no rescaling (docs/int8.md 3)."""
 
 from edgecnn.deploy.ops.base import ACTIVATION, OpDef, Operand
 from edgecnn.deploy.export.c_source import c_block

@@ -1,4 +1,4 @@
-"""SOFTMAX: int8 in, int8 out at 1/256 and -128, gemmlowp fixed point (INT8.md 3)."""
+"""SOFTMAX: int8 in, int8 out at 1/256 and -128, gemmlowp fixed point (docs/int8.md 3)."""
 
 from __future__ import annotations
 

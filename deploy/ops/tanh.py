@@ -1,4 +1,4 @@
-"""TANH: a 256-entry table built in float32 (INT8.md 3); the output params are not checked by LiteRT."""
+"""TANH: a 256-entry table built in float32 (docs/int8.md 3); the output params are not checked by LiteRT."""
 
 import numpy as np
 

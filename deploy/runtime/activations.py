@@ -1,4 +1,4 @@
-"""LOGISTIC and TANH, int8: output = table[input + 128] (tables built in lookup.py, INT8.md section 3)."""
+"""LOGISTIC and TANH, int8: output = table[input + 128] (tables built in lookup.py, docs/int8.md section 3)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each works on `images` images held contiguously in the arena (tensor t of image i at
 offset(t) + i * size(t)), reads its fields from its row of the plan's op table (plan.py),
-and does TFLite's arithmetic (INT8.md); requantization uses fast_conv.requantize_one
+and does TFLite's arithmetic (docs/int8.md); requantization uses fast_conv.requantize_one
 (TFLite's two roundings as one shift, proved there).
 """
 

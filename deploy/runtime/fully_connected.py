@@ -2,7 +2,7 @@
 
 For each input row r (the input flattened to [rows, depth]) and unit u:
     acc = sum_d (filter[u, d] + weights_offset) * (input[r, d] + input_offset) + bias[u]
-then one of the two rescales (INT8.md section 3), + output_offset, clamp, int8:
+then one of the two rescales (docs/int8.md section 3), + output_offset, clamp, int8:
 - RESCALE_FLOAT (current LiteRT reference, the default): round_half_away(float64(acc) * effective_scale[u]).
   This is the one kernel that reads a float, because TFLite's does.
 - RESCALE_INTEGER (older runtimes): MultiplyByQuantizedMultiplier(acc, multiplier[u], shift[u]).

@@ -1,4 +1,4 @@
-"""Plain-Python integer references for every kernel, written straight from INT8.md.
+"""Plain-Python integer references for every kernel, written straight from docs/int8.md.
 
 Slow and obvious on purpose: Python ints, TFLite's loop order, rounding
 defined with exact fractions. They share no arithmetic with the Numba

@@ -45,7 +45,7 @@ class ConvParams(NamedTuple):
 
 
 class FullyConnectedParams(NamedTuple):
-    """FULLY_CONNECTED in either rescale mode (INT8.md section 3).
+    """FULLY_CONNECTED in either rescale mode (docs/int8.md section 3).
 
     weights_offset is -weights_zero_point for per-tensor weights and 0 for
     per-channel ones (TFLite ignores a per-channel zero point). Both rescale

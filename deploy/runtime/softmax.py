@@ -1,4 +1,4 @@
-"""SOFTMAX, int8 in, int8 out (scale 1/256, zero point -128): gemmlowp fixed point (INT8.md section 3).
+"""SOFTMAX, int8 in, int8 out (scale 1/256, zero point -128): gemmlowp fixed point (docs/int8.md section 3).
 
 Per row (the last axis), with d = q - max(row):
 - d >= diff_min: r = SRDHM(d * 2^left_shift, multiplier) is beta*in_s*d in Q5.26;

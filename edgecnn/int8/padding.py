@@ -1,4 +1,4 @@
-"""Output sizes and padding for SAME/VALID windows (TFLite's padding.h, INT8.md section 4).
+"""Output sizes and padding for SAME/VALID windows (TFLite's padding.h, docs/int8.md section 4).
 
 >>> compute_padding("SAME", 9, 3, 2)   # (output size, pad before, pad after)
 (5, 1, 1)

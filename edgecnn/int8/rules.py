@@ -45,7 +45,7 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
     """TFLite's QuantizeMultiplier: m = M * 2^(shift - 31), M a Q0.31 int in [2^30, 2^31).
 
     m is a float64 (compute it from the float32 scales in float64 first).
-    Rules (INT8.md 2.1): m == 0 -> (0, 0); frexp gives m = q * 2^shift with
+    Rules (docs/int8.md 2.1): m == 0 -> (0, 0); frexp gives m = q * 2^shift with
     q in [0.5, 1); M = round_half_away(q * 2^31), exact in float64; M == 2^31
     folds to (2^30, shift + 1); shift < -31 flushes to (0, 0).
 
