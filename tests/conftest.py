@@ -107,3 +107,13 @@ def assert_clean_error(rc: int, stderr: str, *needles: str) -> None:
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+TRAINING_FIXTURES = ("lenet5_path", "classic_path")  # each trains a model once per session (~45 s idle)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need a trained model are slow by definition: `-m "not slow"` leaves the training out."""
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in TRAINING_FIXTURES):
+            item.add_marker(pytest.mark.slow)

@@ -16,6 +16,7 @@ def _loss(model, x, y):
     return softmax_cross_entropy_forward(model.forward(x, train=True), y)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,shape,options", SMALL, ids=[a for a, _, _ in SMALL])
 def test_whole_model_gradients_match_finite_differences(arch, shape, options):
     rng = np.random.default_rng(0)

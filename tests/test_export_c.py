@@ -234,6 +234,7 @@ def every_op_graphs(seed: int = 7) -> list[Int8Graph]:
     return zoo
 
 
+@pytest.mark.slow
 def test_every_op_compiles_and_equals_the_runtime():
     models = [(graph, mode, random_input(graph, 64, seed=k))
               for k, graph in enumerate(every_op_graphs()) for mode in ("float", "integer")]  # fmt: skip
@@ -247,6 +248,7 @@ def test_every_op_compiles_and_equals_the_runtime():
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(graphs(max_layers=3), min_size=4, max_size=4), st.sampled_from(["float", "integer"]),
        st.integers(0, 2**31 - 1))  # fmt: skip
+@pytest.mark.slow
 def test_random_graphs_equal_the_runtime(batch, fc_rescale, seed):
     models = [(graph, fc_rescale, random_input(graph, 48, seed=seed + k)) for k, graph in enumerate(batch)]
     with tempfile.TemporaryDirectory() as d:

@@ -225,6 +225,7 @@ def test_trained_lenets_bit_exact_on_mnist(arch, tflite_models, mnist_int8):
     assert np.array_equal(ours, ref), f"{int(np.sum(ours != ref))} of {ours.size} outputs differ"
 
 
+@pytest.mark.slow
 def test_cli_eval_onnxruntime_matches_numba(tflite_models, mnist_root, tmp_path):
     tfl = tflite_models["lenet5-classic"]
     saved = {}

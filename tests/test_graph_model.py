@@ -43,6 +43,7 @@ def _loss(model, x, y, train=True):
     return float(loss)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train", [True, False])
 def test_graph_gradients_match_finite_differences(train):
     """float64, every parameter of every node, and dL/dx through the fan-outs."""

@@ -130,6 +130,7 @@ def test_cosine_schedule_decays():
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] < 1e-4 and all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
+@pytest.mark.slow
 def test_train_cli_json_and_resume(tmp_path, mnist_root):
     out = tmp_path / "m.npz"
     args = ["train", "--arch", "lenet5", "--data", mnist_root, "--epochs", "1", "--limit", "2000",
