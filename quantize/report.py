@@ -29,9 +29,9 @@ def layer_sqnr(model, qm, x: np.ndarray, run_intermediates, batch_size: int = 50
     inp = g.input
     signal = np.zeros(len(qm.layer_tensors))
     noise = np.zeros(len(qm.layer_tensors))
+    float_model = qm.float_model if qm.float_model is not None else model  # BatchNorms folded, as quantized
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
-        float_model = qm.float_model if qm.float_model is not None else model
         floats = dict(zip((n.name for n in float_model.nodes), float_model.forward_trace(xb.astype(np.float32))))
         ints = run_intermediates(quantize_input(xb, inp.scale[0], inp.zero_point[0]))
         for j, (name, t, factor) in enumerate(qm.layer_tensors):
