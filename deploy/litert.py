@@ -22,6 +22,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,8 @@ def backend_version() -> str:
 class LiteRTRunner:
     """One interpreter for one model; `run` takes a batch of any size (int8, or the model's uint8/float32 input)."""
 
-    def __init__(self, model: bytes | str | os.PathLike, resolver: str = "ref", num_threads: int = 1):
+    def __init__(self, model: bytes | str | os.PathLike, resolver: str = "ref", num_threads: int = 1,
+                 preserve_all_tensors: bool = False):  # fmt: skip
         if resolver not in RESOLVERS:
             raise ValueError(f"resolver must be one of {RESOLVERS}, not {resolver!r}")
         module = load_interpreter_module()
@@ -79,6 +81,8 @@ class LiteRTRunner:
             except OSError as e:
                 raise TFLiteFormatError(f"cannot read {model}: {e.strerror or e}") from None
         kwargs = {"model_content": content, "num_threads": int(num_threads)}
+        if preserve_all_tensors:  # every intermediate readable after invoke (`edgecnn compare`)
+            kwargs["experimental_preserve_all_tensors"] = True
         resolver_type = getattr(module, "OpResolverType", None)
         if resolver_type is not None:
             kwargs["experimental_op_resolver_type"] = getattr(resolver_type, _RESOLVER_NAMES[resolver])
@@ -86,7 +90,8 @@ class LiteRTRunner:
             raise BackendUnavailableError(f"{module.__name__} is too old to select the {resolver!r} op resolver")
         self.resolver = resolver
         try:
-            with native_stderr_quiet():
+            with native_stderr_quiet(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "preserve_all_tensors is for debugging"
                 self.interpreter = module.Interpreter(**kwargs)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
