@@ -96,22 +96,30 @@ class Report:
                 "ops": [op.as_dict() for op in self.ops]}  # fmt: skip
 
 
-def load_model(model) -> tuple[Int8Graph, bytes, str]:
-    """(graph, .tflite bytes, display name) of a path or bytes."""
+@dataclass
+class LoadedModel:
+    graph: Int8Graph
+    data: bytes  # the .tflite bytes LiteRT and tflite-runtime run
+    name: str
+
+
+def load_model(model) -> LoadedModel:
+    """A .tflite path or its bytes, read and checked once (a LoadedModel passes as it is)."""
     from pathlib import Path
 
     from edgecnn.deploy.tflite.reader import read_tflite
 
+    if isinstance(model, LoadedModel):
+        return model
     if isinstance(model, (bytes, bytearray, memoryview)):
-        data, name = bytes(model), "<bytes>"
-    else:
-        path = Path(model)
-        if path.is_dir():
-            raise EdgecnnError(f"{path} is a folder, not a model file")
-        if path.suffix.lower() != ".tflite":
-            raise EdgecnnError(f"{path.name}: compare takes int8 .tflite models")
-        data, name = path.read_bytes(), path.name
-    return read_tflite(data if name == "<bytes>" else model), data, name
+        data = bytes(model)
+        return LoadedModel(read_tflite(data), data, "<bytes>")
+    path = Path(model)
+    if path.is_dir():
+        raise EdgecnnError(f"{path} is a folder, not a model file")
+    if path.suffix.lower() != ".tflite":
+        raise EdgecnnError(f"{path.name}: compare takes int8 .tflite models")
+    return LoadedModel(read_tflite(path), path.read_bytes(), path.name)
 
 
 def prepare_images(graph: Int8Graph, images) -> list[np.ndarray]:
@@ -212,27 +220,28 @@ def compare(model, backend_a: str, backend_b: str, images=None, *, inputs=None, 
     inputs). `other`: a second .tflite with the same ops, run in backend_b
     (a model against its edited copy). `progress(done)` is called per chunk.
     """
-    graph_a, data_a, name = load_model(model)
-    graph_b, data_b, other_name = (graph_a, data_a, None) if other is None else load_model(other)
-    table = pairs(graph_a, graph_b)
     for backend in (backend_a, backend_b):
         if backend not in BACKENDS:
             raise EdgecnnError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if (images is None) == (inputs is None):
-        raise ValueError("give images or inputs, not both")
+        raise ValueError("give images or inputs (one of the two)")
+    a = load_model(model)
+    b = a if other is None else load_model(other)
+    graph_a, graph_b = a.graph, b.graph
+    table = pairs(graph_a, graph_b)
     arrays = check_inputs(graph_a, prepare_images(graph_a, images) if images is not None else inputs)
     if other is not None:
         check_inputs(graph_b, arrays)
-    report = Report(name, (backend_a, backend_b), other=other_name)
+    report = Report(a.name, (backend_a, backend_b), other=None if other is None else b.name)
     report.ops = [OpDiff(i, kind, graph_a.tensors[ta].name, ta) for i, kind, ta, _ in table]
     step = int(chunk or min(chunk_size(graph_a), chunk_size(graph_b)))
     sources = []
     try:
-        sources.append(open_source(backend_a, graph_a, data_a, fc_rescale))
-        sources.append(open_source(backend_b, graph_b, data_b, fc_rescale))
+        sources.append(open_source(backend_a, graph_a, a.data, fc_rescale))
+        sources.append(open_source(backend_b, graph_b, b.data, fc_rescale))
         total = len(arrays[0])
         for start in range(0, total, step):
-            part = [np.ascontiguousarray(a[start:start + step]) for a in arrays]
+            part = [np.ascontiguousarray(x[start:start + step]) for x in arrays]
             n = len(part[0])
             compare_chunk(report, table, sources[0].tensors(part), sources[1].tensors(part), start, n)
             report.images += n

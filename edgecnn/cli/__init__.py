@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("demo", "data", "summary", "train", "quantize", "export", "eval", "predict", "bench")
+COMMANDS = ("demo", "data", "summary", "train", "quantize", "export", "eval", "predict", "bench", "compare")
 
 # Optional packages -> the extra that installs them. A command needing one that is
 # missing says so in one line instead of a ModuleNotFoundError traceback.
