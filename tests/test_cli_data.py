@@ -45,19 +45,28 @@ def test_fetch_mnist_offline_json(env, mnist_copy):
     assert json.loads(run.stdout) == {"dataset": "mnist", "path": str(mnist_copy / "mnist"), "downloaded": []}
 
 
-@pytest.mark.parametrize("args", [["data", "fetch", "cifar10"], ["data", "fetch", "cifar10", "--json"]])
+@pytest.mark.parametrize("args", [["data", "fetch", "cifar100"], ["data", "fetch", "cifar100", "--json"]])
 def test_bad_name_is_one_line(env, args):
     run = edgecnn(*args, env=env)
     assert run.returncode != 0
     assert "Traceback" not in run.stderr
     lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cifar10" in lines[0] and "mnist" in lines[0]
+    assert len(lines) == 1 and "cifar100" in lines[0] and "mnist" in lines[0]
     assert run.stdout == ""
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_cifar10_offline_is_one_line_and_leaves_nothing(env, tmp_path, json_flag):
+    run = edgecnn("data", "fetch", "cifar10", "--dir", str(tmp_path / "d"), *json_flag, env=env)
+    assert run.returncode == 1 and run.stdout == "" and "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cifar-10-binary.tar.gz" in lines[0] and "Offline?" in lines[0]
+    assert not (tmp_path / "d").exists()
 
 
 def test_help(env):
     run = edgecnn("data", "fetch", "--help", env=env)
     assert run.returncode == 0
-    assert "{mnist,fashion-mnist}" in run.stdout and "--dir" in run.stdout and "--json" in run.stdout
+    assert "{mnist,fashion-mnist,cifar10}" in run.stdout and "--dir" in run.stdout and "--json" in run.stdout
     run = edgecnn("data", env=env)
     assert run.returncode == 2 and "fetch" in run.stderr

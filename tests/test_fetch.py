@@ -285,8 +285,8 @@ def test_real_mnist_with_a_flipped_byte_is_not_trusted(isolated, refused_mirror,
 
 
 def test_unknown_dataset(isolated):
-    with pytest.raises(DatasetNotFoundError, match="mnist, fashion-mnist"):
-        fetch("cifar10", isolated / "dest")
+    with pytest.raises(DatasetNotFoundError, match="mnist, fashion-mnist, cifar10"):
+        fetch("cifar100", isolated / "dest")
 
 
 class _Terminal(io.StringIO):

@@ -6,12 +6,6 @@ import argparse
 import json
 import sys
 
-DATASET_LABELS = {
-    "mnist": [str(i) for i in range(10)],
-    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
-}
-
 
 def _number(convert, minimum, strict: bool, what: str):
     """An argparse type: `convert` the text, then require a finite value above (strict) or at `minimum`."""
@@ -57,6 +51,28 @@ DATA_HELP = ("the only folder looked in: it holds one folder per dataset, or is 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help=DATA_HELP)
     p.add_argument("--dataset", default="mnist", help="dataset name")
+
+
+WIDTH_ARCHS = ("mobilenet-v1",)
+
+
+def add_width_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width", type=positive_float, default=None, metavar="W",
+                   help="mobilenet-v1's width multiplier: channels scale by W, in (0, 4] (default: 0.25, "
+                        "MLPerf Tiny's visual wake words)")
+
+
+def arch_options(args) -> dict:
+    """Architecture keyword options from the command line: {"width": W} when --width was given."""
+    from edgecnn.errors import EdgecnnError
+
+    width = getattr(args, "width", None)
+    if width is None:
+        return {}
+    arch = getattr(args, "arch", None) or getattr(args, "model", None)
+    if arch not in WIDTH_ARCHS:
+        raise EdgecnnError(f"--width applies to {', '.join(WIDTH_ARCHS)} only, not {arch}")
+    return {"width": width}
 
 
 _NOTES_AT_EXIT: list[str] = []
@@ -117,4 +133,7 @@ def emit_json(obj) -> None:
 
 
 def labels_for(dataset: str, n: int = 10) -> list[str]:
-    return DATASET_LABELS.get(dataset, [str(i) for i in range(n)])
+    """Class names of `dataset` (mnist, fashion-mnist, cifar10), else "0".."n-1"."""
+    from edgecnn.data.datasets import dataset_labels
+
+    return dataset_labels(dataset, n)

@@ -1,4 +1,4 @@
-"""`edgecnn data fetch {mnist,fashion-mnist} [--dir DIR] [--json]`.
+"""`edgecnn data fetch {mnist,fashion-mnist,cifar10} [--dir DIR] [--json]`.
 
 The dataset name is checked by `fetch`, not by argparse `choices`, so a bad
 name gives the CLI's one-line error instead of argparse's usage block.
@@ -16,15 +16,16 @@ def register(subparsers) -> None:
 
     parser = add_command(
         subparsers, "data", help="download and verify datasets",
-        description="Manage the IDX datasets edgecnn trains and evaluates on.")
+        description="Manage the datasets edgecnn trains and evaluates on.")
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
     fetch = add_command(
-        actions, "fetch", help="download MNIST or Fashion-MNIST and verify SHA-256",
+        actions, "fetch", help="download MNIST, Fashion-MNIST or CIFAR-10 and verify SHA-256",
         description="Download a dataset from its public mirrors (trying each in turn), verify SHA-256, "
-                    "and print the folder holding it. Does nothing if verified files are already in "
-                    "--dir (or, without --dir, in $EDGECNN_DATA if set, else ~/.cache/edgecnn or "
+                    "and print the folder holding it. CIFAR-10 is its binary version (cifar-10-binary.tar.gz), "
+                    "unpacked safely (plain files only, nothing outside the folder). Does nothing if verified "
+                    "files are already in --dir (or, without --dir, in $EDGECNN_DATA if set, else ~/.cache/edgecnn or "
                     "/usr/share/datasets).")
-    fetch.add_argument("name", metavar="{mnist,fashion-mnist}", help="dataset to fetch")
+    fetch.add_argument("name", metavar="{mnist,fashion-mnist,cifar10}", help="dataset to fetch")
     fetch.add_argument("--dir", metavar="DIR",
                        help="data root to download into (default: $EDGECNN_DATA if set, else ~/.cache/edgecnn)")
     fetch.add_argument("--json", action="store_true", help="print one JSON document on stdout")

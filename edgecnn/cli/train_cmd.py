@@ -5,14 +5,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edgecnn.cli.common import (add_command, add_data_args, data_folder, emit_json, labels_for, load_images,
-                                nonnegative_float, nonnegative_int, positive_float, positive_int)
+from edgecnn.cli.common import (add_command, add_data_args, add_width_arg, arch_options, data_folder, emit_json,
+                                labels_for, load_images, nonnegative_float, nonnegative_int, positive_float,
+                                positive_int)
 
 
 def register(sub) -> None:
     p = add_command(sub, "train", help="train a float model with the reference trainer",
-                       description="Train a LeNet-class model on an IDX dataset and save a float checkpoint (.npz).")
+                       description="Train a model on a dataset (IDX grey images, or CIFAR-10 colour batches) "
+                                   "and save a float checkpoint (.npz).")
     p.add_argument("--arch", required=True, help="lenet5, lenet5-classic, resnet8, dscnn or mobilenet-v1")
+    add_width_arg(p)
     add_data_args(p)
     p.add_argument("--epochs", type=positive_int, default=10, help="passes over the training set")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per optimizer step")
@@ -43,7 +46,8 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".npz":
         raise EdgecnnError(f"--out must name a .npz checkpoint, got {out.name}")
-    build(args.arch)  # an unknown name fails here, before any data is read
+    options = arch_options(args)
+    build(args.arch, **options)  # an unknown name or a bad width fails here, before any data is read
     check_writable(out)  # fail now, not after the first epoch
     from edgecnn.train.inputs import model_input
 
@@ -59,13 +63,17 @@ def run(args) -> int:
         model, saved, opt_state = load_checkpoint(out, with_state=True)
         if model.arch != args.arch:
             raise CheckpointError(f"{out} holds a {model.arch} model, not {args.arch}; cannot resume it as {args.arch}")
+        if options and build(args.arch, labels=model.labels, input_shape=model.input_shape,
+                             **options).total_params != model.total_params:
+            raise CheckpointError(f"{out} holds a {model.arch} of another width than --width {args.width}; "
+                                  "resume without --width or with the width it was trained with")
         for key, value in opt_state.items():
             if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
                 raise CheckpointError(f"{out}: optimizer state {key} holds NaN or infinite values")
         state = TrainState(epoch=saved.get("epoch", 0), seconds=saved.get("seconds", 0.0),
                            history=saved.get("history", []))
     else:
-        model = build(args.arch, labels=labels_for(args.dataset), input_shape=x_train.shape[1:])
+        model = build(args.arch, labels=labels_for(args.dataset), input_shape=x_train.shape[1:], **options)
         model.init_params(args.seed)
 
     def checkpoint(model, state, opt):

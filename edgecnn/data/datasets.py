@@ -1,7 +1,9 @@
-"""Find an IDX dataset folder and load its train/test splits.
+"""Find a dataset folder and load its train/test splits.
 
-A data root holds one folder per dataset (`mnist/`, `fashion-mnist/`, or a
-user's own). An explicit `data_dir` is the only place looked; so is
+A data root holds one folder per dataset (`mnist/`, `fashion-mnist/`,
+`cifar10/`, or a user's own). A dataset folder holds IDX files (grey images,
+(N,H,W)) or CIFAR-10 binary batches (colour, (N,32,32,3)), directly or in the
+`cifar-10-batches-bin/` folder the CIFAR tarball unpacks to. An explicit `data_dir` is the only place looked; so is
 `$EDGECNN_DATA` when set. Only when neither is given are the default roots
 searched: `~/.cache/edgecnn`, then `/usr/share/datasets` (where Debian's
 dataset packages install). A typo in `--data` is an error naming the folder,
@@ -16,12 +18,24 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.data import cifar
 from edgecnn.data.idx import read_idx
 from edgecnn.errors import DatasetNotFoundError, IdxFormatError, ShapeError
 
 SPLIT_PREFIXES = {"train": "train", "test": "t10k"}
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
 LENET_SIDE = 32
+DATASET_LABELS = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "cifar10": list(cifar.LABELS),
+}
+
+
+def dataset_labels(name: str, n: int = 10) -> list[str]:
+    """Class names of a known dataset; "0".."n-1" for a user's own."""
+    return list(DATASET_LABELS.get(name, [str(i) for i in range(n)]))
 
 
 def explicit_root(data_dir: str | os.PathLike | None = None) -> tuple[Path, str] | None:
@@ -56,9 +70,21 @@ def idx_file_names(split: str, kind: str) -> list[str]:
     return stems + [s + ".gz" for s in stems]
 
 
-def _is_dataset_folder(folder: Path) -> bool:
+def _is_idx_folder(folder: Path) -> bool:
     return any((folder / n).is_file()
                for split in SPLIT_PREFIXES for n in idx_file_names(split, "images"))
+
+
+def _is_cifar_folder(folder: Path) -> bool:
+    try:
+        cifar.cifar10_folder(folder)
+    except DatasetNotFoundError:
+        return False
+    return True
+
+
+def _is_dataset_folder(folder: Path) -> bool:
+    return _is_idx_folder(folder) or _is_cifar_folder(folder)
 
 
 def candidate_folders(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -115,14 +141,17 @@ def _read(path: Path) -> np.ndarray:
 
 def load_split(name: str = "mnist", split: str = "train",
                data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (N,H,W), labels int64 (N,)) of one split, both read-only.
+    """(images uint8 (N,H,W) grey or (N,32,32,3) CIFAR colour, labels int64 (N,)) of one split, read-only.
 
     Arrays are cached in-process, so reloading MNIST costs nothing; copy them
-    before editing in place.
+    before editing in place. The folder's content decides the format: IDX files
+    are read as IDX, CIFAR-10 binary batches as CIFAR.
     """
     if split not in SPLIT_PREFIXES:
         raise DatasetNotFoundError(f"unknown split {split!r}; use one of {', '.join(SPLIT_PREFIXES)}")
     folder = find_dataset(name, data_dir)
+    if not _is_idx_folder(folder):
+        return cifar.load_cifar10(folder, split)
     images_path = _split_file(folder, split, "images")
     labels_path = _split_file(folder, split, "labels")
     images, labels = _read(images_path), _read(labels_path)

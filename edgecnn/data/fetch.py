@@ -1,4 +1,4 @@
-"""Download MNIST-style datasets from public mirrors, verified by SHA-256.
+"""Download MNIST-style datasets from public mirrors, verified by SHA-256 (CIFAR-10: fetch_archive.py).
 
 Nothing unverified is ever kept: each `.gz` streams to a temp file, is checked
 (gz hash if published), decompressed to a second temp file, checked again (raw
@@ -97,25 +97,30 @@ class _MirrorFailed(Exception):
 
 def fetch(name: str, dest_dir: str | os.PathLike | None = None, mirrors: Sequence[str] | None = None,
           quiet: bool = False, timeout: float = 30,
-          checksums: Mapping[str, FileChecksum] | None = None) -> Path:
+          checksums: Mapping[str, FileChecksum] | None = None, archive=None) -> Path:
     """Make sure dataset `name` is on disk and verified; return its folder."""
-    return fetch_result(name, dest_dir, mirrors, quiet, timeout, checksums).folder
+    return fetch_result(name, dest_dir, mirrors, quiet, timeout, checksums, archive).folder
 
 
 def fetch_result(name: str, dest_dir: str | os.PathLike | None = None, mirrors: Sequence[str] | None = None,
                  quiet: bool = False, timeout: float = 30,
-                 checksums: Mapping[str, FileChecksum] | None = None) -> FetchResult:
+                 checksums: Mapping[str, FileChecksum] | None = None, archive=None) -> FetchResult:
     """`fetch`, also saying which files were downloaded.
 
     Verified files anywhere in the search path win, so fetch works offline once
     the data exists. Downloads go to `dest_dir`, else $EDGECNN_DATA, else
-    ~/.cache/edgecnn, into `<root>/<name>/`.
+    ~/.cache/edgecnn, into `<root>/<name>/`. Tarball datasets (cifar10) go
+    through `fetch_archive`; `archive` overrides their published file, hash and size.
     """
+    from edgecnn.data.fetch_archive import ARCHIVES, fetch_archive
+
+    if name in ARCHIVES or archive is not None:
+        return fetch_archive(name, dest_dir, mirrors, quiet, timeout, archive)
     mirrors = list(mirrors) if mirrors is not None else MIRRORS.get(name)
     checksums = dict(checksums) if checksums is not None else CHECKSUMS.get(name)
     if not mirrors or not checksums:
         raise DatasetNotFoundError(
-            f"edgecnn cannot fetch {name!r}; it knows {', '.join(MIRRORS)}")
+            f"edgecnn cannot fetch {name!r}; it knows {', '.join([*MIRRORS, *ARCHIVES])}")
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
 
     for folder in candidate_folders(name, dest_dir):
