@@ -97,9 +97,10 @@ class Comparison:
         lines = [f"{ref} accuracy {self.reference_accuracy:.2%}, {test} accuracy {self.accuracy:.2%} "
                  f"(drop {self.drop_points:.2f} points) on {self.samples} images",
                  f"top-1 agreement {self.agreement:.2%}",
-                 "worst classes: " + ", ".join(f"{name} {r:.1%} -> {a:.1%}" for name, r, a in self.worst_classes())]
+                 "worst classes: " + (", ".join(f"{name} {r:.1%} -> {a:.1%}" for name, r, a in self.worst_classes()
+                                                if a < r) or "no class lost accuracy")]
         if self.departure:
-            lines.append(f"{test} departs from {ref} at {self.departure}")
+            lines.append(self.departure)
         lines += [f"FAILED: {f}" for f in self.failures]
         return "\n".join(lines)
 
@@ -114,20 +115,20 @@ def compare_predictions(ref_pred, pred, labels, label_names, names=("float", "in
 
 
 # --- gates: each returns the one-line failure, or None ------------------------------------------------------
-def max_drop_failure(c: Comparison, max_drop: float) -> str | None:
+def max_drop_failure(c: Comparison, max_drop: float, limit_name: str = "--max-drop") -> str | None:
     if c.drop_points <= max_drop + 1e-9:
         return None
     ref, test = c.names
     return (f"accuracy: {test} {c.accuracy:.2%} is {c.drop_points:.2f} points below {ref} "
-            f"{c.reference_accuracy:.2%}, more than --max-drop {max_drop:g}")
+            f"{c.reference_accuracy:.2%}, more than {limit_name} {max_drop:g}")
 
 
-def min_agreement_failure(c: Comparison, min_agreement: float) -> str | None:
+def min_agreement_failure(c: Comparison, min_agreement: float, limit_name: str = "--min-agreement") -> str | None:
     if c.agreement >= min_agreement - 1e-12:
         return None
     ref, test = c.names
     return (f"agreement: {test} and {ref} agree on the top-1 class of {c.agreement:.2%} of {c.samples} images, "
-            f"below --min-agreement {min_agreement:g}")
+            f"below {limit_name} {min_agreement:g}")
 
 
 def with_departure(message: str, departure: str | None) -> str:
@@ -321,9 +322,9 @@ def assert_int8_close(float_model, int8_model, dataset: str = "mnist", split: st
     """
     c = evaluate_int8(float_model, int8_model, dataset, split, limit, data, backend, images, labels)
     if max_drop is not None:
-        c.failures.append(max_drop_failure(c, max_drop))
+        c.failures.append(max_drop_failure(c, max_drop, "max_drop"))
     if min_agreement is not None:
-        c.failures.append(min_agreement_failure(c, min_agreement))
+        c.failures.append(min_agreement_failure(c, min_agreement, "min_agreement"))
     c.failures = [f for f in c.failures if f]
     if c.failures:
         if isinstance(int8_model, (str, Path)):
