@@ -30,6 +30,13 @@ from edgecnn.int8.graph import Int8Graph
 BACKENDS = SOURCES
 MEMORY_BUDGET = 64 << 20  # bytes of intermediates per back end and chunk
 MAX_CHUNK = 256
+NAME_WIDTH = 40
+
+
+def short_name(name: str) -> str:
+    """A tensor name for one line: the converter's first ';'-separated part, its end kept if long."""
+    head = name.split(";")[0] + ("..." if ";" in name else "")
+    return head if len(head) <= NAME_WIDTH else "..." + head[-(NAME_WIDTH - 3):]
 
 
 @dataclass
@@ -48,7 +55,7 @@ class Divergence:
     def message(self) -> str:
         """One line, for a gate's failure message."""
         a, b = self.backends
-        return (f"{a} and {b} first differ at op {self.op_index} ({self.builtin}) output {self.tensor}, "
+        return (f"{a} and {b} first differ at op {self.op_index} ({self.builtin}) output {short_name(self.tensor)}, "
                 f"image {self.image}: {self.differing} of {self.elements} elements differ "
                 f"(largest difference {self.max_diff})")  # fmt: skip
 

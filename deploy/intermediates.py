@@ -50,12 +50,43 @@ def op_outputs(graph: Int8Graph) -> list[int]:
 
 
 def every_tensor_out(graph: Int8Graph) -> Int8Graph:
-    """A shallow copy of `graph` whose outputs are every op output (the exporters then expose them all)."""
-    return dataclasses.replace(graph, outputs=op_outputs(graph))
+    """A shallow copy of `graph` whose outputs are every op output (the exporters then expose them all).
+
+    Tensors with several rows per image (SPACE_TO_BATCH_ND's blocks) stay
+    inside: the exporters' outputs have one row per image.
+    """
+    outs = [t for t in op_outputs(graph) if graph.tensors[t].shape[:1] == (1,) or t in graph.outputs]
+    return dataclasses.replace(graph, outputs=outs)
 
 
 def per_image(array: np.ndarray, images: int) -> np.ndarray:
+    """(N, K): one row per image, for tensors whose rows are image-major (edgecnn's runtime, C, ONNX)."""
     return np.asarray(array).reshape(images, -1)
+
+
+def block_major(graph: Int8Graph) -> set[int]:
+    """Tensors whose rows TFLite orders block by block: SPACE_TO_BATCH_ND's output (row block * N + image)
+    and what ops compute from it, up to the BATCH_TO_SPACE_ND that puts the images back together."""
+    found: set[int] = set()
+    for op in graph.ops:
+        if op.kind == "SPACE_TO_BATCH_ND" or (op.kind != "BATCH_TO_SPACE_ND" and any(t in found for t in op.inputs)):
+            found.update(op.outputs)
+    return found
+
+
+def per_image_block_major(array: np.ndarray, images: int) -> np.ndarray:
+    """(N, K) from a block-major tensor (see block_major): its r rows per image regrouped by image."""
+    array = np.asarray(array)
+    rows = array.shape[0] // images if array.ndim else 1
+    if rows <= 1:
+        return array.reshape(images, -1)
+    return np.ascontiguousarray(array.reshape(rows, images, -1).transpose(1, 0, 2)).reshape(images, -1)
+
+
+def tflite_rows(graph: Int8Graph):
+    """A function (tensor, array, N) -> (N, K) for tensors as TFLite lays them out."""
+    blocks = block_major(graph)
+    return lambda t, array, n: per_image_block_major(array, n) if t in blocks else per_image(array, n)
 
 
 def open_source(name: str, graph: Int8Graph, data: bytes | None, fc_rescale: str = "float"):
@@ -132,6 +163,7 @@ class LiteRTSource:
         details = [(d["index"], d["name"], tuple(int(v) for v in d["shape"]), d["dtype"])
                    for d in interpreter.get_tensor_details()]  # fmt: skip
         self.index_of = match_by_name(graph, details)
+        self.rows = tflite_rows(graph)
 
     def tensors(self, inputs: list[np.ndarray]) -> dict[int, np.ndarray]:
         n = inputs[0].shape[0]
@@ -139,7 +171,7 @@ class LiteRTSource:
         got = {}
         for t, index in self.index_of.items():
             try:
-                got[t] = per_image(self.runner.interpreter.get_tensor(index), n)
+                got[t] = self.rows(t, self.runner.interpreter.get_tensor(index), n)
             except ValueError:  # freed or never allocated (e.g. inside a delegate)
                 continue
         return got
@@ -180,6 +212,7 @@ class TFLiteRuntimeSource:
         self.version = header.get("tflite_runtime")
         details = [(d[0], d[1], tuple(d[2]), d[3]) for d in header["tensors"]]
         self.index_of = match_by_name(graph, details)
+        self.rows = tflite_rows(graph)
         self.jobs = 0
 
     def _reply(self) -> dict:
@@ -208,7 +241,7 @@ class TFLiteRuntimeSource:
         finally:
             src.unlink(missing_ok=True)
             dst.unlink(missing_ok=True)
-        return {t: per_image(values[i], n) for t, i in self.index_of.items() if i in values}
+        return {t: self.rows(t, values[i], n) for t, i in self.index_of.items() if i in values}
 
     def close(self):
         if self.proc.poll() is None:

@@ -152,23 +152,25 @@ def run(args) -> int:
 
 
 def print_report(report) -> None:
+    from edgecnn.deploy.compare import short_name as short
+
     a, b = report.backends
     what = f"{report.model} in {a} vs {report.other} in {b}" if report.other else f"{report.model}: {a} vs {b}"
     print(f"{what}, {report.images} images")
-    width = max([len(op.tensor) for op in report.ops] + [6])
+    width = max([len(short(op.tensor)) for op in report.ops] + [6])
     print(f"{'op':>4}  {'builtin':<24} {'tensor':<{width}} {'differing':>12} {'of':>12} {'max diff':>9} "
           f"{'images':>7} {'first':>6}")
     for op in report.ops:
         if not op.compared and not op.elements:
-            print(f"{op.op_index:>4}  {op.builtin:<24} {op.tensor:<{width}} {'not given by both backends':>49}")
+            print(f"{op.op_index:>4}  {op.builtin:<24} {short(op.tensor):<{width}} {'not given by both backends':>49}")
             continue
         first = "-" if op.first_image is None else str(op.first_image)
-        print(f"{op.op_index:>4}  {op.builtin:<24} {op.tensor:<{width}} {op.differing:>12} {op.elements:>12} "
+        print(f"{op.op_index:>4}  {op.builtin:<24} {short(op.tensor):<{width}} {op.differing:>12} {op.elements:>12} "
               f"{op.max_diff:>9} {op.images_differing:>7} {first:>6}")
     if report.first is None:
         compared = sum(op.elements for op in report.ops)
         print(f"identical: every compared op output ({compared} elements) is the same in both")
     else:
         d = report.first
-        print(f"first difference: op {d.op_index} ({d.builtin}) output {d.tensor}, image {d.image}: "
+        print(f"first difference: op {d.op_index} ({d.builtin}) output {short(d.tensor)}, image {d.image}: "
               f"{d.differing} of {d.elements} elements differ (largest difference {d.max_diff})")
