@@ -1,7 +1,7 @@
 """One interface over every way edgecnn runs a model: float, Numba int8, LiteRT, onnxruntime.
 
 `open_backend(path, name)` returns an object with `prepare(images)` (uint8
-images (N, H, W) -> the model's input array), `prepare_values(x)` (float
+images (N, H, W) grey or (N, H, W, 3) RGB -> the model's input array), `prepare_values(x)` (float
 input values of any shape, for models whose input is not an image),
 `run(x)` (outputs, int8 for int8 models; a list for several), `run_all(x)`
 (always a list) and `dequantize(y)` (outputs as real numbers). Every model
@@ -27,29 +27,14 @@ TRAIN_EXTRA = 'pip install "edgecnn[train]"'
 ONNX_EXTRA = 'pip install "edgecnn[onnx]"'
 
 
-def pad_to(images: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Zero-pad (N, h0, w0) images to (N, h, w), centred: 28x28 MNIST -> 32x32 LeNet input."""
-    if images.ndim == 4 and images.shape[3] == 1:
-        images = images[..., 0]
-    if images.ndim != 3:
-        raise ShapeError(f"expected grayscale images (N, H, W), got shape {images.shape}")
-    n, h0, w0 = images.shape
-    if h0 > h or w0 > w:
-        raise ShapeError(f"images are {h0}x{w0}, larger than the model's {h}x{w} input")
-    top, left = (h - h0) // 2, (w - w0) // 2
-    out = np.zeros((n, h, w), dtype=images.dtype)
-    out[:, top:top + h0, left:left + w0] = images
-    return out
-
-
-def image_size(input_shape, model: str = "the model") -> tuple[int, int]:
-    """(H, W) of a one-channel image input; ShapeError for any other input (features, RGB, ...)."""
-    shape = tuple(input_shape)
-    if len(shape) != 3 or shape[2] != 1:
+def check_image_input(shape, images: np.ndarray) -> None:
+    """ShapeError unless `images` ((N, H, W) grey or (N, H, W, C)) have the channels of an (H, W, C) image input."""
+    channels = images.shape[3] if images.ndim == 4 else 1
+    if images.ndim not in (3, 4) or len(shape) != 3 or shape[2] != channels:
         dims = "x".join(map(str, shape))
-        raise ShapeError(f"{model} takes input of shape {dims}, not a one-channel image; "
+        what = f"a {channels}-channel image" if images.ndim in (3, 4) else f"images of shape {images.shape[1:]}"
+        raise ShapeError(f"the model takes input of shape {dims}, not {what}; "
                          "give `edgecnn predict` a .npy file of that shape")
-    return int(shape[0]), int(shape[1])
 
 
 @dataclass
@@ -207,11 +192,7 @@ class Int8Backend:
             names = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))}" for s in self.inputs)
             raise ShapeError(f"the model has {len(self.inputs)} inputs ({names}); images feed models with one")
         spec = self.inputs[0]
-        channels = images.shape[3] if images.ndim == 4 else 1
-        if len(spec.shape) != 3 or spec.shape[2] != channels:
-            dims = "x".join(map(str, spec.shape))
-            raise ShapeError(f"the model takes input of shape {dims}, not a {channels}-channel image; "
-                             "give `edgecnn predict` a .npy file of that shape")
+        check_image_input(spec.shape, images)
         px = fit_pixels(images, spec.shape)
         norm = normalization(_json_dict(self.metadata.get("preprocessing")))  # (mean, std) it was trained with
         if norm is None and not spec.is_float and abs(spec.scale - 1 / 255) < 1e-9:  # lossless: q = pixel + zp
@@ -346,8 +327,12 @@ class FloatBackend:
         return [self.run(x)]
 
     def prepare(self, images):
-        h, w = image_size(self.input_shape)
-        return (pad_to(np.asarray(images), h, w).astype(np.float32) / 255.0)[..., None]
+        """uint8 images (N, H, W[, C]) -> float32 pixel / 255, zero-padded (centred) to the model's input."""
+        from edgecnn.int8.preprocessing import fit_pixels, pixels_to_float
+
+        images = np.asarray(images)
+        check_image_input(self.input_shape, images)
+        return pixels_to_float(fit_pixels(images, self.input_shape))
 
     def prepare_values(self, x):
         return np.asarray(x, np.float32)

@@ -11,6 +11,10 @@ Pillow reads PNG of every kind, JPEG, PGM/PPM, BMP, GIF, TIFF and WebP. What edg
   paper and drawing apps give black on white (`invert="auto"` detects it);
 - MNIST framing for larger images: the strokes' bounding box scaled into a
   20x20 box and placed in 28x28 by centre of mass, as LeCun's MNIST was made.
+Colour models (HxWx3 input, e.g. CIFAR-10) get RGB pixels instead (`read_image_rgb`,
+`fit_image_rgb`): channel order R, G, B as the file holds it, EXIF rotation applied,
+transparency composited onto white, grey files repeated into three channels; no
+polarity guessing and no MNIST framing, only zero padding or a letterboxed resize.
 `.npy` files are parsed by `deploy.npy` (no pickle, bounded).
 """
 
@@ -42,7 +46,7 @@ class ImageError(EdgecnnError):
 class FittedImage:
     """One image as the model will see it, and what was done to get there."""
 
-    pixels: np.ndarray  # uint8 (H, W), white strokes on black
+    pixels: np.ndarray  # uint8 (H, W), white strokes on black; (H, W, 3) RGB for colour models
     inverted: bool
     framing: str  # "as-is", "mnist" or "resize"
 
@@ -61,8 +65,23 @@ def read_image(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageError(f"{path.name}: {exc}") from None
 
 
-def pixels_from_array(array: np.ndarray, name: str) -> np.ndarray:
-    """uint8 (H, W) from a numeric array of pixels: 0..255, or floats in 0..1."""
+def read_image_rgb(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """uint8 RGB (H, W, 3) of an image file or an HxWx3 (or grey HxW) .npy, for colour models."""
+    path = Path(path)
+    data = _read_bounded(path)
+    if path.suffix.lower() == ".npy" or data[:6] == b"\x93NUMPY":
+        from edgecnn.deploy.npy import read_npy_bytes
+
+        return pixels_from_array(read_npy_bytes(data, path.name), path.name, channels=3)
+    try:
+        return _decode(data, max_pixels, to_rgb)
+    except ImageError as exc:
+        raise ImageError(f"{path.name}: {exc}") from None
+
+
+def pixels_from_array(array: np.ndarray, name: str, channels: int = 1) -> np.ndarray:
+    """uint8 (H, W) (channels=1) or (H, W, 3) (channels=3, R G B) from a numeric array of pixels:
+    0..255, or floats in 0..1. A grey (H, W) array given for 3 channels is repeated into each."""
     img = np.asarray(array)
     if img.dtype.kind not in "uifb":
         raise ImageError(f"{name}: pixels must be numbers, not {img.dtype}")
@@ -70,7 +89,13 @@ def pixels_from_array(array: np.ndarray, name: str) -> np.ndarray:
         raise ImageError(f"{name}: the image is empty")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
-    if img.ndim != 2:
+    if channels == 3:
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise ImageError(f"{name}: expected an RGB image of shape (H, W, 3) (or grey (H, W)), "
+                             f"got shape {img.shape}")
+    elif img.ndim != 2:
         raise ImageError(f"{name}: expected a 2-D grayscale image, got shape {img.shape}")
     img = img.astype(np.float64)
     if not np.all(np.isfinite(img)):
@@ -90,7 +115,7 @@ def _read_bounded(path: Path) -> bytes:
         return f.read(MAX_FILE_BYTES + 1)
 
 
-def _decode(data: bytes, max_pixels: int) -> np.ndarray:
+def _decode(data: bytes, max_pixels: int, convert=None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if data.startswith(PNG_MAGIC):
@@ -105,7 +130,7 @@ def _decode(data: bytes, max_pixels: int) -> np.ndarray:
                 if w * h > max_pixels or w <= 0 or h <= 0:
                     raise ImageError(f"{w}x{h} pixels is more than the {max_pixels:,} edgecnn reads")
                 im.load()
-                return to_gray(im)
+                return (convert or to_gray)(im)
         except UnidentifiedImageError:
             raise ImageError("not an image edgecnn reads (PNG, JPEG, PGM, BMP, GIF, TIFF, WebP or .npy)") from None
         except Image.DecompressionBombError as exc:
@@ -189,6 +214,39 @@ def to_gray(im) -> np.ndarray:
     return np.floor(composite(gray, alpha) + 0.5).astype(np.uint8)
 
 
+def to_rgb(im) -> np.ndarray:
+    """uint8 (H, W, 3) R, G, B from any Pillow image: EXIF rotation applied, 16-bit and float grey scaled
+    as `to_gray` does, then repeated; palette, CMYK and YCbCr converted; alpha composited onto white."""
+    from PIL import ImageOps
+
+    im = ImageOps.exif_transpose(im)  # a phone photo stored sideways is shown upright; so the model sees it
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return np.repeat(to_gray(im)[..., None], 3, axis=2)
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if not has_alpha:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
+    alpha = rgba[..., 3:] / 255.0
+    return np.floor(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+
+
+def fit_image_rgb(img: np.ndarray, height: int, width: int, invert: str = "auto",
+                  framing: str = "auto") -> FittedImage:
+    """Size for a (height, width, 3) colour model input: as-is (zero-padded, centred, by `fit_pixels`) when
+    it fits, else scaled to fit keeping the aspect ratio (Lanczos) and centred on black. Colours are
+    inverted only with invert="yes"; MNIST framing is for digit models and is refused."""
+    if invert not in ("auto", "yes", "no"):
+        raise ImageError(f"invert must be auto, yes or no, not {invert!r}")
+    if framing == "mnist":
+        raise ImageError("--framing mnist is for one-channel digit models; a colour model takes auto or resize")
+    flip = invert == "yes"
+    if flip:
+        img = 255 - img
+    if img.shape[0] <= height and img.shape[1] <= width:
+        return FittedImage(img, flip, "as-is")
+    return FittedImage(resize_to_fit(img, height, width), flip, "resize")
+
+
 def composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Blend onto the background that contrasts with the opaque strokes: dark ink on white, light on black."""
     weight = alpha.sum()
@@ -228,13 +286,13 @@ def fit_image(img: np.ndarray, height: int, width: int, invert: str = "auto", fr
 
 
 def resize_to_fit(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Scale (keeping the aspect ratio, Lanczos) to fit height x width, centred on black."""
+    """Scale (keeping the aspect ratio, Lanczos) to fit height x width, centred on black; grey or RGB."""
     from PIL import Image
 
     scale = min(height / img.shape[0], width / img.shape[1])
     h, w = max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale))
     small = np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.LANCZOS))
-    out = np.zeros((height, width), np.uint8)
+    out = np.zeros((height, width, *img.shape[2:]), np.uint8)
     top, left = (height - h) // 2, (width - w) // 2
     out[top:top + h, left:left + w] = small
     return out

@@ -15,18 +15,22 @@ TOP_K = 3
 def register(sub) -> None:
     p = add_command(sub, "predict", help="classify images (PNG, JPEG, PGM, ...) or run on .npy inputs",
                     description="Classify images with a .tflite, .npz or .onnx model and print each one's "
-                                "softmax probabilities. Images are converted to gray, transparency is "
-                                "composited, dark-on-light drawings are inverted (see --invert), and images "
-                                "larger than the model's input are framed like MNIST digits. Models whose "
-                                "input is not an image take .npy files of the input's shape.")
+                                "softmax probabilities. For one-channel models, images are converted to gray, "
+                                "transparency is composited, dark-on-light drawings are inverted (see --invert), "
+                                "and images larger than the model's input are framed like MNIST digits. Colour "
+                                "models (HxWx3, e.g. CIFAR-10) get RGB pixels (transparency on white), scaled "
+                                "to fit when larger. Models whose input is not an image take .npy files of the "
+                                "input's shape.")
     p.add_argument("model", metavar="MODEL", help=".tflite (int8), .npz (float) or .onnx (from `edgecnn export`)")
     p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="PNG, JPEG, PGM, BMP, GIF, TIFF or WebP images, or .npy arrays")
+                   help="PNG, JPEG, PGM/PPM, BMP, GIF, TIFF or WebP images, or .npy arrays (HxW, or HxWx3 "
+                        "for colour models)")
     p.add_argument("--backend", default=None,
                    help="numba, litert, litert-ref, litert-builtin (.tflite) or float (.npz); "
                         "default: numba when installed, else litert; float for .npz, onnxruntime for .onnx")
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                   help="make strokes white on black as in MNIST: auto inverts images with a light border")
+                   help="make strokes white on black as in MNIST: auto inverts images with a light border "
+                        "(one-channel models; colour images are inverted only with yes)")
     p.add_argument("--framing", choices=("auto", "mnist", "resize"), default="auto",
                    help="for images larger than the model's input: mnist puts the strokes in a 20x20 box "
                         "centred by mass in 28x28; resize scales the whole image; auto picks mnist for "
@@ -53,8 +57,9 @@ def run(args) -> int:
                          "predict feeds models with one input")
     k = choose_output(b, args.output)
     shape = tuple(int(d) for d in b.input_shape)
-    if len(shape) == 3 and shape[2] == 1:
-        fitted = [_fit(path, b, shape, args) for path in args.images]
+    if len(shape) == 3 and shape[2] in (1, 3):  # grey or RGB images
+        fit = _fit if shape[2] == 1 else _fit_rgb
+        fitted = [fit(path, b, shape, args) for path in args.images]
         x = b.prepare(np.stack([f.pixels for f in fitted]))
         notes = [{"inverted": f.inverted, "framing": f.framing} for f in fitted]
     else:
@@ -154,6 +159,13 @@ def _fit(path, backend, shape, args):
     h, w, _ = shape
     return fit_image(read_image(path), h, w, invert=args.invert, framing=args.framing,
                      content=content_size(backend, h, w))
+
+
+def _fit_rgb(path, backend, shape, args):
+    from edgecnn.deploy.images import fit_image_rgb, read_image_rgb
+
+    h, w, _ = shape
+    return fit_image_rgb(read_image_rgb(path), h, w, invert=args.invert, framing=args.framing)
 
 
 def _values(path, shape):

@@ -43,8 +43,13 @@ def pixels_to_float(pixels: np.ndarray, mean=None, std=None) -> np.ndarray:
     x = np.empty(np.shape(pixels), dtype=np.float32)
     np.divide(pixels, np.float32(255), out=x, dtype=np.float32)
     if mean is not None:
-        x -= np.asarray(mean, dtype=np.float32)
-        x /= np.asarray(std, dtype=np.float32)
+        mean, std = np.asarray(mean, dtype=np.float32).ravel(), np.asarray(std, dtype=np.float32).ravel()
+        channels = x.shape[-1] if x.ndim else 1
+        if mean.size not in (1, channels) or std.size not in (1, channels):
+            raise ShapeError(f"the normalisation has {mean.size} mean and {std.size} std values; "
+                             f"the input has {channels} channels (give 1 or {channels})")
+        x -= mean  # per channel: the last (C) axis of NHWC, R G B for colour
+        x /= std
     return x
 
 
