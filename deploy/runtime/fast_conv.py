@@ -40,13 +40,7 @@ F_W8, F_BIAS, F_RQ, F_ACT_MIN, F_ACT_MAX, F_OUT_ZP, F_FLOAT, F_EFF, F_W32, F_BLO
 F_EXPANDED = 32  # length of the expanded per-channel constants (a multiple of cout, see requantize_rows)
 # The direct (no im2col) VNNI convolution: padded plane, k4 per filter row, its packed weights, rows per block.
 F_PLANE_H, F_PLANE_W, F_ROW_K4, F_W_DIRECT, F_DIRECT_ROWS = 33, 34, 35, 36, 37
-F_RQ32 = 38  # int32 pool: M, left shift, total shift (each `expanded` long) for vnni.requantize16
 FIELDS = 40
-
-# Per-channel requantization constants in the int64 pool: 5 arrays of Cp entries each.
-RQ_MULT, RQ_LEFT, RQ_TOTAL, RQ_ROUND_POS, RQ_ROUND_NEG = 0, 1, 2, 3, 4
-RQ_ARRAYS = 5
-
 
 def requant_constants(multiplier: int, shift: int) -> tuple[int, int, int, int, int]:
     """(M, left, total_shift, round_pos, round_neg) for `requantize_one` (plain Python, plan time).
@@ -232,9 +226,8 @@ def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p):
                     for x0 in range(0, out_w, 4):
                         _tile(plane, a_row + x0 * sw * cin, sw * cin, dh * plane_w * cin, kh, w8p, w_chunk, k4, c,
                               (yi * out_w + x0) * cp + chunk * 64, cp, min(4, out_w - x0), tiles)  # fmt: skip
-            requantize_rows(c, cp, rows_y * out_w, cout, i32p[bias:bias + expanded], i64p, rq, expanded, act_min,
-                            act_max, out_zp, arena, out_image + first_y * out_w * cout,
-                            i32p[op[F_RQ32]:op[F_RQ32] + 3 * expanded])  # fmt: skip
+            requantize_rows(c, cp, rows_y * out_w, cout, i32p[bias:], i64p[rq:], expanded, act_min, act_max, out_zp,
+                            arena, out_image + first_y * out_w * cout)  # fmt: skip
 
 
 @njit(cache=True)
@@ -282,54 +275,28 @@ def _epilogue(op, c, rows, first, arena, out_base, i32p, i64p, f64p):
                 arena[dst + _U(ch)] = min(max(v, act_min), act_max)
         return
     expanded = op[F_EXPANDED]
-    requantize_rows(c, cp, rows, cout, i32p[bias:bias + expanded], i64p, rq, expanded, act_min, act_max, out_zp,
-                    arena, out_base + first * cout, i32p[op[F_RQ32]:op[F_RQ32] + 3 * expanded])
+    requantize_rows(c, cp, rows, cout, i32p[bias:], i64p[rq:], expanded, act_min, act_max, out_zp, arena,
+                    out_base + first * cout)
 
 
 @njit(cache=True)
-def requantize_rows(c, c_stride, rows, cout, bias, i64p, rq, expanded, act_min, act_max, out_zp, out, out_start,
-                    rq32):
+def requantize_rows(c, c_stride, rows, cout, bias, rqv, expanded, act_min, act_max, out_zp, out, out_start):
     """out[out_start + i*cout + ch] = clamp(requantize(c[i*c_stride + ch] + bias[ch]) + out_zp), int8.
 
-    The per-channel constants (bias and the five RQ arrays, each `expanded` long) repeat
-    the cout channels expanded/cout times, so when the rows are contiguous
-    (c_stride == cout) the work runs as long flat loops that LLVM vectorizes well; a loop
-    over 16 channels alone spends its time in loop setup. Branch-free for the vectorizer:
-    the left shift is always applied (0 leaves an int32 unchanged), and requantize_one's
-    rounding choice becomes round_pos - (p < -2^30) * (round_pos - round_neg).
+    vnni.requantize16 does the arithmetic (requantize_one's, 16 lanes at a time, the last
+    partial group through a lane-by-lane store). The per-channel constants (bias, and the
+    requantization blocks rqv) repeat the cout channels expanded/cout times, so when the rows
+    are contiguous (c_stride == cout) the work runs as long flat loops of `expanded` lanes;
+    a loop over 16 channels alone spends its time in loop setup. Otherwise row by row.
     """
-    mult = i64p[rq + RQ_MULT * expanded:rq + (RQ_MULT + 1) * expanded]
-    left = i64p[rq + RQ_LEFT * expanded:rq + (RQ_LEFT + 1) * expanded]
-    total = i64p[rq + RQ_TOTAL * expanded:rq + (RQ_TOTAL + 1) * expanded]
-    rpos = i64p[rq + RQ_ROUND_POS * expanded:rq + (RQ_ROUND_POS + 1) * expanded]
-    rneg = i64p[rq + RQ_ROUND_NEG * expanded:rq + (RQ_ROUND_NEG + 1) * expanded]
     if c_stride == cout:
         count = rows * cout
         for start in range(0, count, expanded):
-            n = min(expanded, count - start)
-            bulk = n // 16 * 16
-            requantize16(c[start:], bias, rq32[:expanded], rq32[expanded:2 * expanded], total, rpos, rneg,
-                         out[out_start + start:], n // 16, out_zp, act_min, act_max)  # fmt: skip
-            for j in range(bulk, n):
-                q = _U(j)
-                acc = wrap32(np.int64(c[_U(start) + q]) + np.int64(bias[q]))
-                x = wrap32(acc << left[q])
-                p = x * mult[q]
-                p += rpos[q] - np.int64(p < -1073741824) * (rpos[q] - rneg[q])
-                v = (p >> total[q]) + out_zp
-                out[_U(out_start + start) + q] = min(max(v, act_min), act_max)
+            requantize16(c[start:], bias, rqv, out[out_start + start:], min(expanded, count - start), out_zp,
+                         act_min, act_max)  # fmt: skip
         return
     for i in range(rows):
-        src = _U(i * c_stride)
-        dst = _U(out_start + i * cout)
-        for ch in range(cout):
-            q = _U(ch)
-            acc = wrap32(np.int64(c[src + q]) + np.int64(bias[q]))
-            x = wrap32(acc << left[q])
-            p = x * mult[q]
-            p += rpos[q] - np.int64(p < -1073741824) * (rpos[q] - rneg[q])
-            v = (p >> total[q]) + out_zp
-            out[dst + q] = min(max(v, act_min), act_max)
+        requantize16(c[i * c_stride:], bias, rqv, out[out_start + i * cout:], cout, out_zp, act_min, act_max)
 
 
 @njit(cache=True)

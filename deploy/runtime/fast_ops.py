@@ -31,16 +31,9 @@ from edgecnn.deploy.runtime.fast_conv import (
     F_PAD_L,
     F_PAD_T,
     F_RQ,
-    F_RQ32,
     F_SH,
     F_SW,
-    RQ_LEFT,
-    RQ_MULT,
-    RQ_ROUND_NEG,
-    RQ_ROUND_POS,
-    RQ_TOTAL,
     requantize_one,
-    requantize_rows,
     wrap32,
 )
 from edgecnn.deploy.runtime.pooling import divide_rounding_half_away
@@ -64,7 +57,7 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
     taps). Splitting columns by phase makes every tap's inputs for one output row contiguous
     (px = out_x*stride_w + fx*dilation_w -> phase (fx*dw) % sw, q = out_x + (fx*dw) // sw), so
     vnni.depthwise_row adds all taps in registers, 16 lanes at a time, with weights expanded
-    along the row at plan time; the row is then requantized 16 lanes at a time.
+    along the row at plan time, requantizes them in registers and stores int8 (no int32 row).
     Overflow: |w| <= 128, |x + offset| <= 255: each product < 2^15; int32 sums wrap like TFLite's.
     """
     in_h, in_w, cin = op[F_IN_H], op[F_IN_W], op[F_CIN]
@@ -77,12 +70,10 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
     act_min, act_max, out_zp = op[F_ACT_MIN], op[F_ACT_MAX], op[F_OUT_ZP]
     row_len = out_w * cout
     row_stride = -(-row_len // 16) * 16  # expanded weights: one row of 16-lane groups per tap
-    groups = row_stride // 16
     plane_len = sw * plane_h * q_cols * cout  # int16 entries
     plane = scratch.view(np.int16)
-    acc0 = (plane_len + 16 + 31) // 32 * 16  # int32 index of the accumulator row, after the plane and its slack
-    bias_row = i32p[bias:bias + row_len]
-    rq32 = i32p[op[F_RQ32]:op[F_RQ32] + 3 * row_len]
+    bias_row = i32p[bias:]
+    rqv = i64p[rq:]
     tap_offsets = i64p[taps:taps + kh * kw]
     weights = i32p[wexp:]
     for image in range(images):
@@ -102,10 +93,8 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
                     for ch in range(cout):
                         plane[dst + _U(ch)] = np.int16(np.int32(arena[src + _U(ch // dm)]) + in_offset)
         for out_y in range(out_h):
-            depthwise_row(scratch, out_y * sh * q_cols * cout, tap_offsets, kh * kw, weights, row_stride,
-                          scratch[acc0:], groups)  # fmt: skip (plane and weights: int16 values, see vnni.py)
-            requantize_rows(scratch[acc0:], row_len, 1, row_len, bias_row, i64p, rq, row_len, act_min, act_max,
-                            out_zp, arena, dst_image + out_y * row_len, rq32)  # fmt: skip
+            depthwise_row(scratch, out_y * sh * q_cols * cout, tap_offsets, kh * kw, weights, row_stride, bias_row, rqv,
+                          arena[dst_image + out_y * row_len:], row_len, out_zp, act_min, act_max)  # fmt: skip
 
 
 @njit(cache=True)

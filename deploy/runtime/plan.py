@@ -22,6 +22,7 @@ import numpy as np
 from edgecnn.deploy.runtime import executor as ex
 from edgecnn.deploy.runtime import fast_conv as fc
 from edgecnn.deploy.runtime import fast_ops as fo
+from edgecnn.deploy.runtime import vnni
 from edgecnn.deploy.runtime.params import RESCALE_FLOAT
 
 ALIGN = 64
@@ -77,18 +78,25 @@ def _wrap32(v: np.ndarray) -> np.ndarray:
     return ((np.asarray(v, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
 
 
-def _requant_arrays(multipliers, shifts, padded: int) -> np.ndarray:
-    """The five per-channel arrays of fast_conv (RQ_*), each padded to `padded` entries."""
-    table = np.zeros((fc.RQ_ARRAYS, padded), np.int64)
-    for ch, (m, s) in enumerate(zip(np.asarray(multipliers).reshape(-1), np.asarray(shifts).reshape(-1))):
-        table[:, ch] = fc.requant_constants(int(m), int(s))
-    return table
+def requant_vectors(multipliers, shifts) -> np.ndarray:
+    """vnni.py's requantization blocks for a per-lane list of (M, shift): one block of RQV_BLOCK int64s per 16 lanes.
 
-
-def _requant32(multipliers, shifts) -> np.ndarray:
-    """vnni.requantize16's int32 arrays: M, left shift, total right shift (31 + right), one after another."""
-    table = _requant_arrays(multipliers, shifts, np.asarray(multipliers).size)
-    return np.concatenate([table[fc.RQ_MULT], table[fc.RQ_LEFT], table[fc.RQ_TOTAL]]).astype(np.int32)
+    Lanes past the list (up to the next multiple of 16) get M = 0: they compute 0 and are never stored.
+    """
+    m = np.asarray(multipliers, np.int64).reshape(-1)
+    s = np.asarray(shifts, np.int64).reshape(-1)
+    groups = -(-m.size // 16)
+    lanes = np.zeros((5, groups * 16), np.int64)  # M, left, total, round_pos, round_neg per lane
+    lanes[2], lanes[3], lanes[4] = 31, 1 << 30, 1 << 30
+    for j, (mj, sj) in enumerate(zip(m, s)):
+        lanes[:, j] = fc.requant_constants(int(mj), int(sj))
+    blocks = np.zeros((groups, vnni.RQV_BLOCK), np.int64)
+    for index, at in ((0, vnni.RQV_M), (2, vnni.RQV_TOTAL), (3, vnni.RQV_POS), (4, vnni.RQV_NEG)):
+        per_group = lanes[index].reshape(groups, 16)
+        blocks[:, at:at + 8] = per_group[:, 0::2]
+        blocks[:, at + 8:at + 16] = per_group[:, 1::2]
+    blocks[:, vnni.RQV_LEFT:] = lanes[1].astype(np.int32).reshape(groups, 16).view(np.int64)
+    return blocks.reshape(-1)
 
 
 def pack_vnni(w_kc: np.ndarray, kp: int, cp: int) -> np.ndarray:
@@ -129,8 +137,7 @@ def _gemm_row(pools, row, w_kc, bias, in_zp, rescale):
         row[fc.F_FLOAT], row[fc.F_EFF] = 1, pools.add("f64", eff)
     else:
         multipliers, shifts = (np.tile(np.asarray(v).reshape(-1), reps) for v in values)
-        row[fc.F_RQ] = pools.add("i64", _requant_arrays(multipliers, shifts, reps * cout))
-        row[fc.F_RQ32] = pools.add("i32", _requant32(multipliers, shifts))
+        row[fc.F_RQ] = pools.add("i64", requant_vectors(multipliers, shifts))
     block = min(A_BLOCK_BYTES // kp, C_BLOCK_BYTES // (4 * cp), 512)
     row[fc.F_BLOCK] = max(4, block // 4 * 4)
 
@@ -216,10 +223,8 @@ def _op_row(graph, op, pools, scratch):
             row[fo.F_TAPS] = pools.add("i64", np.asarray(tap_offsets, np.int64))
             b = np.zeros(cout, np.int32) if np.asarray(bias).size == 0 else np.asarray(bias, np.int32)
             row[fc.F_BIAS] = pools.add("i32", np.tile(b, out_w))
-            row[fc.F_RQ] = pools.add("i64", _requant_arrays(np.tile(p.output_multiplier, out_w),
-                                                            np.tile(p.output_shift, out_w), row_len))
-            row[fc.F_RQ32] = pools.add("i32", _requant32(np.tile(p.output_multiplier, out_w),
-                                                         np.tile(p.output_shift, out_w)))
+            row[fc.F_RQ] = pools.add("i64", requant_vectors(np.tile(p.output_multiplier, out_w),
+                                                            np.tile(p.output_shift, out_w)))  # fmt: skip
             scratch["c"] = max(scratch["c"], (sw * plane_h * q_cols * cout + 32) // 2 + row_stride + 32)
     elif kind == "FULLY_CONNECTED":
         (f_shape, f_data), (_, bias) = op.constants

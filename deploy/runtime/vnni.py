@@ -97,91 +97,147 @@ def dpbusd_tile(typingctx, a, a_start, lda, a_step, steps, b, b_start, k4, c, c_
     return sig, codegen
 
 
-_V16_I64 = ir.VectorType(ir.IntType(64), 16)
+_V8_I64 = ir.VectorType(ir.IntType(64), 8)
 _V16_I8 = ir.VectorType(_I8, 16)
+
+# One block of requantization constants per 16 lanes, in int64s (plan.requant_vectors writes them):
+# M, total shift, round_pos, round_neg for the even lanes (8) and the odd lanes (8) each, then the
+# 16 int32 left shifts packed in 8 int64s.
+RQV_M, RQV_TOTAL, RQV_POS, RQV_NEG, RQV_LEFT, RQV_BLOCK = 0, 16, 32, 48, 64, 72
+
+
+def _splat(builder, value, vector_type=_V16):
+    one = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(_I32, 0))
+    mask = ir.Constant(ir.VectorType(_I32, vector_type.count), [0] * vector_type.count)
+    return builder.shuffle_vector(one, ir.Constant(vector_type, ir.Undefined), mask)
+
+
+def _requantize_ir(builder, acc, bias, rqv, zp, lo, hi):
+    """int8 lanes = clamp(requantize(acc + bias) + zp): fast_conv.requantize_one on 16 int32 lanes.
+
+    acc and bias are <16 x i32>; rqv points at the lanes' constant block (RQV_*). The int64
+    products stay in the even and odd int32 lanes' own 64-bit halves (vpmuldq on each, no
+    widening or narrowing shuffles): P = x * M with x = (acc + bias) << left wrapping in
+    int32, then (P + (P < -2^30 ? round_neg : round_pos)) >> total, whose low 32 bits are the
+    result (|result| < 2^31). Both factors of each product are sign-extended 32-bit values,
+    written as ashr(shl(v, 32), 32) so LLVM selects vpmuldq.
+    """
+
+    def block(offset, count=8):
+        p = builder.gep(rqv, [ir.Constant(ir.IntType(64), offset)])
+        return builder.load(builder.bitcast(p, ir.VectorType(ir.IntType(64), count).as_pointer()), align=8)
+
+    c32 = ir.Constant(_V8_I64, [32] * 8)
+    left = builder.bitcast(block(RQV_LEFT), _V16)
+    x = builder.bitcast(builder.shl(builder.add(acc, bias), left), _V8_I64)
+    halves = []
+    for half, xs in ((0, builder.ashr(builder.shl(x, c32), c32)), (8, builder.ashr(x, c32))):
+        m = block(RQV_M + half)
+        p = builder.mul(xs, builder.ashr(builder.shl(m, c32), c32))
+        below = builder.icmp_signed("<", p, ir.Constant(_V8_I64, [-(1 << 30)] * 8))
+        rounding = builder.select(below, block(RQV_NEG + half), block(RQV_POS + half))
+        halves.append(builder.ashr(builder.add(p, rounding), block(RQV_TOTAL + half)))
+    low = builder.and_(halves[0], ir.Constant(_V8_I64, [0xFFFFFFFF] * 8))
+    v = builder.bitcast(builder.or_(low, builder.shl(halves[1], c32)), _V16)
+    v = builder.add(v, zp)
+    v = builder.select(builder.icmp_signed("<", v, lo), lo, v)
+    v = builder.select(builder.icmp_signed(">", v, hi), hi, v)
+    return builder.trunc(v, _V16_I8)
+
+
+def _store_int8(builder, value, ptr, lanes_left):
+    """Store 16 int8 lanes, or only the first lanes_left (< 16) of them, one by one (nothing past them)."""
+    full = builder.icmp_signed(">=", lanes_left, ir.Constant(lanes_left.type, 16))
+    with builder.if_else(full) as (then, otherwise):
+        with then:
+            builder.store(value, builder.bitcast(ptr, _V16_I8.as_pointer()), align=1)
+        with otherwise:
+            with cgutils.for_range(builder, lanes_left) as lane_loop:
+                lane = lane_loop.index
+                builder.store(builder.extract_element(value, lane), builder.gep(ptr, [lane]))
+
+
+def _array_ptr(context, builder, ty, value, element=None):
+    data = context.make_array(ty)(context, builder, value).data
+    return data if element is None else builder.bitcast(data, element.as_pointer())
 
 
 @intrinsic
-def requantize16(typingctx, c, bias, mult, left, total, round_pos, round_neg, out, groups, out_zp, act_min, act_max):
-    """16 outputs at a time: int8(clamp(requantize(c + bias) + out_zp)) in explicit 512-bit vectors.
+def requantize16(typingctx, c, bias, rqv, out, count, out_zp, act_min, act_max):
+    """out[j] = int8(clamp(requantize(c[j] + bias[j]) + out_zp)) for j < count, 16 lanes at a time.
 
-    The arithmetic of fast_conv.requantize_rows (TFLite's MultiplyByQuantizedMultiplier as one
-    rounding shift, proved in fast_conv.requant_constants): acc = c + bias and x = acc << left
-    wrap in int32 lanes; p = x * M in int64 lanes (sign-extended 32-bit factors: vpmuldq);
-    (p + (p < -2^30 ? round_neg : round_pos)) >> total; + zero point, clamp, int8.
-    c, bias, mult, left are int32 arrays, total/round_pos/round_neg int64 (plan-time constants),
-    all starting at the first group (slices); out int8. Portable IR: LLVM lowers it on any CPU.
+    c and bias are int32 arrays, rqv the int64 constant blocks (one per 16 lanes, RQV_*), all
+    starting at lane 0; the last partial group is stored through a mask (nothing past count is
+    written; c and bias are read up to the next multiple of 16). Portable IR: LLVM lowers it
+    on any CPU.
     """
-    sig = types.void(c, bias, mult, left, total, round_pos, round_neg, out, groups, out_zp, act_min, act_max)
+    sig = types.void(c, bias, rqv, out, count, out_zp, act_min, act_max)
 
     def codegen(context, builder, signature, args):
         argtys = signature.args
-        c_p, b_p, m_p, l_p, t_p, rp_p, rn_p, o_p = (context.make_array(argtys[i])(context, builder, args[i]).data
-                                                    for i in range(8))  # fmt: skip
+        c_p = _array_ptr(context, builder, argtys[0], args[0])
+        b_p = _array_ptr(context, builder, argtys[1], args[1])
+        r_p = _array_ptr(context, builder, argtys[2], args[2])
+        o_p = _array_ptr(context, builder, argtys[3], args[3])
         intp = context.get_value_type(types.intp)
-        groups_v = context.cast(builder, args[8], argtys[8], types.intp)
-        i32s = [builder.trunc(context.cast(builder, args[i], argtys[i], types.int64), _I32) for i in (9, 10, 11)]
+        count_v = context.cast(builder, args[4], argtys[4], types.intp)
+        zp, lo, hi = (_splat(builder, builder.trunc(context.cast(builder, args[i], argtys[i], types.int64), _I32))
+                      for i in (5, 6, 7))  # fmt: skip
+        groups = builder.sdiv(builder.add(count_v, ir.Constant(intp, 15)), ir.Constant(intp, 16))
 
-        def splat(value):
-            one = builder.insert_element(ir.Constant(_V16, ir.Undefined), value, ir.Constant(_I32, 0))
-            return builder.shuffle_vector(one, ir.Constant(_V16, ir.Undefined), ir.Constant(_V16, [0] * 16))
+        def load(ptr, index):
+            return builder.load(builder.bitcast(builder.gep(ptr, [index]), _V16.as_pointer()), align=4)
 
-        zp, lo, hi = (splat(v) for v in i32s)
-
-        def load(ptr, index, vector_type=_V16, align=4):
-            p = builder.gep(ptr, [index])
-            return builder.load(builder.bitcast(p, vector_type.as_pointer()), align=align)
-
-        with cgutils.for_range(builder, groups_v) as loop:
+        with cgutils.for_range(builder, groups) as loop:
             base = builder.mul(loop.index, ir.Constant(intp, 16))
-            acc = builder.add(load(c_p, base), load(b_p, base))
-            x = builder.shl(acc, load(l_p, base))
-            p = builder.mul(builder.sext(x, _V16_I64), builder.sext(load(m_p, base), _V16_I64))
-            below = builder.icmp_signed("<", p, ir.Constant(_V16_I64, [-(1 << 30)] * 16))
-            rounding = builder.select(below, load(rn_p, base, _V16_I64, 8), load(rp_p, base, _V16_I64, 8))
-            v = builder.ashr(builder.add(p, rounding), load(t_p, base, _V16_I64, 8))
-            v = builder.add(builder.trunc(v, _V16), zp)
-            v = builder.select(builder.icmp_signed("<", v, lo), lo, v)
-            v = builder.select(builder.icmp_signed(">", v, hi), hi, v)
-            out_ptr = builder.bitcast(builder.gep(o_p, [base]), _V16_I8.as_pointer())
-            builder.store(builder.trunc(v, _V16_I8), out_ptr, align=1)
+            rqv = builder.gep(r_p, [builder.mul(loop.index, ir.Constant(intp, RQV_BLOCK))])
+            v = _requantize_ir(builder, load(c_p, base), load(b_p, base), rqv, zp, lo, hi)
+            _store_int8(builder, v, builder.gep(o_p, [base]), builder.sub(count_v, base))
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 @intrinsic
-def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_stride, acc, groups):
-    """acc[16g + l] = sum over t < tap_count of weights[t*weight_stride + 16g + l] * plane[row_base + taps[t] + 16g + l].
+def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_stride, bias, rqv, out, count,
+                  out_zp, act_min, act_max):
+    """One output row of a depthwise conv, requantized: out[j] for j < count, 16 lanes at a time.
 
-    One output row of a depthwise conv, 16 lanes at a time, every tap accumulated in a register
-    before one store (fast_ops.depthwise lays the plane out so that each tap's inputs for the row
-    are contiguous). plane and weights hold int16 values (in int32 arrays; offsets count int16s):
-    |w| <= 128 and |x + offset| <= 255, so each product, at most 32640, is exact in an int16 lane
-    (vpmullw); it is sign-extended and added in int32 lanes, which wrap like TFLite's sums.
-    Portable IR (no x86 intrinsic).
+    acc = sum over t < tap_count of weights[t*weight_stride + j] * plane[row_base + taps[t] + j],
+    every tap accumulated in a register, then requantized in registers (as requantize16) and
+    stored as int8: the int32 row never goes to memory. fast_ops.depthwise lays the plane out so
+    that each tap's inputs for the row are contiguous. plane and weights hold int16 values (in
+    int32 arrays; offsets count int16s): |w| <= 128 and |x + offset| <= 255, so each product, at
+    most 32640, is exact in an int16 lane (vpmullw); it is sign-extended and added in int32
+    lanes, which wrap like TFLite's sums. Portable IR (no x86 intrinsic).
     """
-    sig = types.void(plane, row_base, taps, tap_count, weights, weight_stride, acc, groups)
+    sig = types.void(plane, row_base, taps, tap_count, weights, weight_stride, bias, rqv, out, count, out_zp,
+                     act_min, act_max)  # fmt: skip
 
     def codegen(context, builder, signature, args):
         argtys = signature.args
         intp = context.get_value_type(types.intp)
         i16 = ir.IntType(16)
         v16_i16 = ir.VectorType(i16, 16)
-        plane_p = builder.bitcast(context.make_array(argtys[0])(context, builder, args[0]).data, i16.as_pointer())
-        taps_p = context.make_array(argtys[2])(context, builder, args[2]).data
-        w_p = builder.bitcast(context.make_array(argtys[4])(context, builder, args[4]).data, i16.as_pointer())
-        acc_p = context.make_array(argtys[6])(context, builder, args[6]).data
+        plane_p = _array_ptr(context, builder, argtys[0], args[0], i16)
+        taps_p = _array_ptr(context, builder, argtys[2], args[2])
+        w_p = _array_ptr(context, builder, argtys[4], args[4], i16)
+        b_p = _array_ptr(context, builder, argtys[6], args[6])
+        r_p = _array_ptr(context, builder, argtys[7], args[7])
+        o_p = _array_ptr(context, builder, argtys[8], args[8])
         row_base = context.cast(builder, args[1], argtys[1], types.intp)
         tap_count = context.cast(builder, args[3], argtys[3], types.intp)
         w_stride = context.cast(builder, args[5], argtys[5], types.intp)
-        groups_v = context.cast(builder, args[7], argtys[7], types.intp)
+        count_v = context.cast(builder, args[9], argtys[9], types.intp)
+        zp, lo, hi = (_splat(builder, builder.trunc(context.cast(builder, args[i], argtys[i], types.int64), _I32))
+                      for i in (10, 11, 12))  # fmt: skip
+        groups = builder.sdiv(builder.add(count_v, ir.Constant(intp, 15)), ir.Constant(intp, 16))
         total = cgutils.alloca_once_value(builder, ir.Constant(_V16, None))
 
-        def load(ptr, index):
-            return builder.load(builder.bitcast(builder.gep(ptr, [index]), v16_i16.as_pointer()), align=2)
+        def load(ptr, index, vector_type=v16_i16, align=2):
+            return builder.load(builder.bitcast(builder.gep(ptr, [index]), vector_type.as_pointer()), align=align)
 
-        with cgutils.for_range(builder, groups_v) as loop:
+        with cgutils.for_range(builder, groups) as loop:
             base = builder.mul(loop.index, ir.Constant(intp, 16))
             builder.store(ir.Constant(_V16, None), total)
             with cgutils.for_range(builder, tap_count) as tap_loop:
@@ -191,7 +247,9 @@ def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_s
                 w = load(w_p, builder.add(builder.mul(t, w_stride), base))
                 product = builder.sext(builder.mul(w, x), _V16)
                 builder.store(builder.add(builder.load(total), product), total)
-            builder.store(builder.load(total), builder.bitcast(builder.gep(acc_p, [base]), _V16.as_pointer()), align=4)
+            rqv = builder.gep(r_p, [builder.mul(loop.index, ir.Constant(intp, RQV_BLOCK))])
+            v = _requantize_ir(builder, builder.load(total), load(b_p, base, _V16, 4), rqv, zp, lo, hi)
+            _store_int8(builder, v, builder.gep(o_p, [base]), builder.sub(count_v, base))
         return context.get_dummy_value()
 
     return sig, codegen
