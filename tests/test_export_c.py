@@ -304,9 +304,12 @@ def test_file_format_header_defines_and_labels():
     assert 'const char *const digits_labels[10] = {\n    "0",' in source
     code = strip_comments(source)
     assert "malloc" not in code and "#include <math.h>" not in code
-    # The weights are all there: 61,706 parameters, of which the biases are int32.
-    arrays = re.findall(r"static const (int8_t|int32_t) op\d+_(filter|bias)\[(\d+)\]", source)
-    assert sum(int(n) for _, _, n in arrays) == 61_706
+    # The weights are all there: 61,706 parameters, of which the biases are int32 (a conv's biases are in its
+    # op*_channel table, one row per output channel; its filters are two 16-bit weights per uint32_t word of
+    # op*_pairs, padded to a multiple of 4 taps with zeros: 6 x 3 + 16 x 2 more).
+    arrays = re.findall(r"static const (int8_t|int32_t|ec_channel) op\d+_(filter|bias|channel)\[(\d+)\]", source)
+    pairs = re.findall(r"static const uint32_t op\d+_pairs\[(\d+)\]", source)
+    assert sum(int(n) for _, _, n in arrays) + 2 * sum(int(n) for n in pairs) == 61_706 + 6 * 3 + 16 * 2
     assert to_c(graph, name="digits") == source  # deterministic
 
 

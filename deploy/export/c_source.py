@@ -194,36 +194,99 @@ static int32_t ec_round_half_away(double v)
 """)
 
 
-
-
-
-
-
-_block("dot_s8", (), r"""
-/* sum of a[i] * b[i] for int8 a and b, modulo 2^32 (what TFLite's wrapping int32 accumulator holds; the
-   order of the terms does not matter modulo 2^32). Where the Cortex-M DSP extension is there (and
-   EDGECNN_NO_DSP is not defined), four products per step: SXTB16 sign-extends bytes 0 and 2 (and, with
-   ROR #8, bytes 1 and 3) into two 16-bit lanes, and SMLAD adds both lane products to the accumulator
-   (wrapping like uint32_t). The portable loop gives the same sum. |a[i] * b[i]| <= 2^14. */
-#if defined(__ARM_FEATURE_DSP) && !defined(EDGECNN_NO_DSP)
-#define EC_DSP 1
-static uint32_t ec_load32(const int8_t *p)
+_block("dsp", (), r"""
+/* Word access and, where the Cortex-M DSP extension is there (__ARM_FEATURE_DSP: M4, M7, M33 with DSP) and
+   EDGECNN_NO_DSP is not defined, its SIMD instructions (EC_DSP). ec_load32/ec_store32 move 4 int8 values
+   as one little-endian word whatever the host (gcc merges the byte accesses into one LDR/STR, unaligned
+   access being allowed on the Cortex-M3/M4/M7). SXTB16 sign-extends bytes 0 and 2 (with ROR #8: bytes 1
+   and 3) into two 16-bit lanes; SXTAB16 also adds them to the lanes of its first operand; SMLAD adds
+   both lane products to the accumulator, SMLABB / SMLATT the bottom / top lanes' product; all wrap
+   modulo 2^32 like uint32_t (they only set the Q flag). */
+static inline uint32_t ec_load32(const int8_t *p)
 {
-    /* gcc merges these four byte loads into one (unaligned-capable) LDR on the Cortex-M3/M4/M7 */
     return (uint32_t)(uint8_t)p[0] | ((uint32_t)(uint8_t)p[1] << 8) | ((uint32_t)(uint8_t)p[2] << 16)
            | ((uint32_t)(uint8_t)p[3] << 24);
 }
 
+static inline void ec_store32(int8_t *p, uint32_t v)
+{
+    p[0] = (int8_t)(uint8_t)v;
+    p[1] = (int8_t)(uint8_t)(v >> 8);
+    p[2] = (int8_t)(uint8_t)(v >> 16);
+    p[3] = (int8_t)(uint8_t)(v >> 24);
+}
+
+/* The signed 16-bit lane of a word (top: bits 16-31, else bits 0-15), as weights pre-arranged in lanes
+   are stored. */
+static inline int32_t ec_lane16(uint32_t word, int top)
+{
+#if defined(__GNUC__)
+    return top ? (int32_t)word >> 16 : (int16_t)word; /* GCC and Clang: conversions modulo 2^n, >> arithmetic */
+#else
+    const uint32_t lane = (top ? word >> 16 : word) & 0xFFFFu;
+    return (int32_t)(lane & 0x7FFFu) - (int32_t)(lane & 0x8000u);
+#endif
+}
+
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGECNN_NO_DSP)
+#define EC_DSP 1
+static inline uint32_t ec_sxtb16(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(x));
+    return r;
+}
+
+static inline uint32_t ec_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+static inline uint32_t ec_sxtab16(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
+static inline uint32_t ec_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
+static inline uint32_t ec_smlad(uint32_t a, uint32_t b, uint32_t acc)
+{
+    __asm__("smlad %0, %1, %2, %0" : "+r"(acc) : "r"(a), "r"(b));
+    return acc;
+}
+
+static inline uint32_t ec_smlabb(uint32_t a, uint32_t b, uint32_t acc)
+{
+    __asm__("smlabb %0, %1, %2, %0" : "+r"(acc) : "r"(a), "r"(b));
+    return acc;
+}
+
+static inline uint32_t ec_smlatt(uint32_t a, uint32_t b, uint32_t acc)
+{
+    __asm__("smlatt %0, %1, %2, %0" : "+r"(acc) : "r"(a), "r"(b));
+    return acc;
+}
+#endif
+""")
+
+_block("dot_s8", ("dsp",), r"""
+/* sum of a[i] * b[i] for int8 a and b, modulo 2^32 (what TFLite's wrapping int32 accumulator holds; the
+   order of the terms does not matter modulo 2^32). With EC_DSP four products per SXTB16/SMLAD step;
+   the portable loop gives the same sum. |a[i] * b[i]| <= 2^14. */
+#ifdef EC_DSP
 static uint32_t ec_smlad_bytes(uint32_t a, uint32_t b, uint32_t acc)
 {
-    uint32_t a02, a13, b02, b13;
-    __asm__("sxtb16 %0, %1" : "=r"(a02) : "r"(a));
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(a13) : "r"(a));
-    __asm__("sxtb16 %0, %1" : "=r"(b02) : "r"(b));
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(b13) : "r"(b));
-    __asm__("smlad %0, %1, %2, %0" : "+r"(acc) : "r"(a02), "r"(b02));
-    __asm__("smlad %0, %1, %2, %0" : "+r"(acc) : "r"(a13), "r"(b13));
-    return acc;
+    acc = ec_smlad(ec_sxtb16(a), ec_sxtb16(b), acc);
+    return ec_smlad(ec_sxtb16_ror8(a), ec_sxtb16_ror8(b), acc);
 }
 #endif
 
@@ -241,7 +304,88 @@ static uint32_t ec_dot_s8(const int8_t *a, const int8_t *b, int n)
     for (; i < n; ++i) acc += (uint32_t)(a[i] * b[i]);
     return acc;
 }
+""")
 
+_block("channel_out", ("from_u32", "shr", "mbqm"), r"""
+/* A conv output channel's tail, precomputed at export time. bias: what the sum starts from (CONV_2D:
+   bias + input_offset * sum of the filter's weights, modulo 2^32; DEPTHWISE_CONV_2D: the bias).
+   round and post give TFLite's two roundings (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT
+   by r = -shift) as one: for 1 <= r <= 31 and multiplier >= 0,
+   RDBPOT(SRDHM(x, M), r) = (x * M + 2^30 + 2^(30 + r) - (x < 0 ? 2^31 : 0)) >> (31 + r) (floors; the
+   nested floors merge, and x < 0 stands for SRDHM(x, M) < 0 since both give 0 where they differ), i.e.
+   one SMLAL and the high word shifted by post = r - 1 (docs/mcu.md). `fast` says every channel of the op
+   has 1 <= r <= 31; otherwise ec_mbqm does TFLite's steps one by one. */
+typedef struct {
+    int64_t round;      /* 2^30 + 2^(30 + r) */
+    int32_t bias;
+    int32_t multiplier;
+    int32_t shift;      /* TFLite's: left shift if > 0, right shift r = -shift if < 0 */
+    int32_t post;       /* r - 1 */
+} ec_channel;
+
+static inline int8_t ec_channel_out_fast(uint32_t acc, const ec_channel *ch, int32_t offset, int32_t lo, int32_t hi)
+{
+    const int32_t x = ec_from_u32(acc);
+    const int64_t s = (int64_t)x * ch->multiplier + ch->round - (x < 0 ? ((int64_t)1 << 31) : 0);
+#if defined(__GNUC__)
+    const int32_t v = ((int32_t)(s >> 32) >> ch->post) + offset; /* >> of a negative value: arithmetic in GCC */
+#else
+    const int32_t v = (int32_t)ec_shr(s, 32 + ch->post) + offset;
+#endif
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+static inline int8_t ec_channel_out(uint32_t acc, const ec_channel *ch, int fast, int32_t offset, int32_t lo,
+                                    int32_t hi)
+{
+    int32_t v;
+    if (fast) return ec_channel_out_fast(acc, ch, offset, lo, hi);
+    v = ec_mbqm(ec_from_u32(acc), ch->multiplier, ch->shift) + offset;
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+""")
+
+_block("dot_2x2", ("dsp",), r"""
+/* Two filters x two patches in one pass (CMSIS-NN's 2x2 blocking): n int8 taps (a multiple of 4) per patch,
+   x = patch 0 (n bytes) then patch 1. The weights are arranged at export time (conv_filter_pairs) as
+   16-bit lanes in the order SXTB16 gives the patch bytes: per 4 taps, filter 0's (w0, w2) and (w1, w3),
+   then filter 1's, zero weights padding n. acc[2f + k] starts at bias f and gets sum w_f[i] * x_k[i],
+   modulo 2^32 in any order. With EC_DSP: 16 MACs in 2 LDR + 4 SXTB16 of the patches, 4 weight words
+   and 8 SMLAD. */
+static inline void ec_dot_2x2(const uint32_t *w, const int8_t *x, int n, uint32_t bias0, uint32_t bias1,
+                              uint32_t acc[4])
+{
+    uint32_t a00 = bias0, a01 = bias0, a10 = bias1, a11 = bias1;
+    const int8_t *const end = x + n;
+#ifdef EC_DSP
+    for (; x < end; x += 4, w += 4) {
+        const uint32_t x0 = ec_load32(x), x1 = ec_load32(x + n);
+        const uint32_t x0e = ec_sxtb16(x0), x0o = ec_sxtb16_ror8(x0), x1e = ec_sxtb16(x1), x1o = ec_sxtb16_ror8(x1);
+        a00 = ec_smlad(w[1], x0o, ec_smlad(w[0], x0e, a00));
+        a01 = ec_smlad(w[1], x1o, ec_smlad(w[0], x1e, a01));
+        a10 = ec_smlad(w[3], x0o, ec_smlad(w[2], x0e, a10));
+        a11 = ec_smlad(w[3], x1o, ec_smlad(w[2], x1e, a11));
+    }
+#else
+    for (; x < end; x += 4, w += 4) { /* taps 0, 2 in words 0 and 2, taps 1, 3 in words 1 and 3 */
+        const int32_t p0 = x[0], p1 = x[1], p2 = x[2], p3 = x[3];
+        const int32_t q0 = x[n], q1 = x[n + 1], q2 = x[n + 2], q3 = x[n + 3];
+        int32_t v0 = ec_lane16(w[0], 0), v1 = ec_lane16(w[1], 0), v2 = ec_lane16(w[0], 1), v3 = ec_lane16(w[1], 1);
+        a00 += (uint32_t)(v0 * p0) + (uint32_t)(v1 * p1) + (uint32_t)(v2 * p2) + (uint32_t)(v3 * p3);
+        a01 += (uint32_t)(v0 * q0) + (uint32_t)(v1 * q1) + (uint32_t)(v2 * q2) + (uint32_t)(v3 * q3);
+        v0 = ec_lane16(w[2], 0);
+        v1 = ec_lane16(w[3], 0);
+        v2 = ec_lane16(w[2], 1);
+        v3 = ec_lane16(w[3], 1);
+        a10 += (uint32_t)(v0 * p0) + (uint32_t)(v1 * p1) + (uint32_t)(v2 * p2) + (uint32_t)(v3 * p3);
+        a11 += (uint32_t)(v0 * q0) + (uint32_t)(v1 * q1) + (uint32_t)(v2 * q2) + (uint32_t)(v3 * q3);
+    }
+#endif
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
 """)
 
 _block("dot_s8_x2", ("dot_s8",), r"""
@@ -253,17 +397,9 @@ static void ec_dot_s8_x2(const int8_t *a0, const int8_t *a1, const int8_t *b, in
 #ifdef EC_DSP
     for (; i + 4 <= n; i += 4) {
         const uint32_t x = ec_load32(b + i), w0 = ec_load32(a0 + i), w1 = ec_load32(a1 + i);
-        uint32_t x02, x13, w02, w13;
-        __asm__("sxtb16 %0, %1" : "=r"(x02) : "r"(x));
-        __asm__("sxtb16 %0, %1, ror #8" : "=r"(x13) : "r"(x));
-        __asm__("sxtb16 %0, %1" : "=r"(w02) : "r"(w0));
-        __asm__("sxtb16 %0, %1, ror #8" : "=r"(w13) : "r"(w0));
-        __asm__("smlad %0, %1, %2, %0" : "+r"(acc0) : "r"(w02), "r"(x02));
-        __asm__("smlad %0, %1, %2, %0" : "+r"(acc0) : "r"(w13), "r"(x13));
-        __asm__("sxtb16 %0, %1" : "=r"(w02) : "r"(w1));
-        __asm__("sxtb16 %0, %1, ror #8" : "=r"(w13) : "r"(w1));
-        __asm__("smlad %0, %1, %2, %0" : "+r"(acc1) : "r"(w02), "r"(x02));
-        __asm__("smlad %0, %1, %2, %0" : "+r"(acc1) : "r"(w13), "r"(x13));
+        const uint32_t x02 = ec_sxtb16(x), x13 = ec_sxtb16_ror8(x);
+        acc0 = ec_smlad(ec_sxtb16_ror8(w0), x13, ec_smlad(ec_sxtb16(w0), x02, acc0));
+        acc1 = ec_smlad(ec_sxtb16_ror8(w1), x13, ec_smlad(ec_sxtb16(w1), x02, acc1));
     }
 #endif
     for (; i < n; ++i) {

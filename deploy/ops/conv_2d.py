@@ -13,62 +13,114 @@ def version(graph, op) -> int:
     return 6 if filter_in != in_ch else 3
 
 
-C_BLOCKS = {**C_PARAMS, "conv_2d": c_block(("conv_params", "requantize", "dot_s8_x2"), r"""
+C_BLOCKS = {**C_PARAMS, "conv_2d": c_block(("conv_params", "dsp", "dot_2x2"), r"""
+/* n bytes from `from` to `to` (no overlap), four at a time. */
+static inline int8_t *ec_conv_move(int8_t *to, const int8_t *from, int n)
+{
+    int i = 0;
+    for (; i + 4 <= n; i += 4) ec_store32(to + i, ec_load32(from + i));
+    for (; i < n; ++i) to[i] = from[i];
+    return to + n;
+}
+
+static inline int8_t *ec_conv_fill(int8_t *to, int8_t value, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) to[i] = value;
+    return to + n;
+}
+
+/* One output pixel's window of one group into `to`, tap i = (filter_y*filter_w + filter_x)*filter_depth +
+   in_channel at to[i] (the OHWI order of the filters), raw int8, with the input zero point
+   (-input_offset) for taps outside the image, so that x + input_offset is 0 there (w * 0 adds nothing,
+   the same as TFLite skipping them); taps up to n4 (a multiple of 4) are 0 and meet zero weights.
+   A window row inside the image with dilation 1 and one group is one run of the input row. */
+static void ec_conv_window(const ec_conv_params *p, const int8_t *input, int pixel, int group, int8_t *to, int n4)
+{
+    const int8_t pad = (int8_t)(-p->input_offset);
+    const int filter_w = p->filter_w, filter_depth = p->filter_depth, input_w = p->input_w;
+    const size_t in_row = (size_t)input_w * (size_t)p->input_depth;
+    const int out_y = pixel / p->output_w;
+    const int in_y_origin = out_y * p->stride_h - p->pad_top;
+    const int in_x_origin = (pixel - out_y * p->output_w) * p->stride_w - p->pad_left;
+    const int runs = p->dilation_w == 1 && filter_depth == p->input_depth && in_x_origin >= 0
+                     && in_x_origin + filter_w <= input_w;
+    int8_t *const end = to + n4;
+    int filter_y, filter_x;
+    for (filter_y = 0; filter_y < p->filter_h; ++filter_y) {
+        const int in_y = in_y_origin + p->dilation_h * filter_y;
+        const int8_t *row;
+        if (in_y < 0 || in_y >= p->input_h) {
+            to = ec_conv_fill(to, pad, filter_w * filter_depth);
+            continue;
+        }
+        row = input + (size_t)in_y * in_row + (size_t)group * (size_t)filter_depth;
+        if (runs) {
+            to = ec_conv_move(to, row + (size_t)in_x_origin * p->input_depth, filter_w * filter_depth);
+            continue;
+        }
+        for (filter_x = 0; filter_x < filter_w; ++filter_x) {
+            const int in_x = in_x_origin + p->dilation_w * filter_x;
+            to = in_x < 0 || in_x >= input_w ? ec_conv_fill(to, pad, filter_depth)
+                                             : ec_conv_move(to, row + (size_t)in_x * p->input_depth, filter_depth);
+        }
+    }
+    ec_conv_fill(to, 0, (int)(end - to));
+}
+
 /* CONV_2D (TFLite reference_integer_ops::ConvPerChannel), grouped when input_depth > filter_depth.
-   Per output pixel and group, the window is copied once into patch[(filter_y*filter_w + filter_x)*filter_depth
-   + in_channel] as raw int8, with the input zero point (-input_offset) for taps outside the image, so that
-   x + input_offset is 0 there (w * 0 adds nothing, the same as TFLite skipping them). Each filter is then one
-   contiguous int8 dot product with the patch (OHWI has the same order), and
-   sum(w * (x + input_offset)) = sum(w * x) + input_offset * filter_sum[out_channel] modulo 2^32, which is
-   what TFLite's wrapping int32 accumulator holds. Overflow: |w * x| <= 2^14; sums in uint32_t.
-   In place (output and input at the same address) for a 1x1 conv: each input pixel is in the patch before
-   its output pixel is written, in pixel order when narrowing and in reverse order (p->reverse) when widening. */
+   Output pixels go two at a time (a last lone pixel is computed twice, in both slots): both windows are
+   copied into the patch (ec_conv_window; patch = window 0 then window 1, n4 bytes each), then each pair
+   of filters is one ec_dot_2x2 with it, as CMSIS-NN's 2x2 blocking does. The sum starts at
+   channel[c].bias = bias + input_offset * (sum of the filter's weights) modulo 2^32:
+   sum(w * (x + input_offset)) + bias is that plus sum(w * x), which is what TFLite's wrapping int32
+   accumulator holds. Overflow: |w * x| <= 2^14; sums in uint32_t.
+   In place (output and input at the same address) for a 1x1 conv, and for a stride-1 conv with its output
+   pad_top rows + pad_left pixels before its input (docs/export.md): both windows are in the patch before
+   either output pixel is written, in pixel order when narrowing and in reverse order (p->reverse) when
+   widening. */
 static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *output, int8_t *patch)
 {
     const int groups = p->input_depth / p->filter_depth;
-    const int filters_per_group = p->output_depth / groups;
-    const int taps = p->filter_h * p->filter_w * p->filter_depth;
-    const int8_t pad = (int8_t)(-p->input_offset);
-    int out_y, out_x, group, out_channel, filter_y, filter_x, in_channel;
-    for (out_y = 0; out_y < p->output_h; ++out_y) {
-        const int y = p->reverse ? p->output_h - 1 - out_y : out_y;
-        const int in_y_origin = y * p->stride_h - p->pad_top;
-        for (out_x = 0; out_x < p->output_w; ++out_x) {
-            const int x_out = p->reverse ? p->output_w - 1 - out_x : out_x;
-            const int in_x_origin = x_out * p->stride_w - p->pad_left;
-            int8_t *out = output + ((size_t)y * p->output_w + x_out) * p->output_depth;
-            for (group = 0; group < groups; ++group) {
-                int8_t *tap = patch;
-                for (filter_y = 0; filter_y < p->filter_h; ++filter_y) {
-                    const int in_y = in_y_origin + p->dilation_h * filter_y;
-                    for (filter_x = 0; filter_x < p->filter_w; ++filter_x) {
-                        const int in_x = in_x_origin + p->dilation_w * filter_x;
-                        const int8_t *x;
-                        if (in_y < 0 || in_y >= p->input_h || in_x < 0 || in_x >= p->input_w) {
-                            for (in_channel = 0; in_channel < p->filter_depth; ++in_channel) *tap++ = pad;
-                            continue;
-                        }
-                        x = input + ((size_t)in_y * p->input_w + in_x) * p->input_depth + group * p->filter_depth;
-                        for (in_channel = 0; in_channel < p->filter_depth; ++in_channel) *tap++ = x[in_channel];
-                    }
+    const int per_group = p->output_depth / groups;
+    const int pairs = (per_group + 1) / 2;
+    const int n4 = (p->filter_h * p->filter_w * p->filter_depth + 3) & ~3;
+    const int pixels = p->output_h * p->output_w;
+    const int depth = p->output_depth, reverse = p->reverse, fast = p->fast;
+    const int32_t offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const ec_channel *const channel = p->channel;
+    int q, group, pair;
+    for (q = 0; q < pixels; q += 2) {
+        const int two = q + 1 < pixels;
+        const int pixel0 = reverse ? pixels - 1 - q : q;
+        const int pixel1 = !two ? pixel0 : reverse ? pixels - 2 - q : q + 1;
+        int8_t *const out0 = output + (size_t)pixel0 * depth;
+        int8_t *const out1 = output + (size_t)pixel1 * depth; /* out0 again for a last lone pixel */
+        for (group = 0; group < groups; ++group) {
+            const uint32_t *w = p->pairs + (size_t)group * pairs * n4;
+            const ec_channel *ch = channel + group * per_group;
+            ec_conv_window(p, input, pixel0, group, patch, n4);
+            ec_conv_window(p, input, pixel1, group, patch + n4, n4);
+            for (pair = 0; pair < pairs; ++pair, w += n4, ch += 2) {
+                const int c = (int)(ch - channel);
+                const int lone = 2 * pair + 1 == per_group; /* a last filter with a zero partner */
+                uint32_t acc[4];
+                ec_dot_2x2(w, patch, n4, (uint32_t)ch[0].bias, lone ? 0u : (uint32_t)ch[1].bias, acc);
+                if (lone) {
+                    out0[c] = ec_channel_out(acc[0], ch, fast, offset, act_min, act_max);
+                    out1[c] = ec_channel_out(acc[1], ch, fast, offset, act_min, act_max);
+                    continue;
                 }
-                for (out_channel = group * filters_per_group; out_channel < (group + 1) * filters_per_group;
-                     out_channel += 2) {
-                    const int8_t *w = p->filter + (size_t)out_channel * taps;
-                    const int pair = out_channel + 1 < (group + 1) * filters_per_group;
-                    uint32_t acc[2];
-                    int k;
-                    if (pair) {
-                        ec_dot_s8_x2(w, w + taps, patch, taps, &acc[0], &acc[1]); /* two filters, one patch */
-                    } else {
-                        acc[0] = ec_dot_s8(w, patch, taps);
-                        acc[1] = 0;
-                    }
-                    for (k = 0; k <= pair; ++k)
-                        out[out_channel + k] = ec_requantize(
-                            acc[k] + (uint32_t)p->input_offset * (uint32_t)p->filter_sum[out_channel + k],
-                            p->bias ? p->bias[out_channel + k] : 0, p->multiplier[out_channel + k],
-                            p->shift[out_channel + k], p->output_offset, p->act_min, p->act_max);
+                if (fast) {
+                    out0[c] = ec_channel_out_fast(acc[0], ch, offset, act_min, act_max);
+                    out1[c] = ec_channel_out_fast(acc[1], ch, offset, act_min, act_max);
+                    out0[c + 1] = ec_channel_out_fast(acc[2], ch + 1, offset, act_min, act_max);
+                    out1[c + 1] = ec_channel_out_fast(acc[3], ch + 1, offset, act_min, act_max);
+                } else {
+                    out0[c] = ec_channel_out(acc[0], ch, 0, offset, act_min, act_max);
+                    out1[c] = ec_channel_out(acc[1], ch, 0, offset, act_min, act_max);
+                    out0[c + 1] = ec_channel_out(acc[2], ch + 1, 0, offset, act_min, act_max);
+                    out1[c + 1] = ec_channel_out(acc[3], ch + 1, 0, offset, act_min, act_max);
                 }
             }
         }

@@ -104,37 +104,100 @@ def prepare_conv(ctx: PrepareContext, depthwise: bool) -> Prepared:
 
 # ---------------------------------------------------------------- C (kernels: conv_2d.py, depthwise_conv_2d.py)
 
-C_PARAMS = {"conv_params": c_block((), r"""
+C_PARAMS = {"conv_params": c_block(("channel_out",), r"""
 /* CONV_2D and DEPTHWISE_CONV_2D. Offsets follow TFLite: input_offset = -input zero point,
-   output_offset = +output zero point. Multipliers and shifts are per output channel. */
+   output_offset = +output zero point. Each output channel's bias and requantization: channel[out]. */
 typedef struct {
     int input_h, input_w, input_depth;
     int output_h, output_w, output_depth;
     int filter_h, filter_w, filter_depth;
     int stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
     int32_t input_offset, output_offset, act_min, act_max;
-    const int8_t *filter;      /* conv [out][h][w][filter_depth]; depthwise [1][h][w][out] */
-    const int32_t *bias;       /* [out], or NULL */
-    const int32_t *multiplier; /* [out] */
-    const int32_t *shift;      /* [out] */
+    const int8_t *filter;      /* depthwise with depth multiplier > 1: [1][h][w][out]; else NULL */
+    const uint32_t *pairs;     /* conv: conv_filter_pairs' words (ec_dot_2x2); depthwise, multiplier 1: depthwise_pairs' */
+    const ec_channel *channel; /* [out] */
+    int fast;                  /* every channel has 1 <= -shift <= 31: ec_channel_out's one-multiply path */
     int reverse;               /* conv: output pixels last to first (a 1x1 conv widening in place) */
-    const int32_t *filter_sum; /* conv: [out] sum of each filter's weights; depthwise: NULL */
 } ec_conv_params;
 """)}
 
 
+def conv_filter_pairs(filter_data: np.ndarray, out_depth: int, groups: int) -> tuple[np.ndarray, int]:
+    """CONV_2D's weights as ec_dot_2x2 reads them (uint32 words), and the taps per filter rounded up to 4.
+
+    Within each group, filters go in pairs (a zero filter completes an odd group); per 4 taps
+    (w0..w3) a pair is 4 words: filter 0's (w0 | w2 << 16) and (w1 | w3 << 16), then filter 1's,
+    16-bit two's complement lanes in SXTB16's order; zero weights pad the taps (they add nothing)."""
+    w = np.asarray(filter_data, dtype=np.int64).reshape(out_depth, -1)
+    taps = w.shape[1]
+    taps4 = -(-taps // 4) * 4
+    per_group = out_depth // groups
+    pairs = -(-per_group // 2)
+    padded = np.zeros((groups, pairs * 2, taps4), dtype=np.int64)
+    padded[:, :per_group, :taps] = w.reshape(groups, per_group, taps)
+    lanes = padded.reshape(groups, pairs, 2, taps4 // 4, 4).transpose(0, 1, 3, 2, 4) & 0xFFFF  # [g][pair][chunk][f][4]
+    words = np.stack([lanes[..., 0] | lanes[..., 2] << 16, lanes[..., 1] | lanes[..., 3] << 16], axis=-1)
+    return words.reshape(-1).astype(np.uint32), taps4
+
+
+def depthwise_pairs(filter_data: np.ndarray, depth: int) -> np.ndarray:
+    """DEPTHWISE_CONV_2D's weights (multiplier 1) as ec_depthwise_row reads them: channels in groups of
+    four (zero weights fill the last group), each group's taps in order, per tap two words
+    (w[c] | w[c+2] << 16) and (w[c+1] | w[c+3] << 16), 16-bit two's complement lanes."""
+    w = np.asarray(filter_data, dtype=np.int64).reshape(-1, depth)  # [taps][channel]
+    quads = -(-depth // 4)
+    padded = np.zeros((w.shape[0], quads * 4), dtype=np.int64)
+    padded[:, :depth] = w
+    lanes = padded.reshape(-1, quads, 4).transpose(1, 0, 2) & 0xFFFF  # [group][tap][4]
+    words = np.stack([lanes[..., 0] | lanes[..., 2] << 16, lanes[..., 1] | lanes[..., 3] << 16], axis=-1)
+    return words.reshape(-1).astype(np.uint32)
+
+
+def channel_table(emit, name: str, bias, multiplier, shift) -> tuple[str, bool]:
+    """`static const ec_channel name[]` (bias, TFLite's multiplier and shift, the merged rounding) and
+    whether every channel takes ec_channel_out's one-multiply path (1 <= -shift <= 31, multiplier >= 0)."""
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    r = -np.asarray(shift, dtype=np.int64)
+    fast = bool(np.all((r >= 1) & (r <= 31) & (multiplier >= 0)))
+    rows = []
+    for b, m, s, rr in zip(np.asarray(bias, dtype=np.int64), multiplier, np.asarray(shift, dtype=np.int64), r):
+        rounding = (1 << 30) + (1 << int(30 + rr)) if 1 <= rr <= 31 else 0
+        post = int(rr) - 1 if 1 <= rr <= 31 else 0
+        rows.append(f"    {{{emit.int_literal(rounding)}, {emit.int_literal(int(b))}, {emit.int_literal(int(m))}, "
+                    f"{emit.int_literal(int(s))}, {post}}},")
+    return f"static const ec_channel {name}[{len(rows)}] = {{\n" + "\n".join(rows) + "\n};\n", fast
+
+
+def _wrap_int32(v) -> np.ndarray:
+    """Integers modulo 2^32 as int32 (TFLite's wrapping accumulator)."""
+    return ((np.asarray(v, dtype=np.int64) + 2**31) % 2**32 - 2**31).astype(np.int64)
+
+
 def c_conv(emit, step, depthwise: bool) -> CSource:
-    """The params struct and call of CONV_2D / DEPTHWISE_CONV_2D; conv needs one window as int8 scratch."""
+    """The params struct and call of CONV_2D / DEPTHWISE_CONV_2D; conv needs two windows as int8 scratch."""
     p, name = step.params, emit.prefix(step)
     (filter_shape, filter_data), (_, bias_data) = step.constants
     _, in_h, in_w, in_depth = emit.shape(step.inputs[0])
     _, out_h, out_w, out_depth = emit.shape(step.outputs[0])
     _, filter_h, filter_w, filter_depth = filter_shape
-    data = emit.array("int8_t", f"{name}_filter", filter_data)
-    data += emit.array("int32_t", f"{name}_multiplier", p.output_multiplier)
-    data += emit.array("int32_t", f"{name}_shift", p.output_shift)
-    if bias_data.size:
-        data += emit.array("int32_t", f"{name}_bias", bias_data)
+    bias = np.asarray(bias_data, dtype=np.int64) if bias_data.size else np.zeros(out_depth, dtype=np.int64)
+    if depthwise and out_depth == in_depth:
+        words = depthwise_pairs(filter_data, out_depth)
+        data = emit.array("uint32_t", f"{name}_pairs", words)
+        taps4, arranged = 0, words
+    elif depthwise:
+        data = emit.array("int8_t", f"{name}_filter", filter_data)
+        taps4, arranged = 0, filter_data
+    else:
+        groups = in_depth // filter_depth
+        arranged, taps4 = conv_filter_pairs(filter_data, out_depth, groups)
+        data = emit.array("uint32_t", f"{name}_pairs", arranged)
+        # sum(w * (x + input_offset)) = sum(w * x) + input_offset * sum(w), modulo 2^32: the second term
+        # and the bias are where the sum starts.
+        sums = np.asarray(filter_data, dtype=np.int64).reshape(out_depth, -1).sum(axis=1)
+        bias = _wrap_int32(bias + p.input_offset * sums)
+    table, fast = channel_table(emit, f"{name}_channel", bias, p.output_multiplier, p.output_shift)
+    data += table
     fields = [
         ("input_h", in_h), ("input_w", in_w), ("input_depth", in_depth),
         ("output_h", out_h), ("output_w", out_w), ("output_depth", out_depth),
@@ -144,42 +207,41 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
         ("pad_top", p.padding_top), ("pad_left", p.padding_left),
         ("input_offset", p.input_offset), ("output_offset", p.output_offset),
         ("act_min", p.activation_min), ("act_max", p.activation_max),
-        ("filter", f"{name}_filter"), ("bias", f"{name}_bias" if bias_data.size else "NULL"),
-        ("multiplier", f"{name}_multiplier"), ("shift", f"{name}_shift"),
+        ("filter", f"{name}_filter" if depthwise and out_depth != in_depth else "NULL"),
+        ("pairs", "NULL" if depthwise and out_depth != in_depth else f"{name}_pairs"),
+        ("channel", f"{name}_channel"), ("fast", int(fast)),
     ]  # fmt: skip
-    if not depthwise:
-        sums = np.asarray(filter_data, dtype=np.int64).reshape(out_depth, -1).sum(axis=1)
-        data += emit.array("int32_t", f"{name}_filter_sum", sums)
-        fields.append(("filter_sum", f"{name}_filter_sum"))
-    data += emit.struct("ec_conv_params", f"{name}_params", fields)
-    nbytes = filter_data.size + 4 * (bias_data.size + (2 if depthwise else 3) * out_depth)
+    nbytes = arranged.nbytes + 24 * out_depth
     images, in_size, out_size = emit.shape(step.inputs[0])[0], in_h * in_w * in_depth, out_h * out_w * out_depth
     same_grid = (images == 1 and p.stride_height == p.stride_width == 1 and (out_h, out_w) == (in_h, in_w)
                  and p.dilation_height == p.dilation_width == 1)  # fmt: skip
     if depthwise:
-        call = per_image(f"ec_depthwise_conv_2d(&{name}_params, @IN0@, @OUT0@);", images, in_size, out_size)
+        data += emit.struct("ec_conv_params", f"{name}_params", fields)
+        # The scratch starts with filter_h row pointers (8 bytes each, whatever the target's pointer size).
+        rows, pointers = "(const int8_t **)@SCRATCH@", 8 * filter_h
+        call = per_image(f"ec_depthwise_conv_2d(&{name}_params, @IN0@, @OUT0@, {rows});", images, in_size, out_size)
         if same_grid and out_depth == in_depth and 0 <= p.padding_top < filter_h:
-            # In place with a ring of pad_top + 1 input rows (ec_depthwise_conv_2d_in_place).
+            # In place with a ring of pad_top + 1 input rows after the pointers (ec_depthwise_conv_2d_in_place).
             ring = (p.padding_top + 1) * in_w * in_depth
-            return CSource(call, data, ("depthwise_conv_2d",), nbytes, in_place=0,
-                           in_place_call=f"ec_depthwise_conv_2d_in_place(&{name}_params, @OUT0@, "
-                                         "(int8_t *)@SCRATCH@);",
-                           in_place_blocks=("depthwise_conv_2d_in_place",), in_place_scratch=ring)  # fmt: skip
-        return CSource(call, data, ("depthwise_conv_2d",), nbytes)
+            return CSource(call, data, ("depthwise_conv_2d",), nbytes, pointers, in_place=0,
+                           in_place_call=f"ec_depthwise_conv_2d_in_place(&{name}_params, @OUT0@, {rows}, "
+                                         f"(int8_t *)@SCRATCH@ + {pointers});",
+                           in_place_blocks=("depthwise_conv_2d_in_place",), in_place_scratch=pointers + ring)  # fmt: skip
+        return CSource(call, data, ("depthwise_conv_2d",), nbytes, pointers)
     pointwise = same_grid and filter_h == filter_w == 1 and filter_depth == in_depth
-    if pointwise and out_depth > in_depth:
-        # Widening 1x1 conv in place: last pixel first, so pixel q's bytes are overwritten only by pixels <= q.
-        data = data.replace(f"    .shift = {name}_shift,\n", f"    .shift = {name}_shift,\n    .reverse = 1,\n")
-    call = per_image(f"ec_conv_2d(&{name}_params, @IN0@, @OUT0@, @SCRATCH@);", images, in_size, out_size)
-    # A 1x1 conv copies each input pixel into the patch before writing that output pixel, so it runs in place.
-    # A stride-1 conv keeping the channel count runs in place with its output starting pad_top rows and
-    # pad_left pixels before its input: output pixel o then overwrites input pixel o - (pad_top*W + pad_left),
-    # whose last reader in raster order is o itself, and o copies its window into the patch first.
+    # Widening 1x1 conv in place: last pixel first, so pixel q's bytes are overwritten only by pixels <= q.
+    fields.append(("reverse", int(pointwise and out_depth > in_depth)))
+    data += emit.struct("ec_conv_params", f"{name}_params", fields)
+    call = per_image(f"ec_conv_2d(&{name}_params, @IN0@, @OUT0@, (int8_t *)@SCRATCH@);", images, in_size, out_size)
+    scratch = 2 * taps4  # two output pixels' windows (ec_conv_2d)
+    # A 1x1 conv copies its two input pixels into the patch before writing their output pixels, so it runs
+    # in place. A stride-1 conv keeping the channel count runs in place with its output starting pad_top
+    # rows and pad_left pixels before its input: output pixel o then overwrites input pixel o - (pad_top*W +
+    # pad_left), whose last reader in raster order is o itself, and o copies its window into the patch first.
     if not pointwise and same_grid and filter_depth == in_depth == out_depth:
-        return CSource(call, data, ("conv_2d",), nbytes, filter_h * filter_w * filter_depth, in_place=0,
+        return CSource(call, data, ("conv_2d",), nbytes, scratch, in_place=0,
                        in_place_offset=(p.padding_top * in_w + p.padding_left) * in_depth)
-    return CSource(call, data, ("conv_2d",), nbytes, filter_h * filter_w * filter_depth,
-                   in_place=0 if pointwise else None)
+    return CSource(call, data, ("conv_2d",), nbytes, scratch, in_place=0 if pointwise else None)
 
 
 # ---------------------------------------------------------------- ONNX

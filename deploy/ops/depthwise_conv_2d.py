@@ -24,13 +24,96 @@ static void ec_depthwise_taps(int origin, int dilation, int taps, int size, int 
     if (*hi > taps) *hi = taps;
     if (*lo > *hi) *lo = *hi;
 }
-"""), "depthwise_conv_2d": c_block(("conv_params", "requantize", "depthwise_taps"), r"""
+"""), "depthwise_row": c_block(("conv_params", "dsp", "depthwise_taps"), r"""
+/* The weight of channel c at tap t (filter_y*filter_w + filter_x) in depthwise_pairs' words: channels in
+   groups of four, each group's taps in order, each tap two words (w[c], w[c+2]) and (w[c+1], w[c+3]) as
+   16-bit lanes (bottom, top): what SMLABB / SMLATT multiply with SXTAB16's lanes of four input bytes. */
+static inline int32_t ec_depthwise_weight(const uint32_t *pairs, int taps, int c, int t)
+{
+    return ec_lane16(pairs[((size_t)(c >> 2) * (size_t)taps + (size_t)t) * 2 + (size_t)(c & 1)], c & 2);
+}
+
+/* One output row of a DEPTHWISE_CONV_2D with depth multiplier 1 (TFLite DepthwiseConvPerChannel):
+   rows[filter_y] is the input row that filter row reads, for filter_y in [y_lo, y_hi) (the rows inside
+   the image). The taps inside the image are found once per output pixel (TFLite skips the others, as if
+   they added w * 0); the sum starts at the bias and adds w * (x + input_offset), wrapping modulo 2^32 like
+   TFLite's int32 accumulator. With EC_DSP four channels go together: SXTAB16 sign-extends two input bytes
+   and adds the offset in 16-bit lanes (|x + input_offset| <= 255), SMLABB / SMLATT multiply-accumulate
+   them with the weights' lanes (|w * (x + input_offset)| < 2^15): one LDR, two SXTAB16, one LDRD and
+   four multiply-accumulates per tap and four channels. */
+static void ec_depthwise_row(const ec_conv_params *p, const int8_t *const *rows, int y_lo, int y_hi, int8_t *out)
+{
+    const int depth = p->input_depth, filter_w = p->filter_w, taps = p->filter_h * p->filter_w;
+    const int output_w = p->output_w, stride_w = p->stride_w, pad_left = p->pad_left, dilation_w = p->dilation_w;
+    const int input_w = p->input_w, fast = p->fast;
+    const int32_t input_offset = p->input_offset, output_offset = p->output_offset;
+    const int32_t act_min = p->act_min, act_max = p->act_max;
+    const uint32_t *const pairs = p->pairs;
+    const ec_channel *const channel = p->channel;
+    const size_t x_step = (size_t)dilation_w * (size_t)depth;
+    int out_x, c, filter_y, filter_x, x_lo, x_hi;
+#ifdef EC_DSP
+    const uint32_t offset2 = (uint32_t)(uint16_t)input_offset * 0x00010001u;
+    const int quads = depth & ~3; /* channels done four at a time */
+#else
+    const int quads = 0;
+#endif
+    for (out_x = 0; out_x < output_w; ++out_x, out += depth) {
+        const int in_x_origin = out_x * stride_w - pad_left;
+        size_t first;
+        ec_depthwise_taps(in_x_origin, dilation_w, filter_w, input_w, &x_lo, &x_hi);
+        first = (size_t)(in_x_origin + dilation_w * x_lo) * (size_t)depth;
+#ifdef EC_DSP
+        for (c = 0; c < quads; c += 4) {
+            const ec_channel *ch = channel + c;
+            const uint32_t *group = pairs + (size_t)c * (size_t)taps / 2;
+            uint32_t a0 = (uint32_t)ch[0].bias, a1 = (uint32_t)ch[1].bias, a2 = (uint32_t)ch[2].bias,
+                     a3 = (uint32_t)ch[3].bias;
+            for (filter_y = y_lo; filter_y < y_hi; ++filter_y) {
+                const int8_t *x = rows[filter_y] + first + c;
+                const uint32_t *w = group + (size_t)(filter_y * filter_w + x_lo) * 2;
+                const uint32_t *const end = w + (size_t)(x_hi - x_lo) * 2;
+                for (; w != end; x += x_step, w += 2) {
+                    const uint32_t xv = ec_load32(x);
+                    const uint32_t x02 = ec_sxtab16(offset2, xv), x13 = ec_sxtab16_ror8(offset2, xv);
+                    a0 = ec_smlabb(w[0], x02, a0);
+                    a2 = ec_smlatt(w[0], x02, a2);
+                    a1 = ec_smlabb(w[1], x13, a1);
+                    a3 = ec_smlatt(w[1], x13, a3);
+                }
+            }
+            if (fast) {
+                out[c] = ec_channel_out_fast(a0, ch, output_offset, act_min, act_max);
+                out[c + 1] = ec_channel_out_fast(a1, ch + 1, output_offset, act_min, act_max);
+                out[c + 2] = ec_channel_out_fast(a2, ch + 2, output_offset, act_min, act_max);
+                out[c + 3] = ec_channel_out_fast(a3, ch + 3, output_offset, act_min, act_max);
+            } else {
+                out[c] = ec_channel_out(a0, ch, 0, output_offset, act_min, act_max);
+                out[c + 1] = ec_channel_out(a1, ch + 1, 0, output_offset, act_min, act_max);
+                out[c + 2] = ec_channel_out(a2, ch + 2, 0, output_offset, act_min, act_max);
+                out[c + 3] = ec_channel_out(a3, ch + 3, 0, output_offset, act_min, act_max);
+            }
+        }
+#endif
+        for (c = quads; c < depth; ++c) {
+            uint32_t acc = (uint32_t)channel[c].bias;
+            for (filter_y = y_lo; filter_y < y_hi; ++filter_y) {
+                const int8_t *x = rows[filter_y] + first + c;
+                for (filter_x = x_lo; filter_x < x_hi; ++filter_x, x += x_step)
+                    acc += (uint32_t)(ec_depthwise_weight(pairs, taps, c, filter_y * filter_w + filter_x)
+                                      * (*x + input_offset));
+            }
+            out[c] = ec_channel_out(acc, &channel[c], fast, output_offset, act_min, act_max);
+        }
+    }
+}
+"""), "depthwise_conv_2d": c_block(("conv_params", "depthwise_taps", "depthwise_row"), r"""
 /* DEPTHWISE_CONV_2D (TFLite reference_integer_ops::DepthwiseConvPerChannel): output channel
-   m + in_channel * depth_multiplier reads only its input channel. The taps inside the image are found
-   once per output pixel (TFLite skips the others, as if they added w * 0). Overflow: |w| <= 128 and
-   |x + input_offset| <= 255, so each product is below 2^16; the sum runs in uint32_t, which wraps like
-   TFLite's int32 accumulator. */
-static void ec_depthwise_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *output)
+   m + in_channel * depth_multiplier reads only its input channel. Depth multiplier 1 goes row by row
+   through ec_depthwise_row (rows: filter_h row pointers, in the scratch); other multipliers by the loop
+   below, the same sums: bias + w * (x + input_offset) over the taps inside the image, in uint32_t (each
+   product below 2^16 in magnitude), which wraps like TFLite's int32 accumulator. */
+static void ec_depthwise_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *output, const int8_t **rows)
 {
     const int depth_multiplier = p->output_depth / p->input_depth;
     const size_t row = (size_t)p->input_w * (size_t)p->input_depth;
@@ -38,6 +121,12 @@ static void ec_depthwise_conv_2d(const ec_conv_params *p, const int8_t *input, i
     for (out_y = 0; out_y < p->output_h; ++out_y) {
         const int in_y_origin = out_y * p->stride_h - p->pad_top;
         ec_depthwise_taps(in_y_origin, p->dilation_h, p->filter_h, p->input_h, &y_lo, &y_hi);
+        if (depth_multiplier == 1) {
+            for (filter_y = y_lo; filter_y < y_hi; ++filter_y)
+                rows[filter_y] = input + (size_t)(in_y_origin + p->dilation_h * filter_y) * row;
+            ec_depthwise_row(p, rows, y_lo, y_hi, output + (size_t)out_y * p->output_w * p->output_depth);
+            continue;
+        }
         for (out_x = 0; out_x < p->output_w; ++out_x) {
             const int in_x_origin = out_x * p->stride_w - p->pad_left;
             int8_t *out = output + ((size_t)out_y * p->output_w + out_x) * p->output_depth;
@@ -45,7 +134,7 @@ static void ec_depthwise_conv_2d(const ec_conv_params *p, const int8_t *input, i
             for (in_channel = 0; in_channel < p->input_depth; ++in_channel) {
                 for (m = 0; m < depth_multiplier; ++m) {
                     const int out_channel = m + in_channel * depth_multiplier;
-                    uint32_t acc = 0;
+                    uint32_t acc = (uint32_t)p->channel[out_channel].bias;
                     for (filter_y = y_lo; filter_y < y_hi; ++filter_y) {
                         const int8_t *x = input + (size_t)(in_y_origin + p->dilation_h * filter_y) * row
                                           + (size_t)(in_x_origin + p->dilation_w * x_lo) * p->input_depth + in_channel;
@@ -57,9 +146,8 @@ static void ec_depthwise_conv_2d(const ec_conv_params *p, const int8_t *input, i
                             w += p->output_depth;
                         }
                     }
-                    out[out_channel] = ec_requantize(acc, p->bias ? p->bias[out_channel] : 0,
-                                                     p->multiplier[out_channel], p->shift[out_channel],
-                                                     p->output_offset, p->act_min, p->act_max);
+                    out[out_channel] = ec_channel_out(acc, &p->channel[out_channel], p->fast, p->output_offset,
+                                                      p->act_min, p->act_max);
                 }
             }
         }
@@ -67,43 +155,29 @@ static void ec_depthwise_conv_2d(const ec_conv_params *p, const int8_t *input, i
 }
 """)}
 
-C_BLOCKS["depthwise_conv_2d_in_place"] = c_block(("conv_params", "requantize", "depthwise_taps"), r"""
+C_BLOCKS["depthwise_conv_2d_in_place"] = c_block(("conv_params", "dsp", "depthwise_taps", "depthwise_row"), r"""
 /* DEPTHWISE_CONV_2D in place: stride 1, dilation 1, depth multiplier 1, output shape = input shape.
    Output row y overwrites input row y, and the input rows still needed (y - pad_top .. y) are kept in a
    ring of pad_top + 1 rows, each copied just before the output overwrites it; rows below y are read in
-   place. The same sums and requantization as ec_depthwise_conv_2d (overflow likewise). */
-static void ec_depthwise_conv_2d_in_place(const ec_conv_params *p, int8_t *data, int8_t *ring)
+   place. rows: filter_h row pointers. The same sums as ec_depthwise_conv_2d (ec_depthwise_row). */
+static void ec_depthwise_conv_2d_in_place(const ec_conv_params *p, int8_t *data, const int8_t **rows, int8_t *ring)
 {
     const size_t row = (size_t)p->input_w * (size_t)p->input_depth;
-    const int rows = p->pad_top + 1;
-    int out_y, out_x, channel, filter_y, filter_x, y_lo, y_hi, x_lo, x_hi;
+    const int saved_rows = p->pad_top + 1;
+    int out_y, filter_y, y_lo, y_hi;
     size_t i;
     for (out_y = 0; out_y < p->output_h; ++out_y) {
-        int8_t *saved = ring + (size_t)(out_y % rows) * row;
+        int8_t *saved = ring + (size_t)(out_y % saved_rows) * row;
+        const int8_t *from = data + (size_t)out_y * row;
         const int in_y_origin = out_y - p->pad_top;
-        for (i = 0; i < row; ++i) saved[i] = data[(size_t)out_y * row + i];
+        for (i = 0; i + 4 <= row; i += 4) ec_store32(saved + i, ec_load32(from + i));
+        for (; i < row; ++i) saved[i] = from[i];
         ec_depthwise_taps(in_y_origin, 1, p->filter_h, p->input_h, &y_lo, &y_hi);
-        for (out_x = 0; out_x < p->output_w; ++out_x) {
-            const int in_x_origin = out_x - p->pad_left;
-            int8_t *out = data + (size_t)out_y * row + (size_t)out_x * p->output_depth;
-            ec_depthwise_taps(in_x_origin, 1, p->filter_w, p->input_w, &x_lo, &x_hi);
-            for (channel = 0; channel < p->input_depth; ++channel) {
-                uint32_t acc = 0;
-                for (filter_y = y_lo; filter_y < y_hi; ++filter_y) {
-                    const int in_y = in_y_origin + filter_y;
-                    const int8_t *x = (in_y <= out_y ? ring + (size_t)(in_y % rows) * row : data + (size_t)in_y * row)
-                                      + (size_t)(in_x_origin + x_lo) * p->input_depth + channel;
-                    const int8_t *w = p->filter + ((size_t)filter_y * p->filter_w + x_lo) * p->output_depth + channel;
-                    for (filter_x = x_lo; filter_x < x_hi; ++filter_x) {
-                        acc += (uint32_t)(*w * (*x + p->input_offset));
-                        x += p->input_depth;
-                        w += p->output_depth;
-                    }
-                }
-                out[channel] = ec_requantize(acc, p->bias ? p->bias[channel] : 0, p->multiplier[channel],
-                                             p->shift[channel], p->output_offset, p->act_min, p->act_max);
-            }
+        for (filter_y = y_lo; filter_y < y_hi; ++filter_y) {
+            const int in_y = in_y_origin + filter_y;
+            rows[filter_y] = in_y <= out_y ? ring + (size_t)(in_y % saved_rows) * row : data + (size_t)in_y * row;
         }
+        ec_depthwise_row(p, rows, y_lo, y_hi, data + (size_t)out_y * row);
     }
 }
 """)
