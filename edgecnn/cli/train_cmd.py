@@ -54,6 +54,9 @@ def run(args) -> int:
     # the model's input shape comes from the data (LeNets: padded to 32x32x1)
     x_train, y_train = load_images(args, "train", args.limit)
     x_test, y_test = load_images(args, "test")
+    if args.arch in ("lenet5", "lenet5-classic") and x_train.ndim == 4:
+        raise EdgecnnError(f"{args.arch} takes grey images; {args.dataset} is colour "
+                           f"({'x'.join(map(str, x_train.shape[1:]))}): train resnet8 or mobilenet-v1 on it")
     x_train, x_test = model_input(args.arch, x_train), model_input(args.arch, x_test)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                          weight_decay=args.weight_decay, schedule=args.schedule,
