@@ -212,3 +212,17 @@ def test_class_metrics_and_agreement_on_known_predictions():
     assert max_drop_failure(c, 34) is None
     assert "33.33 points below float 83.33%, more than --max-drop 33" in max_drop_failure(c, 33)
     assert min_agreement_failure(c, 0.6) is None and "66.67%" in min_agreement_failure(c, 0.7)
+
+
+def test_a_float_onnx_reference_gates_like_its_checkpoint(gates, mnist_root, tmp_path):
+    from edgecnn.model.checkpoint import load_checkpoint
+    from test_onnx_import import edgecnn_to_onnx
+
+    onnx_path = tmp_path / "float.onnx"
+    onnx_path.write_bytes(edgecnn_to_onnx(load_checkpoint(gates["float"])).SerializeToString())
+    rc, out, err = eval_cli(mnist_root, onnx_path, gates["good"], "--limit", LIMIT, "--max-drop", "1", "--json")
+    assert rc == 0, err
+    by_npz = json.loads(eval_cli(mnist_root, gates["float"], gates["good"], "--limit", LIMIT, "--json")[1])
+    assert [r["accuracy"] for r in json.loads(out)] == [r["accuracy"] for r in by_npz]
+    rc, _, err = eval_cli(mnist_root, onnx_path, gates["black"], "--limit", LIMIT, "--max-drop", "1")
+    assert_clean_error(rc, err, "accuracy", "below float", "--max-drop 1")

@@ -56,6 +56,7 @@ def test_reference_board_matches_the_host_bit_for_bit(trained, mnist_root, tmp_p
 def test_xnnpack_board_fails_at_zero_tolerance_naming_the_first_op(trained, mnist_root, tmp_path):
     host = save_host(mnist_root, trained["good"], tmp_path / "host.npz", limit="2000")
     rc, out, err = eval_cli(mnist_root, trained["good"], "--backend", "litert", "--expect-outputs", host, "--json")
+    # (no --limit: the board runs on the 2000 images the host saved)
     assert_clean_error(rc, err, "outputs differ from host.npz", "of 2000 images", "of 20000 elements",
                        "> --max-diff 0", "numba and litert first differ at op")
     assert rc == 1

@@ -65,7 +65,7 @@ def register(sub) -> None:
                         "when every gate passes)")
     g.add_argument("--expect-outputs", metavar="PATH.npz",
                    help="compare the outputs with a file that --save-outputs PATH.npz wrote (e.g. on the "
-                        "host): same model, same images, or an error")
+                        "host): same model, same images (--limit defaults to the file's count), or an error")
     g.add_argument("--max-diff", type=nonnegative_float, default=0.0, metavar="N",
                    help="largest element difference --expect-outputs accepts")
     p.add_argument("--quiet", action="store_true", help="no progress bar or data line on stderr")
@@ -94,6 +94,8 @@ def run(args) -> int:
         from edgecnn.deploy.host_outputs import read_outputs
 
         expected = read_outputs(args.expect_outputs)  # a bad file fails before the model runs
+        if args.limit is None:  # the board runs on the images the host saved, unless told otherwise
+            args.limit = expected[1]["images"]["count"]
     baseline = None
     if args.baseline:
         from edgecnn.deploy.baseline import load_baseline
