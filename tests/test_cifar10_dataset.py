@@ -10,19 +10,11 @@ import pytest
 
 from cifar10_data import write_cifar_folder
 from conftest import assert_clean_error, run_cli
+from test_fetch import isolated  # noqa: F401  (fixture: no real data root is visible)
 from edgecnn.cli import main
-from edgecnn.data import datasets
 from edgecnn.data.cifar import LABELS, TARBALL_FOLDER
 from edgecnn.data.datasets import dataset_labels, find_dataset, load_split
 from edgecnn.errors import DatasetNotFoundError
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("EDGECNN_DATA", raising=False)
-    monkeypatch.setattr(datasets, "SYSTEM_DATA_ROOT", tmp_path / "usr-share-datasets")
-    return tmp_path
 
 
 @pytest.mark.parametrize("tarball_layout", [True, False])

@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import io
 import json
-import socket
 import tarfile
 import threading
 from pathlib import Path
@@ -16,8 +15,9 @@ import numpy as np
 import pytest
 
 from cifar10_data import cifar_tarball, tar_gz
+from test_fetch import isolated, refused_mirror  # noqa: F401  (fixtures: no data root visible; a dead mirror)
 from edgecnn.cli import main
-from edgecnn.data import datasets, fetch_archive
+from edgecnn.data import fetch_archive
 from edgecnn.data.cifar import TARBALL_FOLDER
 from edgecnn.data.datasets import load_split
 from edgecnn.data.fetch import fetch_result
@@ -81,25 +81,6 @@ def server():
     yield s
     s.httpd.shutdown()
     s.httpd.server_close()
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """No real data root is visible, and no proxy stands between us and 127.0.0.1."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("EDGECNN_DATA", raising=False)
-    monkeypatch.setattr(datasets, "SYSTEM_DATA_ROOT", tmp_path / "usr-share-datasets")
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    return tmp_path
-
-
-@pytest.fixture
-def refused():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 def every_file(root: Path) -> list[str]:
@@ -168,23 +149,23 @@ def test_a_bad_download_never_becomes_the_dataset(isolated, server, bad, error, 
     assert not (isolated / "d").exists()  # not even the folders it made
 
 
-def test_offline_error_says_where_the_tarball_goes(isolated, refused):
+def test_offline_error_says_where_the_tarball_goes(isolated, refused_mirror):
     with pytest.raises(DownloadError, match=f"Copy {FILE} .* into {isolated / 'd' / 'cifar10'}"):
-        fetch_result("cifar10", isolated / "d", mirrors=[refused], quiet=True, archive=GOOD)
+        fetch_result("cifar10", isolated / "d", mirrors=[refused_mirror], quiet=True, archive=GOOD)
 
 
-def test_a_tarball_copied_by_hand_is_verified_and_unpacked(isolated, refused):
+def test_a_tarball_copied_by_hand_is_verified_and_unpacked(isolated, refused_mirror):
     folder = isolated / "d" / "cifar10"
     folder.mkdir(parents=True)
     (folder / FILE).write_bytes(TARBALL)
-    result = fetch_result("cifar10", isolated / "d", mirrors=[refused], quiet=True, archive=GOOD)
+    result = fetch_result("cifar10", isolated / "d", mirrors=[refused_mirror], quiet=True, archive=GOOD)
     assert result.downloaded == ()
     assert (folder / TARBALL_FOLDER / "test_batch.bin").is_file()
-    # a tampered one is not trusted: the (refused) mirror is asked instead
+    # a tampered one is not trusted: the (dead) mirror is asked instead
     (folder / "SHA256SUMS").unlink()
     (folder / FILE).write_bytes(IMPOSTOR)
     with pytest.raises(DownloadError):
-        fetch_result("cifar10", isolated / "d", mirrors=[refused], quiet=True, archive=GOOD)
+        fetch_result("cifar10", isolated / "d", mirrors=[refused_mirror], quiet=True, archive=GOOD)
 
 
 def test_a_modified_batch_is_replaced(isolated, server):
@@ -215,8 +196,7 @@ def _add(kind: str, name: str = "cifar-10-batches-bin/evil", **attrs):
 
 
 def _good_members():
-    return [(f"{TARBALL_FOLDER}/{n}", b"") for n in ()] + [
-        (f"{TARBALL_FOLDER}/{name}", bytes(3073)) for name in BATCHES]
+    return [(f"{TARBALL_FOLDER}/{name}", bytes(3073)) for name in BATCHES]
 
 
 HOSTILE = {
