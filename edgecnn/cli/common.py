@@ -50,7 +50,8 @@ DATA_HELP = ("the only folder looked in: it holds one folder per dataset, or is 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help=DATA_HELP)
-    p.add_argument("--dataset", default="mnist", help="dataset name")
+    p.add_argument("--dataset", default="mnist",
+                   help="mnist, fashion-mnist, cifar10 (colour), or the name of your own folder of IDX files")
 
 
 WIDTH_ARCHS = ("mobilenet-v1",)
