@@ -240,6 +240,19 @@ def test_member_count_and_total_size_limits(tmp_path, limits, why):
         extract_tar_gz(tmp_path / "t.tar.gz", tmp_path / "out", limits)
 
 
+def test_dot_slash_names_and_folder_entries_unpack(tmp_path):
+    def root_dirs(tar):
+        for name in ("./", "./sub/"):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+    (tmp_path / "t.tar.gz").write_bytes(tar_gz([("./sub/a.bin", b"abc"), ("./b.txt", b"d")], root_dirs))
+    (tmp_path / "out").mkdir()
+    assert extract_tar_gz(tmp_path / "t.tar.gz", tmp_path / "out") == ["sub/a.bin", "b.txt"]
+    assert (tmp_path / "out" / "sub" / "a.bin").read_bytes() == b"abc"
+    assert every_file(tmp_path / "out") == ["b.txt", "sub", "sub/a.bin"]
+
+
 @pytest.mark.parametrize("data", [b"", b"not a gzip at all", TARBALL[: len(TARBALL) // 2],
                                   b"\x1f\x8b" + b"\0" * 64])
 def test_corrupt_archive_is_a_data_error(tmp_path, data):

@@ -65,6 +65,8 @@ def extract_tar_gz(archive, target, limits: TarLimits = TarLimits()) -> list[str
             for count, member in enumerate(tar, start=1):
                 if count > limits.max_members:
                     raise UnsafeArchiveError(f"more than {limits.max_members} members")
+                if member.isdir() and member.name.strip("/") in (".", ""):
+                    continue  # the archive's own root ("./"): nothing to make
                 rel = member_path(member.name, limits)
                 if rel in seen:
                     raise UnsafeArchiveError(f"member {member.name!r} appears twice")
