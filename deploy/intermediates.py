@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.deploy.backends import ONNX_EXTRA, TRAIN_EXTRA, _missing
 from edgecnn.errors import BackendUnavailableError, EdgecnnError
 from edgecnn.int8.graph import Int8Graph
 
@@ -83,6 +84,28 @@ def per_image_block_major(array: np.ndarray, images: int) -> np.ndarray:
     return np.ascontiguousarray(array.reshape(rows, images, -1).transpose(1, 0, 2)).reshape(images, -1)
 
 
+def overwritten(graph: Int8Graph, address: dict[int, int]) -> set[int]:
+    """Op outputs whose buffer a later op output reuses (an in-place op): what is read there is not theirs.
+
+    `address`: graph tensor -> its buffer's address after invoke. A RESHAPE
+    sharing its input's buffer holds the same bytes, so that input stays.
+    """
+    producer = {t: op for op in graph.ops for t in op.outputs}
+    holders: dict[int, list[int]] = {}  # address -> the tensors whose values it holds now
+    dropped = set()
+    for t in op_outputs(graph):
+        a = address.get(t)
+        if not a:
+            continue
+        earlier = holders.get(a, [])
+        if earlier and producer[t].kind == "RESHAPE" and producer[t].inputs[:1] == earlier[-1:]:
+            earlier.append(t)
+            continue
+        dropped.update(earlier)
+        holders[a] = [t]
+    return dropped
+
+
 def tflite_rows(graph: Int8Graph):
     """A function (tensor, array, N) -> (N, K) for tensors as TFLite lays them out."""
     blocks = block_major(graph)
@@ -104,6 +127,13 @@ def open_source(name: str, graph: Int8Graph, data: bytes | None, fc_rescale: str
     return CSource(graph, fc_rescale)
 
 
+def unavailable(exc: ModuleNotFoundError, packages: tuple[str, ...], message: str):
+    """Raise BackendUnavailableError(message) when `exc` is about one of the optional `packages`, else exc."""
+    if not _missing(exc, *packages):
+        raise exc
+    raise BackendUnavailableError(message) from None
+
+
 class NumbaSource:
     name = "numba"
 
@@ -111,9 +141,7 @@ class NumbaSource:
         try:
             from edgecnn.deploy.runtime import Runtime
         except ModuleNotFoundError as exc:
-            if (exc.name or "").split(".")[0] not in ("numba", "llvmlite"):
-                raise
-            raise BackendUnavailableError('the numba backend needs numba: pip install "edgecnn[train]"') from None
+            unavailable(exc, ("numba", "llvmlite"), f"the numba backend needs numba: {TRAIN_EXTRA}")
         self.graph = graph
         self.runtime = Runtime(graph, fc_rescale=fc_rescale, chunk_size=1 << 30)
 
@@ -168,12 +196,16 @@ class LiteRTSource:
     def tensors(self, inputs: list[np.ndarray]) -> dict[int, np.ndarray]:
         n = inputs[0].shape[0]
         self.runner.run(inputs)
-        got = {}
+        interpreter = self.runner.interpreter
+        got, address = {}, {}
         for t, index in self.index_of.items():
             try:
-                got[t] = self.rows(t, self.runner.interpreter.get_tensor(index), n)
+                got[t] = self.rows(t, interpreter.get_tensor(index), n)
+                address[t] = int(interpreter.tensor(index)().__array_interface__["data"][0])
             except ValueError:  # freed or never allocated (e.g. inside a delegate)
                 continue
+        for t in overwritten(self.graph, address):
+            got.pop(t)
         return got
 
     def close(self):
@@ -234,14 +266,17 @@ class TFLiteRuntimeSource:
         wanted = sorted(set(self.index_of.values()))
         self.proc.stdin.write(json.dumps({"inputs": str(src), "out": str(dst), "tensors": wanted}) + "\n")
         self.proc.stdin.flush()
-        self._reply()
+        addresses = {int(i): a for i, a in self._reply()["addresses"].items()}
         try:
             with np.load(dst, allow_pickle=False) as z:
                 values = {int(k[1:]): z[k] for k in z.files}
         finally:
             src.unlink(missing_ok=True)
             dst.unlink(missing_ok=True)
-        return {t: self.rows(t, values[i], n) for t, i in self.index_of.items() if i in values}
+        got = {t: self.rows(t, values[i], n) for t, i in self.index_of.items() if i in values}
+        for t in overwritten(self.graph, {t: addresses[i] for t, i in self.index_of.items() if i in addresses}):
+            got.pop(t, None)
+        return got
 
     def close(self):
         if self.proc.poll() is None:
@@ -265,10 +300,8 @@ class OnnxSource:
 
             from edgecnn.deploy.export.onnx import to_bytes
         except ModuleNotFoundError as exc:
-            if (exc.name or "").split(".")[0] not in ("onnx", "onnxruntime"):
-                raise
-            raise BackendUnavailableError('the onnxruntime backend needs onnx and onnxruntime: '
-                                          'pip install "edgecnn[onnx]"') from None  # fmt: skip
+            unavailable(exc, ("onnx", "onnxruntime"),
+                        f"the onnxruntime backend needs onnx and onnxruntime: {ONNX_EXTRA}")
         self.graph = every_tensor_out(graph)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1

@@ -8,8 +8,11 @@ numpy < 2), so it imports no edgecnn module:
 First line on stdout: {"tflite_runtime": version, "tensors": [[index, name,
 shape, dtype], ...]} or {"error": message}. Then one JSON request per stdin
 line, {"inputs": IN.npz (input0, input1, ...), "out": OUT.npz, "tensors":
-[index, ...]}, answered by {"ok": true} once OUT.npz holds t<index> for each
-tensor the interpreter kept, or {"error": message}. EOF ends it.
+[index, ...]}, answered by {"ok": true, "addresses": {index: buffer address}}
+once OUT.npz holds t<index> for each tensor the interpreter kept, or
+{"error": message}. EOF ends it. The addresses show tensors an in-place op
+overwrote (tflite-runtime 2.14's ADD writes into its input's buffer even
+with preserve_all_tensors).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def say(obj) -> None:
     sys.stdout.flush()
 
 
-def run(interpreter, request: dict) -> None:
+def run(interpreter, request: dict) -> dict:
+    """Run one batch; save the tensors asked for; return their buffers' addresses (in-place ops share one)."""
     details = interpreter.get_input_details()
     with np.load(request["inputs"], allow_pickle=False) as z:
         arrays = [z[f"input{k}"] for k in range(len(details))]
@@ -43,13 +47,15 @@ def run(interpreter, request: dict) -> None:
     for d, x in zip(details, arrays):
         interpreter.set_tensor(d["index"], np.ascontiguousarray(x))
     interpreter.invoke()
-    kept = {}
+    kept, addresses = {}, {}
     for index in request["tensors"]:
         try:
             kept[f"t{int(index)}"] = interpreter.get_tensor(int(index))
+            addresses[int(index)] = int(interpreter.tensor(int(index))().__array_interface__["data"][0])
         except ValueError:  # freed, or inside a delegate
             continue
     np.savez(request["out"], **kept)
+    return addresses
 
 
 def main(argv: list[str]) -> int:
@@ -74,8 +80,7 @@ def main(argv: list[str]) -> int:
     say({"tflite_runtime": version, "numpy": np.__version__, "tensors": tensors})
     for line in sys.stdin:
         try:
-            run(interpreter, json.loads(line))
-            say({"ok": True})
+            say({"ok": True, "addresses": run(interpreter, json.loads(line))})
         except Exception as e:
             say({"error": one_line(e)})
     return 0

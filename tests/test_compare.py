@@ -248,6 +248,18 @@ def test_monkeypatched_backend_tensor_is_found(lenet_file, monkeypatch):
     assert report.images == 100
 
 
+def test_tensors_an_in_place_op_overwrote_are_not_compared():
+    """tflite-runtime 2.14's ADD writes into its input's buffer even with preserve_all_tensors."""
+    from edgecnn.deploy.intermediates import overwritten
+
+    graph = lenet5(0)
+    outs = [op.outputs[0] for op in graph.ops]
+    address = {outs[0]: 200, outs[1]: 300, outs[2]: 200, outs[3]: 100, outs[4]: 100, outs[5]: 100, outs[6]: 400}
+    # op 4 (RESHAPE of op 3) aliases it: same bytes; op 5 then overwrites both; op 2 overwrites op 0
+    assert overwritten(graph, address) == {outs[0], outs[3], outs[4]}
+    assert overwritten(graph, {outs[3]: 100, outs[4]: 100}) == set()
+
+
 def test_chunks_bound_memory_and_count_every_image(lenet_file):
     x = random_input(lenet5(0), 90, seed=3)
     whole = compare(lenet_file, "litert-ref", "litert", inputs=x, chunk=90)
@@ -279,6 +291,19 @@ def test_tflite_runtime_in_its_own_python(lenet_file, monkeypatch, tflrt_python)
     assert same.identical and all(op.compared and op.elements for op in same.ops)
     d = first_divergence(lenet_file, "numba", "tflite-runtime-ref", inputs=x)  # float FC rescale: 2.14 differs
     assert d is not None and d.builtin == "FULLY_CONNECTED"
+
+
+@pytest.mark.slow
+def test_tflite_runtime_on_resnet8_leaves_in_place_tensors_out(model_dir, monkeypatch, tflrt_python):
+    """Converter-made ResNet-8: 2.14 runs ADD in place, so the conv outputs it overwrites are not compared;
+    every other op output equals edgecnn's runtime with tflite-runtime's integer FULLY_CONNECTED rescale."""
+    monkeypatch.setenv("EDGECNN_TFLRT_PYTHON", tflrt_python)
+    path = model_dir / "resnet8.tflite"
+    x = conformance_inputs(read_tflite(path), seed=0)[0]
+    report = compare(path, "numba", "tflite-runtime-ref", inputs=x, fc_rescale="integer")
+    left_out = [op.op_index for op in report.ops if not op.elements]
+    assert left_out and all(report.ops[i + 1].builtin == "ADD" for i in left_out), left_out
+    assert report.identical and sum(op.elements > 0 for op in report.ops) == len(report.ops) - len(left_out)
 
 
 # ---------------------------------------------------------------- one-line errors

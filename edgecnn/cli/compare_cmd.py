@@ -162,7 +162,8 @@ def print_report(report) -> None:
           f"{'images':>7} {'first':>6}")
     for op in report.ops:
         if not op.compared and not op.elements:
-            print(f"{op.op_index:>4}  {op.builtin:<24} {short(op.tensor):<{width}} {'not given by both backends':>49}")
+            print(f"{op.op_index:>4}  {op.builtin:<24} {short(op.tensor):<{width}}   not compared: a backend "
+                  "does not keep it (freed, or overwritten by an in-place op)")
             continue
         first = "-" if op.first_image is None else str(op.first_image)
         print(f"{op.op_index:>4}  {op.builtin:<24} {short(op.tensor):<{width}} {op.differing:>12} {op.elements:>12} "
