@@ -62,6 +62,7 @@ class Divergence:
     def as_dict(self) -> dict:
         d = asdict(self)
         d["backends"] = list(self.backends)
+        d["max_diff"] = _json_number(self.max_diff)
         return d
 
 
@@ -81,7 +82,9 @@ class OpDiff:
     first_image: int | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["max_diff"] = _json_number(self.max_diff)
+        return d
 
 
 @dataclass
@@ -165,14 +168,14 @@ def pairs(graph_a: Int8Graph, graph_b: Int8Graph) -> list[tuple[int, str, int, i
     kinds_a, kinds_b = [op.kind for op in graph_a.ops], [op.kind for op in graph_b.ops]
     if kinds_a != kinds_b:
         at = next((i for i, (x, y) in enumerate(zip(kinds_a, kinds_b)) if x != y), min(len(kinds_a), len(kinds_b)))
-        raise ModelError(f"the two models have different ops (op {at}: "
-                         f"{kinds_a[at] if at < len(kinds_a) else 'none'} vs {kinds_b[at] if at < len(kinds_b) else 'none'})")
+        kind_a, kind_b = (k[at] if at < len(k) else "none" for k in (kinds_a, kinds_b))
+        raise ModelError(f"the two models have different ops (op {at}: {kind_a} vs {kind_b})")
     return [(i, a.kind, ta, tb) for i, (a, b) in enumerate(zip(graph_a.ops, graph_b.ops))
             for ta, tb in zip(a.outputs, b.outputs)]  # fmt: skip
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """|a - b| per element, (N, K); floats compare bit for bit (NaN equals NaN; inf - inf is a difference of inf)."""
+    """|a - b| per element, (N, K); floats by value (NaN equals NaN, -0 equals 0; a number against NaN is inf)."""
     if a.dtype.kind == "f" or b.dtype.kind == "f":
         a, b = a.astype(np.float64), b.astype(np.float64)
         same = (a == b) | (np.isnan(a) & np.isnan(b))
@@ -210,6 +213,11 @@ def compare_chunk(report: Report, table: list[tuple[int, str, int, int]], got_a:
         row, differing, elements, largest = first_per_image[k]
         report.first = Divergence(row.op_index, row.builtin, row.tensor, offset + k, differing, elements, largest,
                                   report.backends)  # fmt: skip
+
+
+def _json_number(v):
+    """JSON has no infinity: a float output that is inf or NaN on one side only differs by "inf"."""
+    return v if np.isfinite(v) else "inf"
 
 
 def _number(v) -> float:

@@ -183,6 +183,26 @@ def test_litert_builtin_parts_from_the_reference_at_a_fully_connected(lenet_file
     assert "FULLY_CONNECTED" in d.message() and f"image {d.image}" in d.message()
 
 
+def test_first_divergence_takes_dataset_images_as_eval_feeds_them(lenet_file, mnist_root):
+    from edgecnn.data.datasets import load_split
+
+    images = load_split("mnist", "test", mnist_root)[0][:64]
+    d = first_divergence(lenet_file, "litert-ref", "litert", images=images)
+    whole = compare(lenet_file, "litert-ref", "litert", images=images)
+    assert d == whole.first and d.op_index == 0 and d.builtin == "CONV_2D"
+    assert first_divergence(lenet_file, "numba", "litert-ref", images=images) is None
+
+
+def test_float_differences_and_json_infinity():
+    from edgecnn.deploy.compare import difference
+
+    a = np.array([[0.0, np.nan, 1.0, np.inf]], np.float32)
+    b = np.array([[-0.0, np.nan, np.nan, np.inf]], np.float32)
+    assert difference(a, b).tolist() == [[0.0, 0.0, np.inf, 0.0]]
+    row = OpDiff(0, "DEQUANTIZE", "out", 1, max_diff=float("inf"))
+    assert json.loads(json.dumps(row.as_dict()))["max_diff"] == "inf"
+
+
 def test_text_report_names_the_first_op(lenet_file, mnist_root, capsys):
     assert main(["compare", str(lenet_file), "--backends", "litert-ref,litert", "--data", str(mnist_root),
                  "--limit", "100", "--quiet"]) == 0  # fmt: skip
