@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+from edgecnn.deploy.records import parse_record, valid_images
 from edgecnn.errors import EdgecnnError
 
 FORMAT = "edgecnn-eval-baseline"
@@ -42,10 +43,6 @@ def write_baseline(path, doc: dict) -> None:
         Path(tmp).write_text(text)
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def load_baseline(path) -> dict:
     """The validated baseline document at `path`; BaselineError (one line naming the file) otherwise."""
     path = Path(path)
@@ -59,17 +56,7 @@ def load_baseline(path) -> dict:
         raise BaselineError(f"baseline {path} is a folder, not a file") from None
     if len(raw) > MAX_BYTES:
         raise BaselineError(f"{where}: larger than {MAX_BYTES >> 20} MiB, not an edgecnn baseline")
-    try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BaselineError(f"{where}: not a JSON baseline ({type(exc).__name__})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise BaselineError(f"{where}: not an edgecnn baseline (no \"format\": \"{FORMAT}\")")
-    version = doc.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise BaselineError(f"{where}: bad baseline version {version!r}")
-    if version > VERSION:
-        raise BaselineError(f"{where}: baseline version {version} is from a newer edgecnn (this one reads {VERSION})")
+    doc = parse_record(raw, FORMAT, VERSION, "baseline", where, BaselineError)
     _check_images(doc.get("images"), where)
     models = doc.get("models")
     if not isinstance(models, list) or not 1 <= len(models) <= 64:
@@ -87,14 +74,8 @@ def _fraction(v) -> bool:
 
 
 def _check_images(images, where: str) -> None:
-    if not isinstance(images, dict):
-        raise BaselineError(f"{where}: \"images\" must be an object (dataset, split, count, sha256)")
-    for key in ("dataset", "split", "sha256"):
-        if not isinstance(images.get(key), str) or len(images[key]) > 256:
-            raise BaselineError(f"{where}: images.{key} must be a short string")
-    count = images.get("count")
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise BaselineError(f"{where}: images.count must be a positive integer")
+    if not valid_images(images):
+        raise BaselineError(f"{where}: \"images\" must be an object (dataset, split, positive count, sha256)")
 
 
 def _check_model(m, where: str) -> None:

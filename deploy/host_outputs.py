@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.deploy.records import parse_record, short_str, valid_images
 from edgecnn.errors import EdgecnnError
 
 FORMAT = "edgecnn-outputs"
@@ -97,35 +98,19 @@ def _record(comment: bytes, name: str) -> dict:
     if not comment:
         raise OutputsFileError(f"{name}: no edgecnn record (model hash, images); save it with "
                                "`edgecnn eval MODEL --save-outputs PATH.npz`")
-    try:
-        record = json.loads(comment.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise OutputsFileError(f"{name}: its record is not JSON") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise OutputsFileError(f"{name}: not an edgecnn outputs file (no \"format\": \"{FORMAT}\")")
-    version = record.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise OutputsFileError(f"{name}: bad outputs-file version {version!r}")
-    if version > VERSION:
-        raise OutputsFileError(f"{name}: outputs-file version {version} is from a newer edgecnn "
-                               f"(this one reads {VERSION})")
+    record = parse_record(comment, FORMAT, VERSION, "outputs file", name, OutputsFileError)
     model, images, arrays = record.get("model"), record.get("images"), record.get("arrays")
-    if not (isinstance(model, dict) and _short_str(model.get("sha256")) and _short_str(model.get("name"))):
+    if not (isinstance(model, dict) and short_str(model.get("sha256")) and short_str(model.get("name"))):
         raise OutputsFileError(f"{name}: its record has no model name and sha256")
-    if not (isinstance(images, dict) and all(_short_str(images.get(k)) for k in ("dataset", "split", "sha256"))
-            and isinstance(images.get("count"), int) and not isinstance(images.get("count"), bool)):
+    if not valid_images(images):
         raise OutputsFileError(f"{name}: its record does not identify the images (dataset, split, count, sha256)")
-    if not _short_str(record.get("backend")):
+    if not short_str(record.get("backend")):
         raise OutputsFileError(f"{name}: its record names no backend")
     if not isinstance(arrays, list) or not 1 <= len(arrays) <= MAX_ARRAYS or not all(
-            isinstance(a, dict) and _short_str(a.get("dtype")) and _short_str(a.get("sha256"))
+            isinstance(a, dict) and short_str(a.get("dtype")) and short_str(a.get("sha256"))
             and isinstance(a.get("shape"), list) and all(isinstance(d, int) for d in a["shape"]) for a in arrays):
         raise OutputsFileError(f"{name}: its record's \"arrays\" list is malformed")
     return record
-
-
-def _short_str(v) -> bool:
-    return isinstance(v, str) and 0 < len(v) <= 4096
 
 
 def check_same_run(record: dict, model_sha256: str, images: dict, source: str) -> None:

@@ -140,7 +140,7 @@ HOSTILE = {
     "not a zip": (b"\x93NUMPY garbage", "not an .npz archive"),
     "empty": (b"", "not an .npz archive"),
     "no record": (with_comment({"output0": A}, None), "no edgecnn record"),
-    "record not JSON": (with_comment({"output0": A}, b"\xff{"), "not JSON"),
+    "record not JSON": (with_comment({"output0": A}, b"\xff{"), "not a JSON outputs file"),
     "other format": (with_comment({"output0": A}, b'{"format": "x"}'), "not an edgecnn outputs file"),
     "newer": (with_comment({"output0": A}, record_for(A, version=9)), "newer edgecnn"),
     "no model": (with_comment({"output0": A}, record_for(A, model=[])), "no model name"),

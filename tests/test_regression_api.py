@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import REPO
+from fresh_venv import install_in_fresh_venv, sh
 from regression_models import gate_models
 
 EXAMPLE = REPO / "docs" / "examples" / "test_int8_regression.py"
-
-
-def sh(*args, cwd=None, env=None, timeout=1800) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -74,19 +69,7 @@ def test_assert_int8_close_takes_in_memory_models_and_own_images(lenet5_path, mn
 
 @pytest.mark.slow  # builds a wheel and a venv, installs numba, trains a LeNet-5: a few minutes
 def test_the_example_runs_in_a_fresh_venv_with_only_the_package_installed(tmp_path, mnist_root):
-    src = tmp_path / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
-    for name in ("edgecnn", "quantize", "deploy"):
-        shutil.copytree(REPO / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, src / name)
-    built = sh(sys.executable, "-m", "pip", "wheel", ".", "-w", tmp_path / "dist", "--no-deps", "-q", cwd=src)
-    assert built.returncode == 0, built.stderr
-    wheel = next((tmp_path / "dist").glob("edgecnn-*.whl"))
-    venv = tmp_path / "venv"
-    assert sh(sys.executable, "-m", "venv", venv).returncode == 0
-    installed = sh(venv / "bin" / "pip", "install", "-q", f"{wheel}[train]", "pytest")
-    assert installed.returncode == 0, installed.stderr
+    venv = install_in_fresh_venv(tmp_path, "train", "pytest")
     work = tmp_path / "user-suite"
     work.mkdir()
     shutil.copy(EXAMPLE, work / EXAMPLE.name)

@@ -5,42 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from fresh_venv import install_in_fresh_venv, sh
 
 pytestmark = pytest.mark.slow  # builds a wheel and a venv: about a minute
-
-
-def sh(*args, cwd=None, env=None, timeout=900) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def device_venv(tmp_path_factory):
     """A wheel built from a copy of the sources (the shared tree gets no build/ folder), installed `[device]`."""
-    d = tmp_path_factory.mktemp("light")
-    src = d / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
-    for name in ("edgecnn", "quantize", "deploy"):
-        shutil.copytree(REPO / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, src / name)
-    built = sh(sys.executable, "-m", "pip", "wheel", ".", "-w", d / "dist", "--no-deps", "-q", cwd=src)
-    assert built.returncode == 0, built.stderr
-    wheel = next((d / "dist").glob("edgecnn-*.whl"))
-    venv = d / "venv"
-    assert sh(sys.executable, "-m", "venv", venv).returncode == 0
-    installed = sh(venv / "bin" / "pip", "install", "-q", f"{wheel}[device]")
-    assert installed.returncode == 0, installed.stderr
-    return venv
+    return install_in_fresh_venv(tmp_path_factory.mktemp("light"), "device")
 
 
 @pytest.fixture(scope="module")
