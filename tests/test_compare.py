@@ -163,6 +163,25 @@ def test_mobilenet_reference_vs_xnnpack_and_exact_backends(model_dir, tmp_path, 
           f"{sum(op['elements'] for op in first_xnnpack['ops'])} elements differ")
 
 
+def test_preserved_tensors_are_xnnpack_s_own(lenet_file):
+    """preserve_all_tensors leaves XNNPACK on: the outputs are a plain run's, and every kept tensor equals
+    what a copy whose outputs are every tensor gives without preserving (XNNPACK then must produce them)."""
+    from edgecnn.deploy.intermediates import LiteRTSource, every_tensor_out
+    from edgecnn.deploy.litert import LiteRTRunner
+
+    data, graph = lenet_file.read_bytes(), lenet5(0)
+    x = random_input(graph, 200, seed=6)
+    plain = LiteRTRunner(data, "default").run(x)
+    assert not np.array_equal(plain, LiteRTRunner(data, "ref").run(x))  # XNNPACK is on here
+    kept = LiteRTSource(graph, data, "default").tensors([x])
+    assert np.array_equal(kept[graph.outputs[0]], plain)
+    copy = every_tensor_out(graph)
+    outs = LiteRTRunner(to_bytes(copy), "default").run(x)
+    assert len(kept) == len(copy.outputs) == 8
+    for t, y in zip(copy.outputs, outs):
+        assert np.array_equal(kept[t], y.reshape(len(x), -1)), graph.tensors[t].name
+
+
 # ---------------------------------------------------------------- exact back ends agree everywhere
 
 
