@@ -107,9 +107,8 @@ def run(args) -> int:
             raise EdgecnnError(f"{Path(args.models[0]).name} has {len(backends[0].outputs)} outputs; "
                                "--save-outputs needs a PATH.npz (one array per output: output0, output1, ...)")
         check_writable(args.save_outputs)
-    for target in (args.write_baseline,):
-        if target:
-            check_writable(target)
+    if args.write_baseline:
+        check_writable(args.write_baseline)
     images, labels = load_images(args, "test", args.limit)
     identity = reg.images_identity(images, args.dataset, "test")
     shas = [reg.file_sha256(path) for path in args.models]
