@@ -65,11 +65,14 @@ def test_two_models_with_their_own_prefixes_link_into_one_program(tmp_path):
 
 # ---------------------------------------------------------------- MLPerf Tiny topologies (TF converter files)
 
-# RAM targets of issue 10, including the caller's input and output buffers; met ones are asserted.
+# RAM targets of issue 10, including the input and output buffers; met ones are asserted (MobileNetV1 with
+# the input in the model's arena, as X-CUBE-AI's activation pool holds it; the others with the caller's).
 RAM_TARGETS = {"ds_cnn": 9728, "fc_autoencoder": 1536, "resnet8": 36864, "mobilenet_v1_025": 47104}
 RAM_MET = {"ds_cnn", "fc_autoencoder", "resnet8"}
-# Each model once in the default file with the DSP path at -O2, once integer-only, portable, at -Os.
-BUILDS = [("-O2", False, []), ("-Os", True, ["-DEDGECNN_NO_DSP"])]
+RAM_MET_INPUT_IN_ARENA = set(RAM_TARGETS)
+# Each model once in the default file with the DSP path at -O2, once integer-only, portable, at -Os, once
+# with its input in the arena (-O2, DSP).
+BUILDS = [("-O2", False, [], False), ("-Os", True, ["-DEDGECNN_NO_DSP"], False), ("-O2", False, [], True)]
 
 
 @pytest.mark.slow
@@ -81,13 +84,14 @@ def test_mlperf_tiny_models_on_cortex_m4_equal_runtime(name, model_dir, tmp_path
     x = random_input(graph, 2, seed=11)
     x[0] = 127
     want = expected(graph, x)
-    for opt, integer_only, flags in BUILDS:
-        export = export_c(graph, name, integer_only=integer_only)
-        result = build_and_run([ModelBuild(export, x)], tmp_path / f"{opt}{integer_only}", opt, flags)
+    for opt, integer_only, flags, input_in_arena in BUILDS:
+        export = export_c(graph, name, integer_only=integer_only, input_in_arena=input_in_arena)
+        result = build_and_run([ModelBuild(export, x)], tmp_path / f"{opt}{integer_only}{input_in_arena}", opt, flags)
         np.testing.assert_array_equal(result.outputs[0], want)
         assert result.sizes[0]["ram"] == export.ram_bytes  # the C reserves exactly what the exporter reports
         assert not [s for s in result.undefined if not s.startswith("__aeabi_")], result.undefined
-        record_property(f"{opt}{' integer-only' if integer_only else ''} instructions", max(result.instructions[0]))
-    record_property("ram_with_io", export.ram_bytes + export.io_bytes)
-    if name in RAM_MET:
-        assert export.ram_bytes + export.io_bytes <= RAM_TARGETS[name]
+        record_property(f"{opt}{' integer-only' if integer_only else ''}{' input-in-arena' if input_in_arena else ''}"
+                        " instructions", max(result.instructions[0]))  # fmt: skip
+        record_property(f"ram_with_io{' input-in-arena' if input_in_arena else ''}", export.ram_bytes + export.io_bytes)
+        if name in (RAM_MET_INPUT_IN_ARENA if input_in_arena else RAM_MET):
+            assert export.ram_bytes + export.io_bytes <= RAM_TARGETS[name]

@@ -75,15 +75,17 @@ def tensor_bytes(graph: Int8Graph, t: int) -> int:
     return math.prod(tensor.shape) * itemsize(tensor.dtype)
 
 
-def lifetimes(graph: Int8Graph, steps: list[PreparedOp]) -> dict[int, tuple[int, int]]:
+def lifetimes(graph: Int8Graph, steps: list[PreparedOp], owned=()) -> dict[int, tuple[int, int]]:
     """Every tensor the arena holds: (the op that writes it, the last op that reads it).
 
     Graph inputs and outputs live in the caller's buffers, constants in
-    `static const` arrays: neither is here. An output nobody reads lives
-    at its op only, which still keeps it apart from that op's inputs.
+    `static const` arrays: neither is here, except the inputs in `owned`
+    (export_c's input_in_arena), which live in the arena from before op 0
+    to their last reader. An output nobody reads lives at its op only,
+    which still keeps it apart from that op's inputs.
     """
-    caller = set(graph.inputs) | set(graph.outputs)
-    span: dict[int, list[int]] = {}
+    caller = (set(graph.inputs) | set(graph.outputs)) - set(owned)
+    span: dict[int, list[int]] = {t: [0, -1] for t in owned}
     for i, step in enumerate(steps):
         for t in step.outputs:
             if t not in caller:
@@ -92,7 +94,7 @@ def lifetimes(graph: Int8Graph, steps: list[PreparedOp]) -> dict[int, tuple[int,
         for t in step.inputs:
             if t in span:
                 span[t][1] = max(span[t][1], i)
-    return {t: (first, last) for t, (first, last) in span.items()}
+    return {t: (first, last) for t, (first, last) in span.items() if last >= first}
 
 
 def _alias_groups(graph: Int8Graph, steps: list[PreparedOp], span: dict, in_place: dict):
@@ -114,7 +116,7 @@ def _alias_groups(graph: Int8Graph, steps: list[PreparedOp], span: dict, in_plac
 
 
 def plan_arena(graph: Int8Graph, steps: list[PreparedOp], in_place: dict | None = None,
-               spare: list | None = None, scratch: dict | None = None) -> ArenaPlan:  # fmt: skip
+               spare: list | None = None, scratch: dict | None = None, owned=()) -> ArenaPlan:  # fmt: skip
     """Greedy first-fit by size: a buffer may share bytes with any buffer whose lifetime it does not meet.
 
     A tensor lives from the op that writes it to the last op that reads it;
@@ -128,14 +130,17 @@ def plan_arena(graph: Int8Graph, steps: list[PreparedOp], in_place: dict | None 
     int8/uint8 output buffers, free for int8/uint8 buffers that die before
     that op. `scratch`: {op index: bytes} an op needs while it runs, planned
     like a tensor living at that op only (key -1 - op index in the result),
-    8-byte aligned. Offsets are aligned to the element size (float32 at 4, ...).
+    8-byte aligned. `owned`: graph inputs that live in the arena (lifetimes()).
+    Offsets are aligned to the element size (float32 at 4, ...).
     """
-    span = lifetimes(graph, steps)
+    span = lifetimes(graph, steps, owned)
     sizes = {t: tensor_bytes(graph, t) for t in span}
     in_place = {i: (v, 0) if isinstance(v, int) else v for i, v in (in_place or {}).items()}
     root, relative = _alias_groups(graph, steps, span, in_place)
     align_of = {t: itemsize(graph.tensors[t].dtype) for t in span}
-    narrow_of = {t: graph.tensors[t].dtype in ("int8", "uint8") for t in span}
+    # int8/uint8 tensors may live in a caller's output buffer (spare), except the model's own inputs, whose
+    # buffer must exist outside invoke (<name>_<input>_buffer()).
+    narrow_of = {t: graph.tensors[t].dtype in ("int8", "uint8") and t not in owned for t in span}
     for i, nbytes in (scratch or {}).items():
         if nbytes:
             t = -1 - i
@@ -358,6 +363,10 @@ def _ios(graph: Int8Graph) -> tuple[list[_Io], list[_Io]]:
     return result[0], result[1]
 
 
+def _buffer_signature(name: str, io: _Io) -> str:
+    return f"{io.c_type} *{name}_{io.arg}_buffer(void)"
+
+
 def _signature(name: str, inputs: list[_Io], outputs: list[_Io]) -> str:
     args = [f"const {io.c_type} *{io.arg}" for io in inputs] + [f"{io.c_type} *{io.arg}" for io in outputs]
     return f"int {name}_invoke({', '.join(args)})"
@@ -496,8 +505,8 @@ class CExport:
 
     @property
     def io_bytes(self) -> int:
-        """The caller's input and output buffers."""
-        return sum(io["bytes"] for io in self.inputs + self.outputs)
+        """The caller's input and output buffers (not the inputs the model holds in its arena)."""
+        return sum(io["bytes"] for io in self.inputs + self.outputs if not io.get("in_arena"))
 
 
 _FLOAT_WORD = re.compile(r"\b(double|float)\b")
@@ -505,7 +514,7 @@ _COMMENT = re.compile(r"/\*.*?\*/", re.S)
 
 
 def to_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float",
-         integer_only: bool = False) -> str:  # fmt: skip
+         integer_only: bool = False, input_in_arena: bool = False) -> str:  # fmt: skip
     """The C99 source of `graph`: `<name>_invoke(inputs..., outputs...)`, batch 1.
 
     fc_rescale is the runtime's option: "float" (current LiteRT reference,
@@ -517,12 +526,18 @@ def to_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float
     UnsupportedOpError for ops without a C lowering, and the runtime's
     ModelError / ShapeError for graphs LiteRT would refuse.
     """
-    return export_c(graph, name, fc_rescale, integer_only).source
+    return export_c(graph, name, fc_rescale, integer_only, input_in_arena).source
 
 
 def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "float",
-             integer_only: bool = False) -> CExport:  # fmt: skip
-    """to_c's source plus the header (`<name>.h`: the API, sizes, qparams, labels) and the planned sizes."""
+             integer_only: bool = False, input_in_arena: bool = False) -> CExport:  # fmt: skip
+    """to_c's source plus the header (`<name>.h`: the API, sizes, qparams, labels) and the planned sizes.
+
+    input_in_arena: the model owns its input buffers, inside the arena (RAM then includes them, and the
+    planner reuses their bytes once read, e.g. for a first conv in place): `<name>_<input>_buffer()`
+    returns each one; fill it and pass it to invoke (another pointer is copied in first). X-CUBE-AI's
+    activation pool holds the input likewise.
+    """
     if not isinstance(name, str) or not _IDENTIFIER.match(name):
         raise ValueError(f"the C name must be an identifier (letters, digits, _), got {name!r}")
     if fc_rescale not in FC_RESCALE_MODES:
@@ -544,9 +559,15 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
     spare = [(io.arg, tensor_bytes(graph, io.tensor),
               writer[io.tensor] if first_arg[io.tensor] == io.arg and io.tensor in writer else len(steps))
              for io in outputs if io.c_type in ("int8_t", "uint8_t")]  # fmt: skip
+    read = {t for step in steps for t in step.inputs}
+    owned: list[_Io] = []  # inputs in the arena (input_in_arena): read by an op, not an output, once each
+    for io in inputs:
+        if input_in_arena and io.tensor in read and io.tensor not in set(graph.outputs) | {o.tensor for o in owned}:
+            owned.append(io)
     arena = plan_arena(graph, steps, {i: (s.in_place, s.in_place_offset) for i, s in enumerate(sources)
                                       if s.in_place is not None},
-                       spare, {i: max(s.scratch_bytes, s.in_place_scratch) for i, s in enumerate(sources)})  # fmt: skip
+                       spare, {i: max(s.scratch_bytes, s.in_place_scratch) for i, s in enumerate(sources)},
+                       [io.tensor for io in owned])  # fmt: skip
     if integer_only:
         for io in inputs + outputs:
             if io.c_type == "float":
@@ -562,7 +583,8 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
     # or a static const array for a constant fed as a run-time input.
     home: dict[int, str] = {}
     for io in inputs + outputs:
-        home.setdefault(io.tensor, io.arg)
+        if io not in owned:
+            home.setdefault(io.tensor, io.arg)
     constant_data = []
 
     def where(t: int) -> str:
@@ -612,13 +634,21 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
             nbytes = tensor_bytes(graph, io.tensor)
             body.append(f"    ec_copy((const int8_t *)(const void *){home[io.tensor]}, (int8_t *)(void *){io.arg}, "
                         f"{nbytes});")  # fmt: skip
-    read = {t for step in steps for t in step.inputs} | set(graph.outputs)
+    for io in owned:  # the model's own input buffer: the caller's bytes copied in unless they are there already
+        blocks.add("copy")
+        nbytes = tensor_bytes(graph, io.tensor)
+        body[:0] = [f"    ec_copy((const int8_t *)(const void *){io.arg}, (int8_t *)(void *){where(io.tensor)}, "
+                    f"{nbytes});"]  # fmt: skip
+    read |= set(graph.outputs)
     body[:0] = [f"    (void){io.arg}; /* not read by any op */" for io in inputs if io.tensor not in read]
+    buffers = "".join(f"\n{_buffer_signature(name, io)}\n{{\n    return {where(io.tensor)};\n}}\n" for io in owned)
     constant_bytes = sum(s.constant_bytes for s in sources) + sum(
         tensor_bytes(graph, t) for t in home if graph.tensors[t].is_constant)
     scratch = 0  # the ops' scratch is planned inside the arena
     wide_arena = any(t < 0 or graph.tensors[t].dtype not in ("int8", "uint8")
                      for t in arena.offsets if t not in arena.buffers)  # fmt: skip
+    if wide_arena:  # the arena is int64_t words: what the file reserves is a whole number of them
+        arena = ArenaPlan(arena.offsets, -(-arena.size // 8) * 8, arena.lifetimes, arena.buffers)
     if not arena.size:
         arena_text = ""
     elif wide_arena:  # 8-byte alignment for float, int32 and int64 tensors in the arena
@@ -639,6 +669,7 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
         "\n/* ---------------------------------------------------------------- inference */\n\n",
         arena_text,
         "\n" if arena.size or scratch else "",
+        buffers,
         f"{_signature(name, inputs, outputs)}\n{{\n",
         "\n".join(body) + ("\n" if body else ""),
         "    return 0;\n}\n",
@@ -648,7 +679,10 @@ def export_c(graph: Int8Graph, name: str = "edgecnn_model", fc_rescale: str = "f
     if integer_only and _FLOAT_WORD.search(_COMMENT.sub("", source.split("#ifdef EDGECNN_MAIN")[0])):
         raise RuntimeError("--integer-only: the C file still uses floating point")  # a hook forgot integer_only
     described = [[_describe(graph, io) for io in ios] for ios in (inputs, outputs)]
-    header = _h_file(graph, name, fc_rescale, integer_only, arena.size, scratch, constant_bytes, inputs, outputs)
+    for io, d in zip(inputs, described[0]):
+        d["in_arena"] = io in owned
+    header = _h_file(graph, name, fc_rescale, integer_only, arena.size, scratch, constant_bytes, inputs, outputs,
+                     owned)  # fmt: skip
     return CExport(name, source, header, arena.size, scratch, constant_bytes, described[0], described[1])
 
 
@@ -672,7 +706,7 @@ def _describe(graph: Int8Graph, io: _Io) -> dict:
 
 
 def _h_file(graph: Int8Graph, name: str, fc_rescale: str, integer_only: bool, arena: int, scratch: int,
-            constant_bytes: int, inputs: list[_Io], outputs: list[_Io]) -> str:  # fmt: skip
+            constant_bytes: int, inputs: list[_Io], outputs: list[_Io], owned=()) -> str:  # fmt: skip
     """`<name>.h`: the entry point, the #defines of the .c (sizes, qparams, arena) and the labels' declaration."""
     guard = f"{name.upper()}_H"
     macro = name.upper()
@@ -681,8 +715,9 @@ def _h_file(graph: Int8Graph, name: str, fc_rescale: str, integer_only: bool, ar
         f"/* {name}.h: the API of {name}.c, written by edgecnn {edgecnn.__version__}.",
         f" * RAM: {arena + scratch} bytes (intermediate tensors and the ops' scratch), static in {name}.c "
         "(not reentrant);",
-        " * the caller owns the input and output buffers. Constants (flash): "
-        f"{constant_bytes} bytes. FULLY_CONNECTED rescale: {fc_rescale}"
+        (" * the model owns its input buffers (in that RAM), the caller the output buffers. Constants (flash): "
+         if owned else " * the caller owns the input and output buffers. Constants (flash): ")
+        + f"{constant_bytes} bytes. FULLY_CONNECTED rescale: {fc_rescale}"
         + (", integer-only (no floating point)." if integer_only else "."),
         " * Every external symbol starts with the prefix " + comment_text(name) + " (edgecnn export --prefix). */",
         f"#ifndef {guard}",
@@ -697,6 +732,10 @@ def _h_file(graph: Int8Graph, name: str, fc_rescale: str, integer_only: bool, ar
     ]
     if labels:
         lines.append(f"extern const char *const {name}_labels[{len(labels)}];")
+    for io in owned:
+        lines += [f"/* The model's own {io.arg} buffer, inside its RAM: write the {io.arg} here and pass this pointer"
+                  " to invoke", " * (another pointer is copied in first). Overwritten by the inference. */",
+                  f"{_buffer_signature(name, io)};"]  # fmt: skip
     lines += [
         "/* Runs one inference: returns 0, or -1 where TFLite aborts at run time. */",
         f"{_signature(name, inputs, outputs)};",
@@ -708,12 +747,12 @@ def _h_file(graph: Int8Graph, name: str, fc_rescale: str, integer_only: bool, ar
 
 
 def write_c(graph: Int8Graph, path, name: str = "edgecnn_model", fc_rescale: str = "float",
-            integer_only: bool = False, header: bool = False):  # fmt: skip
+            integer_only: bool = False, header: bool = False, input_in_arena: bool = False):  # fmt: skip
     """Write to_c(graph) to `path` atomically; returns the path.
 
     header=True also writes `<path without .c>.h` and returns the CExport (sizes, I/O) instead.
     """
-    result = export_c(graph, name, fc_rescale, integer_only)
+    result = export_c(graph, name, fc_rescale, integer_only, input_in_arena)
     path = Path(path)
     with atomic_path(path) as tmp:
         Path(tmp).write_text(result.source, encoding="ascii")

@@ -227,6 +227,9 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
                            in_place_call=f"ec_depthwise_conv_2d_in_place(&{name}_params, @OUT0@, {rows}, "
                                          f"(int8_t *)@SCRATCH@ + {pointers});",
                            in_place_blocks=("depthwise_conv_2d_in_place",), in_place_scratch=pointers + ring)  # fmt: skip
+        lead = in_place_lead(p, (in_h, in_w, in_depth), (out_h, out_w, out_depth), (filter_h, filter_w), 1)
+        if images == 1 and out_depth == in_depth and lead is not None:
+            return CSource(call, data, ("depthwise_conv_2d",), nbytes, pointers, in_place=0, in_place_offset=lead)
         return CSource(call, data, ("depthwise_conv_2d",), nbytes, pointers)
     pointwise = same_grid and filter_h == filter_w == 1 and filter_depth == in_depth
     # Widening 1x1 conv in place: last pixel first, so pixel q's bytes are overwritten only by pixels <= q.
@@ -238,10 +241,47 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
     # in place. A stride-1 conv keeping the channel count runs in place with its output starting pad_top
     # rows and pad_left pixels before its input: output pixel o then overwrites input pixel o - (pad_top*W +
     # pad_left), whose last reader in raster order is o itself, and o copies its window into the patch first.
-    if not pointwise and same_grid and filter_depth == in_depth == out_depth:
-        return CSource(call, data, ("conv_2d",), nbytes, scratch, in_place=0,
-                       in_place_offset=(p.padding_top * in_w + p.padding_left) * in_depth)
+    # Any other one-group conv runs in place with its output starting in_place_lead bytes before its input
+    # (for a stride-1 conv keeping its channels: pad_top rows + pad_left pixels).
+    lead = in_place_lead(p, (in_h, in_w, in_depth), (out_h, out_w, out_depth), (filter_h, filter_w), 2)
+    if not pointwise and images == 1 and filter_depth == in_depth and lead is not None:
+        return CSource(call, data, ("conv_2d",), nbytes, scratch, in_place=0, in_place_offset=lead)
     return CSource(call, data, ("conv_2d",), nbytes, scratch, in_place=0 if pointwise else None)
+
+
+def in_place_lead(p, in_hwc, out_hwc, filter_hw, block: int) -> int | None:
+    """How many bytes before its input a conv's output may start so that ec_conv_2d (block=2: both windows
+    of a pixel pair read before either pixel is written) or ec_depthwise_row (block=1: a pixel's channels
+    written in increasing order, each after the reads of the channels before it) never overwrites an input
+    byte it still reads; None when the two would not overlap, or the output is the larger.
+
+    Output pixels o go in raster order; what is written before pixel q's reads ends at w(q) * C_out bytes
+    after the output's start (w(q) = q, or 2 * (q // 2) for pairs), and pixel q reads nothing below its
+    first tap inside the image, at b(q) bytes after the input's start. So the output may start at most
+    min over q of (b(q) - w(q) * C_out) bytes after the input's start (negative: before it); pixels whose
+    window misses the image read nothing. For depthwise the channel offsets cancel (channel c is written
+    at +c and read at +c)."""
+    (in_h, in_w, in_depth), (out_h, out_w, out_depth), (filter_h, filter_w) = in_hwc, out_hwc, filter_hw
+
+    def first_tap(origin, dilation, taps, size):  # ec_depthwise_taps' lo, vectorized: the first tap inside
+        lo = np.where(origin < 0, (-origin + dilation - 1) // dilation, 0)
+        hi = np.minimum(np.where(size - origin <= 0, 0, (size - origin + dilation - 1) // dilation), taps)
+        return origin + dilation * np.minimum(lo, hi), lo < hi
+
+    rows, rows_in = first_tap(np.arange(out_h) * p.stride_height - p.padding_top, p.dilation_height, filter_h, in_h)
+    cols, cols_in = first_tap(np.arange(out_w) * p.stride_width - p.padding_left, p.dilation_width, filter_w, in_w)
+    first = ((rows[:, None] * in_w + cols[None, :]) * in_depth).reshape(-1).astype(np.int64)
+    reads = (rows_in[:, None] & cols_in[None, :]).reshape(-1)
+    q = np.arange(out_h * out_w, dtype=np.int64)
+    written = (q if block == 1 else 2 * (q // 2)) * out_depth
+    if not reads.any():
+        return None
+    shift = int(np.min((first - written)[reads]))  # the output's start minus the input's start, at most
+    in_size, out_size = in_h * in_w * in_depth, out_h * out_w * out_depth
+    overlap = min(in_size, shift + out_size) - max(0, shift)
+    # Only where the output is no larger than its input (a stride-2 layer, say): tying a larger output to its
+    # input's place can cost the planner more than the overlap saves (LeNet-5's second conv: +768 bytes).
+    return -shift if overlap > 0 and out_size <= in_size else None
 
 
 # ---------------------------------------------------------------- ONNX

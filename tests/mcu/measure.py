@@ -4,7 +4,8 @@
 
 CONFORMANCE_DIR holds the TF converter's models (tests/tf_conformance_models.py makes them:
 `.venv-tf/bin/python tests/tf_conformance_models.py DIR`). For each model and each build
-(-O2 / -Os, DSP path on / off), every output byte is compared with edgecnn's runtime and the
+(-O2 / -Os, DSP path on / off; then -O2 DSP integer-only, and -O2 DSP with the input in the model's
+arena, export_c's input_in_arena), every output byte is compared with edgecnn's runtime and the
 row gets MACs, RAM (arena + scratch, and with the caller's input/output buffers), the deepest stack
 use of an inference, flash (code and constants apart, from the model's object file) and
 instructions per inference (QEMU -icount shift=0, APB timer; a lower bound on cycles).
@@ -52,7 +53,8 @@ def load(name: str, folder: Path):
     return lenet5(seed=0) if name == "lenet5" else read_tflite((folder / f"{name}.tflite").read_bytes())
 
 
-def measure(name: str, folder: Path, records: int, builds=BUILDS, integer_only=False) -> list[dict]:
+def measure(name: str, folder: Path, records: int, builds=BUILDS, integer_only=False,
+            input_in_arena=False) -> list[dict]:  # fmt: skip
     from edgecnn.deploy.export.c import export_c
     from edgecnn.deploy.runtime import Runtime
     from tflite_models import random_input
@@ -61,13 +63,14 @@ def measure(name: str, folder: Path, records: int, builds=BUILDS, integer_only=F
     x = random_input(graph, records, seed=1)
     x[0] = -128  # an extreme image first
     want = np.asarray(Runtime(graph).run(x)).reshape(records, -1)
-    export = export_c(graph, name, integer_only=integer_only)
+    export = export_c(graph, name, integer_only=integer_only, input_in_arena=input_in_arena)
     rows = []
     for opt, dsp in builds:
         with tempfile.TemporaryDirectory() as tmp:
             result = build_and_run([ModelBuild(export, x)], Path(tmp), opt, [] if dsp else ["-DEDGECNN_NO_DSP"])
         same = int(np.sum(result.outputs[0] == want))
-        rows.append({"model": name, "opt": opt, "dsp": dsp, "integer_only": integer_only, "macs": macs(graph),
+        rows.append({"model": name, "opt": opt, "dsp": dsp, "integer_only": integer_only,
+                     "input_in_arena": input_in_arena, "macs": macs(graph),
                      "ram": export.ram_bytes, "io": export.io_bytes, "ram_with_io": export.ram_bytes + export.io_bytes,
                      "object_ram": result.sizes[0]["ram"], "stack": result.stack[0],
                      "code": result.sizes[0]["code"], "const": result.sizes[0]["const"],
@@ -86,7 +89,8 @@ def main() -> int:
     for name in args.models:
         rows += measure(name, args.folder, args.records)
         rows += measure(name, args.folder, args.records, builds=[("-O2", True)], integer_only=True)
-        for r in rows[-5:]:
+        rows += measure(name, args.folder, args.records, builds=[("-O2", True)], input_in_arena=True)
+        for r in rows[-6:]:
             print(json.dumps(r), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
