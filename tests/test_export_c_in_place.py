@@ -48,3 +48,34 @@ def test_in_place_chain_equals_runtime(seed, shape, tmp_path):
     np.testing.assert_array_equal(np.frombuffer(got, dtype=np.int8).reshape(want.shape), want)
     source = export_c(graph, "m").source
     assert "ec_depthwise_conv_2d_in_place(" in source  # the in-place kernels were used
+
+
+def strided_chain(seed: int, shape) -> object:
+    """Layers that shrink their input, in place with the output a computed number of bytes before it."""
+    g = GraphBuilder(np.random.default_rng(seed), shape)
+    c = shape[-1]
+    g.conv2d(c + 2, 3, 3, stride=(2, 2), padding="SAME", act="RELU")  # stride 2, more channels, smaller
+    g.depthwise(1, 3, 3, stride=(2, 2), padding="SAME")
+    g.depthwise(1, 3, 3, stride=(1, 2), padding="VALID", dilation=(2, 1))
+    g.conv2d(c, 2, 3, stride=(1, 2), padding="SAME", act="RELU6")
+    g.conv2d(2, 1, 1, stride=(2, 1))  # 1x1 stride 2, narrowing
+    g.flatten().fully_connected(7)
+    return g.build()
+
+
+@pytest.mark.parametrize("seed, shape", [(0, (1, 23, 17, 3)), (1, (1, 24, 20, 4)), (2, (1, 19, 31, 5))])
+@pytest.mark.parametrize("input_in_arena", [False, True])
+def test_strided_layers_in_place_equal_runtime(seed, shape, input_in_arena, tmp_path):
+    graph = strided_chain(seed, shape)
+    x = random_input(graph, 30, seed=seed)
+    x[0], x[1] = -128, 127
+    export = export_c(graph, "m", input_in_arena=input_in_arena)
+    (tmp_path / "m.c").write_text(export.source)
+    subprocess.run(["gcc", *CFLAGS, "-DEDGECNN_MAIN", "m.c", "-o", "m"], cwd=tmp_path, check=True)
+    got = subprocess.run([str(tmp_path / "m")], input=x.tobytes(), capture_output=True, check=True).stdout
+    want = np.asarray(Runtime(graph).run(x)).reshape(len(x), -1)
+    np.testing.assert_array_equal(np.frombuffer(got, dtype=np.int8).reshape(want.shape), want)
+    if input_in_arena:  # the input's bytes are reused: less than input + the first conv's output apart
+        first_out = -(-shape[1] // 2) * -(-shape[2] // 2) * (shape[3] + 2)
+        assert export.ram_bytes < int(np.prod(shape)) + first_out
+        assert "m_input_buffer(void)" in export.header

@@ -274,7 +274,7 @@ def in_place_lead(p, in_hwc, out_hwc, filter_hw, block: int) -> int | None:
     reads = (rows_in[:, None] & cols_in[None, :]).reshape(-1)
     q = np.arange(out_h * out_w, dtype=np.int64)
     written = (q if block == 1 else 2 * (q // 2)) * out_depth
-    if not reads.any():
+    if not reads.size or not reads.any():
         return None
     shift = int(np.min((first - written)[reads]))  # the output's start minus the input's start, at most
     in_size, out_size = in_h * in_w * in_depth, out_h * out_w * out_depth
