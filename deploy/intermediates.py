@@ -157,7 +157,8 @@ def match_by_name(graph: Int8Graph, details: list[tuple[int, str, tuple, str]]) 
     """Graph tensor -> the interpreter's tensor index, by name (the k-th of a repeated name to the k-th).
 
     `details` are (index, name, shape, dtype) in the file's tensor order. A
-    pair whose dtype or per-image size differs is dropped (not compared).
+    pair whose dtype differs is dropped; sizes are checked per batch by the
+    comparison (a dynamic tensor's shape is known only after invoke).
     """
     by_name: dict[str, list] = {}
     for d in details:
@@ -171,9 +172,8 @@ def match_by_name(graph: Int8Graph, details: list[tuple[int, str, tuple, str]]) 
         candidates = by_name.get(tensor.name, [])
         if t not in wanted or k >= len(candidates):
             continue
-        index, _, shape, dtype = candidates[k]
-        size = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) else 1
-        if np.dtype(dtype) == np.dtype(tensor.dtype) and size == int(np.prod(tensor.shape[1:], dtype=np.int64)):
+        index, _, _, dtype = candidates[k]
+        if np.dtype(dtype) == np.dtype(tensor.dtype):
             found[t] = index
     return found
 
