@@ -59,7 +59,7 @@ def register(sub) -> None:
                    help="fail when an accuracy (or the agreement) falls more than --baseline-tolerance "
                         "points below this stored result (same models' count, same images)")
     g.add_argument("--baseline-tolerance", type=nonnegative_float, default=0.0, metavar="PP",
-                   help="percentage points an accuracy may fall below --baseline")
+                   help="percentage points an accuracy may fall below --baseline (default: 0, any drop fails)")
     g.add_argument("--write-baseline", metavar="FILE.json",
                    help="store this run's accuracies, per-class accuracies and agreement (written only "
                         "when every gate passes)")
@@ -67,7 +67,7 @@ def register(sub) -> None:
                    help="compare the outputs with a file that --save-outputs PATH.npz wrote (e.g. on the "
                         "host): same model, same images (--limit defaults to the file's count), or an error")
     g.add_argument("--max-diff", type=nonnegative_float, default=0.0, metavar="N",
-                   help="largest element difference --expect-outputs accepts")
+                   help="largest element difference --expect-outputs accepts (default: 0, bit-exact)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or data line on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
