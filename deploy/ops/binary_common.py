@@ -207,6 +207,61 @@ static void ec_binary(const ec_binary_params *p, const int8_t *input1, const int
 """)}
 
 
+C_BLOCKS["add_tables"] = c_block(("channel_out",), r"""
+/* ADD and SUB of two int8 tensors of the output's shape (no broadcasting). TFLite rescales each input
+   alone before the sum, so that rescaled value depends on the input byte only: export time tabulates
+   it (table1[q + 128] = MultiplyByQuantizedMultiplier((q + input1_offset) * 2^left_shift, M1, s1);
+   table2 likewise, negated for SUB; |values| < 2^28, so the sum stays below 2^29 as in ec_binary), and
+   each element costs two lookups and the output's rescale (ec_channel_out: one multiply when
+   1 <= -output_shift <= 31), + output offset, clamp. Element i is read before output[i] is written. */
+typedef struct {
+    const int32_t *table1, *table2; /* [256] */
+    ec_channel output;              /* the output's multiplier and shift (bias 0) */
+    int32_t fast, output_offset, act_min, act_max;
+    uint32_t size;
+} ec_add_tables_params;
+
+static void ec_add_tables(const ec_add_tables_params *p, const int8_t *input1, const int8_t *input2, int8_t *output)
+{
+    const int32_t *const table1 = p->table1 + 128, *const table2 = p->table2 + 128;
+    const int32_t offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const uint32_t size = p->size;
+    uint32_t i;
+    if (p->fast) {
+        for (i = 0; i < size; ++i)
+            output[i] = ec_channel_out_fast((uint32_t)(table1[input1[i]] + table2[input2[i]]), &p->output, offset,
+                                            act_min, act_max);
+    } else {
+        for (i = 0; i < size; ++i)
+            output[i] = ec_channel_out((uint32_t)(table1[input1[i]] + table2[input2[i]]), &p->output, 0, offset,
+                                       act_min, act_max);
+    }
+}
+""")
+
+
+def _c_add_tables(emit, step, name: str) -> CSource:
+    """ADD / SUB without broadcasting: each input's rescale tabulated (ec_add_tables)."""
+    from edgecnn.deploy.ops.conv_common import channel_table
+    from edgecnn.deploy.runtime.naive import multiply_by_quantized_multiplier as mbqm
+
+    p = step.params
+    q = range(-128, 128)
+    sign = -1 if p.op == OP_SUB else 1
+    table1 = [mbqm((v + p.input1_offset) * 2**p.left_shift, p.input1_multiplier, p.input1_shift) for v in q]
+    table2 = [sign * mbqm((v + p.input2_offset) * 2**p.left_shift, p.input2_multiplier, p.input2_shift) for v in q]
+    row, fast = channel_table(emit, "unused", [0], [p.output_multiplier], [p.output_shift])
+    output = row.split("{\n", 1)[1].split("\n}", 1)[0].strip().rstrip(",")
+    data = emit.array("int32_t", f"{name}_table1", table1) + emit.array("int32_t", f"{name}_table2", table2)
+    data += emit.struct("ec_add_tables_params", f"{name}_params", [
+        ("table1", f"{name}_table1"), ("table2", f"{name}_table2"), ("output", output), ("fast", int(fast)),
+        ("output_offset", p.output_offset), ("act_min", p.activation_min), ("act_max", p.activation_max),
+        ("size", emit.size(step.outputs[0])),
+    ])  # fmt: skip
+    return CSource(f"ec_add_tables(&{name}_params, @IN0@, @IN1@, @OUT0@);", data, ("add_tables",), 2 * 1024,
+                   in_place=0)
+
+
 def _broadcast_strides(dims: np.ndarray, output_dims: np.ndarray) -> list[int]:
     """Element strides of a row-major tensor of `dims` read along `output_dims`: 0 where it is broadcast."""
     strides, step = [0] * MAX_RANK, 1
@@ -217,8 +272,12 @@ def _broadcast_strides(dims: np.ndarray, output_dims: np.ndarray) -> list[int]:
 
 
 def c_binary(emit, step) -> CSource:
-    """The params struct (static batch-1 shapes) and the call of ec_binary."""
+    """The params struct (static batch-1 shapes) and the call of ec_binary (ec_add_tables for ADD and SUB
+    without broadcasting)."""
     p, name = step.params, emit.prefix(step)
+    if p.op != OP_MUL and all(list(map(int, dims)) == list(map(int, p.output_dims))
+                              for dims in (p.input1_dims, p.input2_dims)):  # fmt: skip
+        return _c_add_tables(emit, step, name)
 
     def c_array(values) -> str:
         return "{" + ", ".join(str(int(v)) for v in values) + "}"
