@@ -123,6 +123,11 @@ def _im2col(op, arena, in_base, first, rows, a):
 def _rows_copy(op, arena, in_base, first, rows, a):
     """1x1, stride 1, no padding (pointwise convs, FC): A's rows are the input rows, + 128."""
     k, kp = op[F_K], op[F_KP]
+    if k == kp:  # the rows are contiguous in A too: one flat loop
+        src, n = _U(in_base + first * k), rows * k
+        for t in range(n):
+            a[_U(t)] = np.uint8(np.int32(arena[src + _U(t)]) + 128)
+        return
     for i in range(rows):
         src = _U(in_base + (first + i) * k)
         dst = _U(i * kp)
@@ -173,19 +178,32 @@ def _tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, rows
             dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 1, 1)
 
 
+@njit(cache=True, inline="always")
+def c_stride(op, kind):
+    """int32 words between output pixels in the C block: cout when the VNNI tiles cover one 16-channel
+    tile (cout < 16: then rows are contiguous and requantize in one flat pass), else cp."""
+    if kind == GEMM_VNNI and op[F_CP] == 16:
+        return op[F_COUT]
+    return op[F_CP]
+
+
 @njit(cache=True)
-def _gemm_vnni(a, rows4, kp, w8, w_start, cp, c):
-    """c[r][ch] = sum_k a[r][k] * w[k][ch] for rows4 rows (a multiple of 4), all cp channels."""
+def _gemm_vnni(a, rows4, kp, w8, w_start, cp, c, ldc):
+    """c[r*ldc + ch] = sum_k a[r][k] * w[k][ch] for rows4 rows (a multiple of 4), all cp channels.
+
+    ldc < cp only with one 16-channel tile (see c_stride): each row's 16 stores run over the
+    next row's first lanes, which that row's own store, later, overwrites.
+    """
     k4 = kp // 4
     for chunk in range((cp + 63) // 64):
         tiles = min(4, (cp - chunk * 64) // 16)
         w_chunk = w_start + chunk * k4 * 256  # earlier chunks are full: 4 tiles of 64 bytes per k4
         for r in range(0, rows4, 4):
-            _tile(a, r * kp, kp, 0, 1, w8, w_chunk, k4, c, r * cp + chunk * 64, cp, 4, tiles)
+            _tile(a, r * kp, kp, 0, 1, w8, w_chunk, k4, c, r * ldc + chunk * 64, ldc, 4, tiles)
 
 
 @njit(cache=True)
-def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p):
+def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p, y0, y1):
     """CONV_2D without im2col (VNNI, dilation_w 1): each A row is a window of a padded uint8 image.
 
     plane[py][px][ci] = x + 128 inside the image and the pad byte (zp + 128) around it. For
@@ -193,7 +211,8 @@ def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p):
     at ((oy*sh + fy*dh)*plane_w + ox*sw)*cin: the tile reads them in place, with lda = sw*cin
     between neighbouring pixels and a_step = dh*plane_w*cin between filter rows. The weights
     are packed per filter row, each row's kw*cin taps padded to a multiple of 4 with zeros (the
-    extra bytes read are the next pixel's, times 0).
+    extra bytes read are the next pixel's, times 0). Output rows y0 .. y1-1 only (the split
+    executor gives each thread a range): the plane is filled in the rows those windows read.
     """
     in_h, in_w, cin = op[F_IN_H], op[F_IN_W], op[F_CIN]
     out_h, out_w, cout = op[F_OUT_H], op[F_OUT_W], op[F_COUT]
@@ -201,23 +220,25 @@ def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p):
     pad_t, pad_l = op[F_PAD_T], op[F_PAD_L]
     plane_h, plane_w, k4, w_direct = op[F_PLANE_H], op[F_PLANE_W], op[F_ROW_K4], op[F_W_DIRECT]
     cp, block_rows = op[F_CP], op[F_DIRECT_ROWS]
+    ldc = c_stride(op, GEMM_VNNI)
     pad = np.uint8(op[F_PAD_BYTE])
     bias, rq, expanded = op[F_BIAS], op[F_RQ], op[F_EXPANDED]
     act_min, act_max, out_zp = op[F_ACT_MIN], op[F_ACT_MAX], op[F_OUT_ZP]
-    plane_len = plane_h * plane_w * cin + 64  # + slack: the last window's k padding reads past the end
     row_bytes = in_w * cin
+    # Plane rows the output rows read (the bytes past the last row are k padding, times 0 weights).
+    pr0, pr1 = y0 * sh, min(plane_h, (y1 - 1) * sh + (kh - 1) * dh + 1)
     for image in range(images):
         src_image = op[F_IN] + image * in_h * row_bytes
-        for j in range(plane_len):
+        for j in range(pr0 * plane_w * cin, pr1 * plane_w * cin):
             plane[_U(j)] = pad
-        for y in range(in_h):
+        for y in range(max(0, pr0 - pad_t), min(in_h, pr1 - pad_t)):
             src = _U(src_image + y * row_bytes)
             dst = _U(((pad_t + y) * plane_w + pad_l) * cin)
             for j in range(row_bytes):
                 plane[dst + _U(j)] = np.uint8(np.int32(arena[src + _U(j)]) + 128)
         out_image = op[F_OUT] + image * out_h * out_w * cout
-        for first_y in range(0, out_h, block_rows):
-            rows_y = min(block_rows, out_h - first_y)
+        for first_y in range(y0, y1, block_rows):
+            rows_y = min(block_rows, y1 - first_y)
             for chunk in range((cp + 63) // 64):
                 tiles = min(4, (cp - chunk * 64) // 16)
                 w_chunk = w_direct + chunk * kh * k4 * 256
@@ -225,8 +246,8 @@ def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p):
                     a_row = (first_y + yi) * sh * plane_w * cin
                     for x0 in range(0, out_w, 4):
                         _tile(plane, a_row + x0 * sw * cin, sw * cin, dh * plane_w * cin, kh, w8p, w_chunk, k4, c,
-                              (yi * out_w + x0) * cp + chunk * 64, cp, min(4, out_w - x0), tiles)  # fmt: skip
-            requantize_rows(c, cp, rows_y * out_w, cout, i32p[bias:], i64p[rq:], expanded, act_min, act_max, out_zp,
+                              (yi * out_w + x0) * ldc + chunk * 64, ldc, min(4, out_w - x0), tiles)  # fmt: skip
+            requantize_rows(c, ldc, rows_y * out_w, cout, i32p[bias:], i64p[rq:], expanded, act_min, act_max, out_zp,
                             arena, out_image + first_y * out_w * cout)  # fmt: skip
 
 
@@ -260,7 +281,7 @@ def _gemm_portable(a, rows4, k, kp, w32, w_start, cp, c):
 
 
 @njit(cache=True)
-def _epilogue(op, c, rows, first, arena, out_base, i32p, i64p, f64p):
+def _epilogue(op, c, ldc, rows, first, arena, out_base, i32p, i64p, f64p):
     """Bias (folded) -> requantize -> output zero point -> clamp -> int8, from the int32 block."""
     cout, cp = op[F_COUT], op[F_CP]
     bias, rq = op[F_BIAS], op[F_RQ]
@@ -270,12 +291,12 @@ def _epilogue(op, c, rows, first, arena, out_base, i32p, i64p, f64p):
         for i in range(rows):
             dst = _U(out_base + (first + i) * cout)
             for ch in range(cout):
-                acc = wrap32(np.int64(c[_U(i * cp + ch)]) + i32p[_U(bias + ch)])
+                acc = wrap32(np.int64(c[_U(i * ldc + ch)]) + i32p[_U(bias + ch)])
                 v = round_half_away_to_int32(np.float64(acc) * f64p[_U(eff + ch)]) + out_zp
                 arena[dst + _U(ch)] = min(max(v, act_min), act_max)
         return
     expanded = op[F_EXPANDED]
-    requantize_rows(c, cp, rows, cout, i32p[bias:], i64p[rq:], expanded, act_min, act_max, out_zp, arena,
+    requantize_rows(c, ldc, rows, cout, i32p[bias:], i64p[rq:], expanded, act_min, act_max, out_zp, arena,
                     out_base + first * cout)
 
 
@@ -300,26 +321,33 @@ def requantize_rows(c, c_stride, rows, cout, bias, rqv, expanded, act_min, act_m
 
 
 @njit(cache=True)
-def conv_gemm(op, arena, images, a, c, w8p, i32p, i64p, f64p, kind):
-    """One CONV_2D / FULLY_CONNECTED layer for `images` images held in the arena (see module doc)."""
+def conv_gemm(op, arena, images, a, c, w8p, i32p, i64p, f64p, kind, part=0, parts=1):
+    """One CONV_2D / FULLY_CONNECTED layer for `images` images held in the arena (see module doc).
+
+    part of parts: only that share of the output (rows of each image on the direct path, a
+    range of output pixels otherwise), for the split executor; the default is all of it.
+    """
     in_base, out_base = op[F_IN], op[F_OUT]
     k, kp, cp = op[F_K], op[F_KP], op[F_CP]
     total = images * op[F_OUT_H] * op[F_OUT_W]
     block = op[F_BLOCK]
+    ldc = c_stride(op, kind)
     direct = (op[F_KH] == 1 and op[F_KW] == 1 and op[F_SH] == 1 and op[F_SW] == 1 and op[F_PAD_T] == 0
               and op[F_PAD_L] == 0 and op[F_IN_H] == op[F_OUT_H] and op[F_IN_W] == op[F_OUT_W])  # fmt: skip
     if kind == GEMM_VNNI and op[F_DIRECT_ROWS] > 0 and not direct:
-        _conv_direct(op, arena, images, a, c, w8p, i32p, i64p)
+        out_h = op[F_OUT_H]
+        _conv_direct(op, arena, images, a, c, w8p, i32p, i64p, out_h * part // parts, out_h * (part + 1) // parts)
         return
-    for first in range(0, total, block):
-        rows = min(block, total - first)
+    p0, p1 = total * part // parts, total * (part + 1) // parts
+    for first in range(p0, p1, block):
+        rows = min(block, p1 - first)
         rows4 = (rows + 3) // 4 * 4  # padding rows: computed from stale bytes, never stored
         if direct:
             _rows_copy(op, arena, in_base, first, rows, a)
         else:
             _im2col(op, arena, in_base, first, rows, a)
         if kind == GEMM_VNNI:
-            _gemm_vnni(a, rows4, kp, w8p, op[F_W8], cp, c)
+            _gemm_vnni(a, rows4, kp, w8p, op[F_W8], cp, c, ldc)
         else:
             _gemm_portable(a, rows4, k, kp, i32p, op[F_W32], cp, c)
-        _epilogue(op, c, rows, first, arena, out_base, i32p, i64p, f64p)
+        _epilogue(op, c, ldc, rows, first, arena, out_base, i32p, i64p, f64p)

@@ -49,7 +49,7 @@ F_IN2, F_SIZE = 2, 4
 
 
 @njit(cache=True)
-def depthwise(op, arena, images, scratch, i32p, i64p):
+def depthwise(op, arena, images, scratch, i32p, i64p, part=0, parts=1):
     """DEPTHWISE_CONV_2D: a padded int32 plane of x + input_offset, then whole output rows at a time.
 
     plane[phase][py][q][oc] = x[iy][ix][oc // depth_multiplier] + input_offset for the padded
@@ -59,6 +59,8 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
     vnni.depthwise_row adds all taps in registers, 16 lanes at a time, with weights expanded
     along the row at plan time, requantizes them in registers and stores int8 (no int32 row).
     Overflow: |w| <= 128, |x + offset| <= 255: each product < 2^15; int32 sums wrap like TFLite's.
+    part of parts: only that share of each image's output rows (the split executor), with the
+    plane filled in the rows they read.
     """
     in_h, in_w, cin = op[F_IN_H], op[F_IN_W], op[F_CIN]
     out_h, out_w, cout = op[F_OUT_H], op[F_OUT_W], op[F_COUT]
@@ -76,23 +78,38 @@ def depthwise(op, arena, images, scratch, i32p, i64p):
     rqv = i64p[rq:]
     tap_offsets = i64p[taps:taps + kh * kw]
     weights = i32p[wexp:]
+    y0, y1 = out_h * part // parts, out_h * (part + 1) // parts
+    pr0, pr1 = y0 * sh, min(plane_h, (y1 - 1) * sh + (kh - 1) * op[F_DH] + 1)  # plane rows those rows read
+    y_lo, y_hi = max(0, pr0 - pad_t), min(in_h, pr1 - pad_t)
     for image in range(images):
         src_image = op[F_IN] + image * in_h * in_w * cin
         dst_image = op[F_OUT] + image * out_h * out_w * cout
-        for j in range(plane_len + 16):
+        for phase in range(sw):
+            for j in range((phase * plane_h + pr0) * q_cols * cout, (phase * plane_h + pr1) * q_cols * cout):
+                plane[_U(j)] = 0
+        for j in range(plane_len, plane_len + 16):
             plane[_U(j)] = 0
-        for y in range(in_h):
-            for x in range(in_w):
-                src = _U(src_image + (y * in_w + x) * cin)
-                px = pad_l + x
-                dst = _U((((px % sw) * plane_h + pad_t + y) * q_cols + px // sw) * cout)
-                if dm == 1:
-                    for ch in range(cout):
-                        plane[dst + _U(ch)] = np.int16(np.int32(arena[src + _U(ch)]) + in_offset)
-                else:
-                    for ch in range(cout):
-                        plane[dst + _U(ch)] = np.int16(np.int32(arena[src + _U(ch // dm)]) + in_offset)
-        for out_y in range(out_h):
+        if dm == 1 and sw == 1:  # one phase: each input row is one contiguous run of the plane
+            for y in range(y_lo, y_hi):
+                src = _U(src_image + y * in_w * cin)
+                dst = _U(((pad_t + y) * q_cols + pad_l) * cout)
+                for j in range(in_w * cin):
+                    plane[dst + _U(j)] = np.int16(np.int32(arena[src + _U(j)]) + in_offset)
+        general_rows = 0 if dm == 1 and sw == 1 else y_hi  # else: pixel by pixel, phase by phase
+        for y in range(y_lo, general_rows):
+            for phase in range(sw):
+                x0 = (phase - pad_l) % sw  # the first input column whose padded column px has this phase
+                dst = _U(((phase * plane_h + pad_t + y) * q_cols + (pad_l + x0) // sw) * cout)
+                for x in range(x0, in_w, sw):
+                    src = _U(src_image + (y * in_w + x) * cin)
+                    if dm == 1:
+                        for ch in range(cout):
+                            plane[dst + _U(ch)] = np.int16(np.int32(arena[src + _U(ch)]) + in_offset)
+                    else:
+                        for ch in range(cout):
+                            plane[dst + _U(ch)] = np.int16(np.int32(arena[src + _U(ch // dm)]) + in_offset)
+                    dst += _U(cout)
+        for out_y in range(y0, y1):
             depthwise_row(scratch, out_y * sh * q_cols * cout, tap_offsets, kh * kw, weights, row_stride, bias_row, rqv,
                           arena[dst_image + out_y * row_len:], row_len, out_zp, act_min, act_max)  # fmt: skip
 

@@ -15,6 +15,10 @@ from edgecnn.int8.graph import Int8Graph
 
 DEFAULT_CHUNK = 1024  # images per pass through the graph: bounds memory (~10 kB per LeNet image per tensor)
 SERIAL_BELOW = 16  # smaller batches run on one thread: a parallel region's barrier costs more than they do
+# ... unless one pass (a group of images, plan.py) has at least this many MACs: then the threads share
+# each op (executor.run_plan_split); one parallel region costs ~5-20 us here, a MobileNetV1 0.25 image ~200 us.
+SPLIT_MACS = 4_000_000
+TASKS_PER_THREAD = 4
 
 
 @contextmanager
@@ -48,7 +52,9 @@ class Runtime:
     kernel compiles it (cached on disk afterwards).
 
     num_threads caps the Numba threads (default: Numba's, i.e. all cores);
-    batches under SERIAL_BELOW images always run on one thread.
+    batches under SERIAL_BELOW images run on one thread, except on the executor
+    path when one pass holds at least SPLIT_MACS multiply-accumulates (a large
+    model): then the threads share each op.
 
     Two paths, same bytes. When the whole graph is covered (plan.py: CONV_2D,
     DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX/AVERAGE_POOL_2D, RESHAPE, SOFTMAX,
@@ -92,6 +98,7 @@ class Runtime:
         self._gemm = GEMM_VNNI if self.kernels == "vnni" else GEMM_PORTABLE
         self._buffers: dict[int, tuple] = {}  # slices -> (arenas, im2col blocks, int32 scratch), made once
         self._serial = None  # (run_plan, arena, im2col block, int32 scratch) for one thread, bound on first use
+        self._split = None  # (run_plan_split, op pieces, sync counters), bound on first use
         self._output_shapes = [(lambda n, rest=tuple(graph.tensors[t].shape[1:]): (n,) + rest) for t in graph.outputs]
 
     def _shape(self, tensor_index: int, images: int) -> tuple[int, ...]:
@@ -181,8 +188,14 @@ class Runtime:
         p, g = self.plan, self.graph
         images = array.shape[0]
         out = np.empty((images, p.out_row), np.int8)
-        threads = self._threads(images) if images >= 2 * p.group else 1
-        if threads == 1:
+        threads = self._threads(images)
+        # Tasks of the parallel executor: at least TASKS_PER_THREAD per thread, so that a thread slowed by
+        # another process hands its share to the other (never more images than the plan's group).
+        task = max(1, min(p.group, -(-images // (TASKS_PER_THREAD * threads))))
+        wanted = int(self.num_threads) if self.num_threads is not None else numba.get_num_threads()
+        if images <= p.group and wanted >= 2 and images * p.macs >= SPLIT_MACS:
+            self._run_split(array, out, wanted)
+        elif threads == 1:
             if self._serial is None:
                 from edgecnn.deploy.runtime.executor import run_plan
 
@@ -199,7 +212,7 @@ class Runtime:
             try:
                 with _numba_threads(threads) if numba.get_num_threads() != threads else _no_change():
                     run_plan_parallel(p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1),
-                                      out.reshape(-1), images, p.group, arenas, a, c, self._gemm)  # fmt: skip
+                                      out.reshape(-1), images, task, arenas, a, c, self._gemm)  # fmt: skip
             finally:
                 numba.set_parallel_chunksize(previous_chunk)
         if len(g.outputs) == 1:
@@ -209,6 +222,19 @@ class Runtime:
             results.append(out[:, position:position + size].reshape(make_shape(images)))
             position += size
         return results
+
+    def _run_split(self, array: np.ndarray, out: np.ndarray, threads: int) -> None:
+        """One pass, `threads` threads sharing each op (executor.run_plan_split)."""
+        p = self.plan
+        if self._split is None:
+            from edgecnn.deploy.runtime.executor import run_plan_split, split_pieces
+
+            self._split = (run_plan_split, split_pieces(p.ops), np.zeros(2 * p.ops.shape[0], np.int64))
+        run, pieces, sync = self._split
+        arenas, a, c = self._scratch(numba.config.NUMBA_NUM_THREADS)  # indexed by Numba's thread id
+        with _numba_threads(threads) if numba.get_num_threads() != threads else _no_change():
+            run(p.ops, pieces, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1), out.reshape(-1),
+                array.shape[0], arenas[0], a, c, self._gemm, threads, sync)  # fmt: skip
 
     def run_all(self, x) -> list[np.ndarray]:
         """Every graph output, as a list in the graph's output order."""

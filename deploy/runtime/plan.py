@@ -52,6 +52,7 @@ class Plan:
     c_words: int  # int32 scratch
     out_row: int  # int8 bytes of all outputs of one image
     output_sizes: tuple  # per output: bytes per image
+    macs: int = 0  # multiply-accumulates per image (conv, depthwise, FC): decides the split executor
 
 
 class _Pools:
@@ -376,8 +377,14 @@ def build_plan(graph, prepared_ops) -> Plan:
     for t in graph.outputs:
         io.append([offsets[t], size(t), position])
         position += size(t)
+    macs = 0
+    for row in table:
+        if row[0] == ex.OP_GEMM:
+            macs += int(row[fc.F_OUT_H] * row[fc.F_OUT_W] * row[fc.F_COUT] * row[fc.F_K])
+        elif row[0] == ex.OP_DEPTHWISE:
+            macs += int(row[fc.F_OUT_H] * row[fc.F_OUT_W] * row[fc.F_COUT] * row[fc.F_KH] * row[fc.F_KW])
     # GEMM blocks are computed in rows of 4 (padding rows included): room for 3 more rows.
     a_bytes = int(scratch["a"]) + 4 * 4096
     return Plan(table, pools.array("i8"), pools.array("w8"), pools.array("i32"), pools.array("i64"),
                 pools.array("f64"), np.asarray(io, np.int64), group, int(arena_bytes), a_bytes,
-                int(scratch["c"]) + 4096, position, tuple(size(t) for t in graph.outputs))  # fmt: skip
+                int(scratch["c"]) + 4096, position, tuple(size(t) for t in graph.outputs), macs)  # fmt: skip

@@ -1,0 +1,67 @@
+"""Atomic counters for the split executor (executor.run_plan_split): LLVM atomics through numba.extending.intrinsic.
+
+Numba has no atomics of its own. These work on one int64 element of an array:
+`atomic_add` (seq_cst fetch-and-add, returns the old value) and `atomic_read` (an acquire
+load), plus `spin_pause` (the x86 `pause` hint, nothing elsewhere) for wait loops. Portable
+LLVM IR apart from the hint, so they lower on any CPU LLVM knows.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+
+
+def _element_ptr(context, builder, array_type, array, index, index_type):
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [context.cast(builder, index, index_type, types.intp)])
+
+
+@intrinsic
+def atomic_add(typingctx, array, index, value):
+    """array[index] += value atomically (sequentially consistent); returns the value before."""
+    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+        return None
+    sig = types.int64(array, index, value)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        v = context.cast(builder, args[2], signature.args[2], types.int64)
+        return builder.atomic_rmw("add", ptr, v, "seq_cst")
+
+    return sig, codegen
+
+
+@intrinsic
+def atomic_read(typingctx, array, index):
+    """array[index], read with acquire ordering (sees every write made before the matching atomic_add)."""
+    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+        return None
+    sig = types.int64(array, index)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        value = builder.load_atomic(ptr, "acquire", 8)
+        return value
+
+    return sig, codegen
+
+
+@intrinsic
+def spin_pause(typingctx):
+    """The CPU's spin-wait hint (x86 `pause`), between polls of a counter."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse2.pause")  # fmt: skip
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return sig, codegen

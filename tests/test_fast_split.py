@@ -1,0 +1,80 @@
+"""The split executor (executor.run_plan_split: threads share each op's rows) == the naive references, exactly.
+
+Runtime uses it for a pass of a large model on 2+ threads; here SPLIT_MACS is lowered to 0 so
+that every graph, however small, takes that path, on each kernel path the machine can run
+(odd shapes, stride 2, SAME padding, 1-row outputs that are not split, extreme zero points,
+per-channel multipliers: test_fast_kernels.py's cases). Also: the pieces each op is cut into,
+and a single thread running every piece itself (no deadlock when the pool gives one thread).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from test_fast_kernels import KINDS, SETTINGS, conv_case, conv_graph, fast_runtime, kernels, mixed_graph
+
+from edgecnn.deploy.runtime import Runtime, interpreter, naive
+from edgecnn.deploy.runtime.executor import OP_DEPTHWISE, OP_GEMM, split_pieces
+
+pytestmark = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")
+
+
+@pytest.fixture(autouse=True)
+def always_split(monkeypatch):
+    monkeypatch.setattr(interpreter, "SPLIT_MACS", 0)
+
+
+def check_split(graph, x, kind):
+    expected = naive.run_graph(graph, x)[graph.outputs[0]]
+    with kernels(kind):
+        rt = Runtime(graph, num_threads=2)
+    per_image = expected.shape[0] // x.shape[0]
+    for n in {1, min(x.shape[0], rt.plan.group)}:  # one image, and a whole group in one pass
+        np.testing.assert_array_equal(rt.run(x[:n]), expected[: n * per_image])
+    assert rt._split is not None, "the split executor did not run"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=30, **SETTINGS)
+@given(case=conv_case())
+def test_conv_2d_split(kind, case):
+    check_split(*conv_graph(case), kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=30, **SETTINGS)
+@given(case=conv_case(depthwise=True))
+def test_depthwise_split(kind, case):
+    check_split(*conv_graph(case, depthwise=True), kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mixed_graph_split(kind):
+    """Every executor op (pools, ADD, MEAN, FC, softmax, lookup between the split convs)."""
+    graph, x = mixed_graph(7, -128, 5)
+    check_split(graph, x, kind)
+
+
+def test_pieces():
+    graph, _ = mixed_graph(7, -128, 5)
+    plan = fast_runtime(graph, KINDS[-1]).plan
+    pieces = split_pieces(plan.ops)
+    for row, n in zip(plan.ops, pieces):
+        assert n == (2 if row[0] in (OP_GEMM, OP_DEPTHWISE) and (row[7] >= 2 or row[8] >= 8) else 1)
+    assert pieces.max() == 2
+
+
+def test_one_thread_runs_every_piece():
+    """With one worker the claiming loop takes every piece itself: same bytes, no wait on a missing thread."""
+    from edgecnn.deploy.runtime.executor import run_plan_split
+
+    graph, x = mixed_graph(3, 5, -20)
+    rt = fast_runtime(graph, KINDS[-1])
+    p = rt.plan
+    arenas, a, c = rt._scratch(numba.config.NUMBA_NUM_THREADS)
+    out = np.empty((1, p.out_row), np.int8)
+    run_plan_split(p.ops, split_pieces(p.ops), p.i8, p.w8, p.i32, p.i64, p.f64, p.io, x[:1].reshape(-1),
+                   out.reshape(-1), 1, arenas[0], a, c, rt._gemm, 1, np.zeros(2 * p.ops.shape[0], np.int64))  # fmt: skip
+    np.testing.assert_array_equal(out.reshape(-1), naive.run_graph(graph, x[:1])[graph.outputs[0]].reshape(-1))
