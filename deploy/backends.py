@@ -33,8 +33,12 @@ def check_image_input(shape, images: np.ndarray) -> None:
     if images.ndim not in (3, 4) or len(shape) != 3 or shape[2] != channels:
         dims = "x".join(map(str, shape))
         what = f"a {channels}-channel image" if images.ndim in (3, 4) else f"images of shape {images.shape[1:]}"
-        raise ShapeError(f"the model takes input of shape {dims}, not {what}; "
-                         "give `edgecnn predict` a .npy file of that shape")
+        if len(shape) == 3 and shape[2] in (1, 3):  # an image model fed the other kind of image
+            hint = "give it colour (RGB) images, e.g. --dataset cifar10" if shape[2] == 3 else \
+                "give it grey images, e.g. --dataset mnist"
+        else:
+            hint = "give `edgecnn predict` a .npy file of that shape"
+        raise ShapeError(f"the model takes input of shape {dims}, not {what}; {hint}")
 
 
 @dataclass
