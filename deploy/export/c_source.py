@@ -347,7 +347,7 @@ static inline int8_t ec_channel_out(uint32_t acc, const ec_channel *ch, int fast
 
 _block("dot_2x2", ("dsp",), r"""
 /* Two filters x two patches in one pass (CMSIS-NN's 2x2 blocking): n int8 taps (a multiple of 4) per patch,
-   x = patch 0 (n bytes) then patch 1. The weights are arranged at export time (conv_filter_pairs) as
+   x = 4-byte chunks of patch 0 and patch 1 alternating (2n bytes). The weights are arranged at export time (conv_filter_pairs) as
    16-bit lanes in the order SXTB16 gives the patch bytes: per 4 taps, filter 0's (w0, w2) and (w1, w3),
    then filter 1's, zero weights padding n. acc[2f + k] starts at bias f and gets sum w_f[i] * x_k[i],
    modulo 2^32 in any order. With EC_DSP: 16 MACs in 2 LDR + 4 SXTB16 of the patches, 4 weight words
@@ -356,10 +356,10 @@ static inline void ec_dot_2x2(const uint32_t *w, const int8_t *x, int n, uint32_
                               uint32_t acc[4])
 {
     uint32_t a00 = bias0, a01 = bias0, a10 = bias1, a11 = bias1;
-    const int8_t *const end = x + n;
+    const int8_t *const end = x + 2 * n;
 #ifdef EC_DSP
-    for (; x < end; x += 4, w += 4) {
-        const uint32_t x0 = ec_load32(x), x1 = ec_load32(x + n);
+    for (; x < end; x += 8, w += 4) {
+        const uint32_t x0 = ec_load32(x), x1 = ec_load32(x + 4);
         const uint32_t x0e = ec_sxtb16(x0), x0o = ec_sxtb16_ror8(x0), x1e = ec_sxtb16(x1), x1o = ec_sxtb16_ror8(x1);
         a00 = ec_smlad(w[1], x0o, ec_smlad(w[0], x0e, a00));
         a01 = ec_smlad(w[1], x1o, ec_smlad(w[0], x1e, a01));
@@ -367,9 +367,9 @@ static inline void ec_dot_2x2(const uint32_t *w, const int8_t *x, int n, uint32_
         a11 = ec_smlad(w[3], x1o, ec_smlad(w[2], x1e, a11));
     }
 #else
-    for (; x < end; x += 4, w += 4) { /* taps 0, 2 in words 0 and 2, taps 1, 3 in words 1 and 3 */
+    for (; x < end; x += 8, w += 4) { /* taps 0, 2 in words 0 and 2, taps 1, 3 in words 1 and 3 */
         const int32_t p0 = x[0], p1 = x[1], p2 = x[2], p3 = x[3];
-        const int32_t q0 = x[n], q1 = x[n + 1], q2 = x[n + 2], q3 = x[n + 3];
+        const int32_t q0 = x[4], q1 = x[5], q2 = x[6], q3 = x[7];
         int32_t v0 = ec_lane16(w[0], 0), v1 = ec_lane16(w[1], 0), v2 = ec_lane16(w[0], 1), v3 = ec_lane16(w[1], 1);
         a00 += (uint32_t)(v0 * p0) + (uint32_t)(v1 * p1) + (uint32_t)(v2 * p2) + (uint32_t)(v3 * p3);
         a01 += (uint32_t)(v0 * q0) + (uint32_t)(v1 * q1) + (uint32_t)(v2 * q2) + (uint32_t)(v3 * q3);

@@ -14,28 +14,36 @@ def version(graph, op) -> int:
 
 
 C_BLOCKS = {**C_PARAMS, "conv_2d": c_block(("conv_params", "dsp", "dot_2x2"), r"""
-/* n bytes from `from` to `to` (no overlap), four at a time. */
-static inline int8_t *ec_conv_move(int8_t *to, const int8_t *from, int n)
+/* Taps i .. i + n - 1 of one window into its slot of ec_dot_2x2's interleaved patch (tap i at
+   slot[2 * (i & ~3) + (i & 3)]: 4-byte chunks of the two windows alternate): ec_conv_put copies them
+   from `from`, ec_conv_pad sets them to `value`; four at a time where the chunks line up. Both return
+   i + n. */
+static inline int ec_conv_put(int8_t *slot, int i, const int8_t *from, int n)
 {
-    int i = 0;
-    for (; i + 4 <= n; i += 4) ec_store32(to + i, ec_load32(from + i));
-    for (; i < n; ++i) to[i] = from[i];
-    return to + n;
+    int j = 0;
+    if ((i & 3) == 0)
+        for (; j + 4 <= n; j += 4) ec_store32(slot + 2 * (i + j), ec_load32(from + j));
+    for (; j < n; ++j) slot[2 * ((i + j) & ~3) + ((i + j) & 3)] = from[j];
+    return i + n;
 }
 
-static inline int8_t *ec_conv_fill(int8_t *to, int8_t value, int n)
+static inline int ec_conv_pad(int8_t *slot, int i, int8_t value, int n)
 {
-    int i;
-    for (i = 0; i < n; ++i) to[i] = value;
-    return to + n;
+    const uint32_t value4 = (uint32_t)(uint8_t)value * 0x01010101u;
+    int j = 0;
+    if ((i & 3) == 0)
+        for (; j + 4 <= n; j += 4) ec_store32(slot + 2 * (i + j), value4);
+    for (; j < n; ++j) slot[2 * ((i + j) & ~3) + ((i + j) & 3)] = value;
+    return i + n;
 }
 
-/* One output pixel's window of one group into `to`, tap i = (filter_y*filter_w + filter_x)*filter_depth +
-   in_channel at to[i] (the OHWI order of the filters), raw int8, with the input zero point
-   (-input_offset) for taps outside the image, so that x + input_offset is 0 there (w * 0 adds nothing,
-   the same as TFLite skipping them); taps up to n4 (a multiple of 4) are 0 and meet zero weights.
-   A window row inside the image with dilation 1 and one group is one run of the input row. */
-static void ec_conv_window(const ec_conv_params *p, const int8_t *input, int pixel, int group, int8_t *to, int n4)
+/* One output pixel's window of one group into slot k (0 or 1, at patch + 4k) of the interleaved patch:
+   tap i = (filter_y*filter_w + filter_x)*filter_depth + in_channel (the OHWI order of the filters), raw
+   int8, with the input zero point (-input_offset) for taps outside the image, so that x + input_offset is
+   0 there (w * 0 adds nothing, the same as TFLite skipping them); taps up to n4 (a multiple of 4) are 0
+   and meet zero weights. A window row inside the image with dilation 1 and one group is one run of the
+   input row. */
+static void ec_conv_window(const ec_conv_params *p, const int8_t *input, int pixel, int group, int8_t *slot, int n4)
 {
     const int8_t pad = (int8_t)(-p->input_offset);
     const int filter_w = p->filter_w, filter_depth = p->filter_depth, input_w = p->input_w;
@@ -45,32 +53,31 @@ static void ec_conv_window(const ec_conv_params *p, const int8_t *input, int pix
     const int in_x_origin = (pixel - out_y * p->output_w) * p->stride_w - p->pad_left;
     const int runs = p->dilation_w == 1 && filter_depth == p->input_depth && in_x_origin >= 0
                      && in_x_origin + filter_w <= input_w;
-    int8_t *const end = to + n4;
-    int filter_y, filter_x;
+    int filter_y, filter_x, i = 0;
     for (filter_y = 0; filter_y < p->filter_h; ++filter_y) {
         const int in_y = in_y_origin + p->dilation_h * filter_y;
         const int8_t *row;
         if (in_y < 0 || in_y >= p->input_h) {
-            to = ec_conv_fill(to, pad, filter_w * filter_depth);
+            i = ec_conv_pad(slot, i, pad, filter_w * filter_depth);
             continue;
         }
         row = input + (size_t)in_y * in_row + (size_t)group * (size_t)filter_depth;
         if (runs) {
-            to = ec_conv_move(to, row + (size_t)in_x_origin * p->input_depth, filter_w * filter_depth);
+            i = ec_conv_put(slot, i, row + (size_t)in_x_origin * p->input_depth, filter_w * filter_depth);
             continue;
         }
         for (filter_x = 0; filter_x < filter_w; ++filter_x) {
             const int in_x = in_x_origin + p->dilation_w * filter_x;
-            to = in_x < 0 || in_x >= input_w ? ec_conv_fill(to, pad, filter_depth)
-                                             : ec_conv_move(to, row + (size_t)in_x * p->input_depth, filter_depth);
+            i = in_x < 0 || in_x >= input_w ? ec_conv_pad(slot, i, pad, filter_depth)
+                                            : ec_conv_put(slot, i, row + (size_t)in_x * p->input_depth, filter_depth);
         }
     }
-    ec_conv_fill(to, 0, (int)(end - to));
+    ec_conv_pad(slot, i, 0, n4 - i);
 }
 
 /* CONV_2D (TFLite reference_integer_ops::ConvPerChannel), grouped when input_depth > filter_depth.
    Output pixels go two at a time (a last lone pixel is computed twice, in both slots): both windows are
-   copied into the patch (ec_conv_window; patch = window 0 then window 1, n4 bytes each), then each pair
+   copied into the patch (ec_conv_window; 4-byte chunks of the two alternate, 2 * n4 bytes), then each pair
    of filters is one ec_dot_2x2 with it, as CMSIS-NN's 2x2 blocking does. The sum starts at
    channel[c].bias = bias + input_offset * (sum of the filter's weights) modulo 2^32:
    sum(w * (x + input_offset)) + bias is that plus sum(w * x), which is what TFLite's wrapping int32
@@ -100,7 +107,7 @@ static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *out
             const uint32_t *w = p->pairs + (size_t)group * pairs * n4;
             const ec_channel *ch = channel + group * per_group;
             ec_conv_window(p, input, pixel0, group, patch, n4);
-            ec_conv_window(p, input, pixel1, group, patch + n4, n4);
+            ec_conv_window(p, input, pixel1, group, patch + 4, n4);
             for (pair = 0; pair < pairs; ++pair, w += n4, ch += 2) {
                 const int c = (int)(ch - channel);
                 const int lone = 2 * pair + 1 == per_group; /* a last filter with a zero partner */
@@ -111,11 +118,15 @@ static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *out
                     out1[c] = ec_channel_out(acc[1], ch, fast, offset, act_min, act_max);
                     continue;
                 }
-                if (fast) {
-                    out0[c] = ec_channel_out_fast(acc[0], ch, offset, act_min, act_max);
-                    out1[c] = ec_channel_out_fast(acc[1], ch, offset, act_min, act_max);
-                    out0[c + 1] = ec_channel_out_fast(acc[2], ch + 1, offset, act_min, act_max);
-                    out1[c + 1] = ec_channel_out_fast(acc[3], ch + 1, offset, act_min, act_max);
+                if (fast) { /* all four before any store: an int8_t store may alias ch, which would be reloaded */
+                    const int8_t r00 = ec_channel_out_fast(acc[0], ch, offset, act_min, act_max);
+                    const int8_t r01 = ec_channel_out_fast(acc[1], ch, offset, act_min, act_max);
+                    const int8_t r10 = ec_channel_out_fast(acc[2], ch + 1, offset, act_min, act_max);
+                    const int8_t r11 = ec_channel_out_fast(acc[3], ch + 1, offset, act_min, act_max);
+                    out0[c] = r00;
+                    out1[c] = r01;
+                    out0[c + 1] = r10;
+                    out1[c + 1] = r11;
                 } else {
                     out0[c] = ec_channel_out(acc[0], ch, 0, offset, act_min, act_max);
                     out1[c] = ec_channel_out(acc[1], ch, 0, offset, act_min, act_max);
