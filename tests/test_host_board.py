@@ -182,3 +182,29 @@ def test_compare_outputs_counts_rows_elements_and_the_largest_difference():
     assert c["first_differing_image"] == 1
     with pytest.raises(OutputsFileError, match="int8"):
         compare_outputs([a], [b.astype(np.float32)])
+
+
+@pytest.fixture(scope="module")
+def board_venv(tmp_path_factory):
+    """A board's install: the wheel with the `device` extra only (LiteRT, no Numba, no onnx)."""
+    from fresh_venv import install_in_fresh_venv
+
+    return install_in_fresh_venv(tmp_path_factory.mktemp("board"), "device")
+
+
+def test_a_device_install_checks_the_hosts_file(trained, board_venv, mnist_root, tmp_path):
+    import os
+
+    from fresh_venv import sh
+
+    host = save_host(mnist_root, trained["good"], tmp_path / "host.npz", limit="1000")
+    env = dict(os.environ, PATH=f"{board_venv / 'bin'}:{os.environ['PATH']}")
+    env.pop("PYTHONPATH", None)
+    board = [board_venv / "bin" / "edgecnn", "eval", trained["good"], "--data", mnist_root, "--quiet",
+             "--expect-outputs", host]
+    p = sh(*board, "--backend", "litert-ref", cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "1000/1000 images, 10000/10000 elements identical, largest difference 0" in p.stdout
+    p = sh(*board, "--backend", "litert", cwd=tmp_path, env=env)  # XNNPACK; numba is not there to ask
+    assert_clean_error(p.returncode, p.stderr, "outputs differ from host.npz", "> --max-diff 0",
+                       "litert-ref and litert first differ at op")
