@@ -11,15 +11,15 @@ def first_differing_op(model_path, saved_backend: str, backend: str, images, ima
     """'numba and litert first differ at op 2 (CONV_2D) output conv2, image 17: ...', or None.
 
     `images`: the uint8 images that differ (usually one, the first), `image_index`
-    the dataset index of the first. The saved file's back end is asked first (on
-    a board it may be missing, e.g. numba), then LiteRT's reference, which edgecnn's
-    runtime equals bit for bit.
+    the dataset index of the first. LiteRT's reference is asked first: edgecnn's
+    runtime equals it bit for bit, and on a board it needs no JIT compile (Numba's
+    first run under qemu-user took minutes); then the saved file's back end.
     """
     try:
         from edgecnn.deploy.compare import first_divergence
     except ImportError:  # a device install without what compare needs: the gate's line stays as it is
         return None
-    for other in dict.fromkeys((saved_backend, "litert-ref")):
+    for other in dict.fromkeys(("litert-ref", saved_backend)):
         if other == backend:
             continue
         try:

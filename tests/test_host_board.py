@@ -58,7 +58,7 @@ def test_xnnpack_board_fails_at_zero_tolerance_naming_the_first_op(trained, mnis
     rc, out, err = eval_cli(mnist_root, trained["good"], "--backend", "litert", "--expect-outputs", host, "--json")
     # (no --limit: the board runs on the 2000 images the host saved)
     assert_clean_error(rc, err, "outputs differ from host.npz", "of 2000 images", "of 20000 elements",
-                       "> --max-diff 0", "numba and litert first differ at op")
+                       "> --max-diff 0", "litert-ref and litert first differ at op")
     assert rc == 1
     report = json.loads(out)[0]["expect_outputs"]
     assert report["identical_rows"] < 2000 and report["max_diff"] >= 1
