@@ -86,6 +86,34 @@ static void ec_conv_window(const ec_conv_params *p, const int8_t *input, int pix
    pad_top rows + pad_left pixels before its input (docs/export.md): both windows are in the patch before
    either output pixel is written, in pixel order when narrowing and in reverse order (p->reverse) when
    widening. */
+/* Every filter pair of one group with the two windows in the patch: ec_dot_2x2, then the four outputs.
+   Inlined twice, with fast = 1 and 0, so the per-output test is gone. */
+static inline void ec_conv_pairs(const uint32_t *w, const int8_t *patch, int n4, const ec_channel *ch, int c,
+                                 int per_group, int8_t *out0, int8_t *out1, int fast, int32_t offset,
+                                 int32_t act_min, int32_t act_max)
+{
+    int pair;
+    for (pair = 0; 2 * pair < per_group; ++pair, w += n4, ch += 2, c += 2) {
+        uint32_t acc[4];
+        if (2 * pair + 1 == per_group) { /* a last filter with a zero partner */
+            ec_dot_2x2(w, patch, n4, (uint32_t)ch[0].bias, 0u, acc);
+            out0[c] = ec_channel_out(acc[0], ch, fast, offset, act_min, act_max);
+            out1[c] = ec_channel_out(acc[1], ch, fast, offset, act_min, act_max);
+        } else { /* all four before any store: an int8_t store may alias ch, which would be reloaded */
+            int8_t r00, r01, r10, r11;
+            ec_dot_2x2(w, patch, n4, (uint32_t)ch[0].bias, (uint32_t)ch[1].bias, acc);
+            r00 = ec_channel_out(acc[0], ch, fast, offset, act_min, act_max);
+            r01 = ec_channel_out(acc[1], ch, fast, offset, act_min, act_max);
+            r10 = ec_channel_out(acc[2], ch + 1, fast, offset, act_min, act_max);
+            r11 = ec_channel_out(acc[3], ch + 1, fast, offset, act_min, act_max);
+            out0[c] = r00;
+            out1[c] = r01;
+            out0[c + 1] = r10;
+            out1[c + 1] = r11;
+        }
+    }
+}
+
 static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *output, int8_t *patch)
 {
     const int groups = p->input_depth / p->filter_depth;
@@ -93,10 +121,9 @@ static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *out
     const int pairs = (per_group + 1) / 2;
     const int n4 = (p->filter_h * p->filter_w * p->filter_depth + 3) & ~3;
     const int pixels = p->output_h * p->output_w;
-    const int depth = p->output_depth, reverse = p->reverse, fast = p->fast;
+    const int depth = p->output_depth, reverse = p->reverse;
     const int32_t offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
-    const ec_channel *const channel = p->channel;
-    int q, group, pair;
+    int q, group;
     for (q = 0; q < pixels; q += 2) {
         const int two = q + 1 < pixels;
         const int pixel0 = reverse ? pixels - 1 - q : q;
@@ -105,35 +132,13 @@ static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *out
         int8_t *const out1 = output + (size_t)pixel1 * depth; /* out0 again for a last lone pixel */
         for (group = 0; group < groups; ++group) {
             const uint32_t *w = p->pairs + (size_t)group * pairs * n4;
-            const ec_channel *ch = channel + group * per_group;
+            const int c = group * per_group;
             ec_conv_window(p, input, pixel0, group, patch, n4);
             ec_conv_window(p, input, pixel1, group, patch + 4, n4);
-            for (pair = 0; pair < pairs; ++pair, w += n4, ch += 2) {
-                const int c = (int)(ch - channel);
-                const int lone = 2 * pair + 1 == per_group; /* a last filter with a zero partner */
-                uint32_t acc[4];
-                ec_dot_2x2(w, patch, n4, (uint32_t)ch[0].bias, lone ? 0u : (uint32_t)ch[1].bias, acc);
-                if (lone) {
-                    out0[c] = ec_channel_out(acc[0], ch, fast, offset, act_min, act_max);
-                    out1[c] = ec_channel_out(acc[1], ch, fast, offset, act_min, act_max);
-                    continue;
-                }
-                if (fast) { /* all four before any store: an int8_t store may alias ch, which would be reloaded */
-                    const int8_t r00 = ec_channel_out_fast(acc[0], ch, offset, act_min, act_max);
-                    const int8_t r01 = ec_channel_out_fast(acc[1], ch, offset, act_min, act_max);
-                    const int8_t r10 = ec_channel_out_fast(acc[2], ch + 1, offset, act_min, act_max);
-                    const int8_t r11 = ec_channel_out_fast(acc[3], ch + 1, offset, act_min, act_max);
-                    out0[c] = r00;
-                    out1[c] = r01;
-                    out0[c + 1] = r10;
-                    out1[c + 1] = r11;
-                } else {
-                    out0[c] = ec_channel_out(acc[0], ch, 0, offset, act_min, act_max);
-                    out1[c] = ec_channel_out(acc[1], ch, 0, offset, act_min, act_max);
-                    out0[c + 1] = ec_channel_out(acc[2], ch + 1, 0, offset, act_min, act_max);
-                    out1[c + 1] = ec_channel_out(acc[3], ch + 1, 0, offset, act_min, act_max);
-                }
-            }
+            if (p->fast)
+                ec_conv_pairs(w, patch, n4, p->channel + c, c, per_group, out0, out1, 1, offset, act_min, act_max);
+            else
+                ec_conv_pairs(w, patch, n4, p->channel + c, c, per_group, out0, out1, 0, offset, act_min, act_max);
         }
     }
 }
