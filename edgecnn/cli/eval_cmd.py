@@ -14,8 +14,7 @@ from pathlib import Path
 
 from edgecnn.cli.common import add_command, add_data_args, data_folder, emit_json, load_images, positive_int
 from edgecnn.cli.common import nonnegative_float
-
-EVAL_CHUNK = 1000  # images per call: bounded memory, and a progress bar that moves
+from edgecnn.deploy.evaluate import EVAL_CHUNK, run_in_chunks  # noqa: F401 - demo and tests import them from here
 
 
 def fraction(text: str) -> float:
@@ -264,10 +263,3 @@ def _print_text(results, gates) -> None:
               f"{rows['rows']} images, {rows['identical_elements']}/{rows['elements']} elements identical, "
               f"largest difference {rows['max_diff']:g}")
 
-
-def run_in_chunks(backend, images, label: str, show: bool | None = None, chunk: int = EVAL_CHUNK,
-                  every_output: bool = False):
-    """(outputs, seconds) over `images` in chunks: edgecnn.deploy.evaluate.run_in_chunks (demo uses it too)."""
-    from edgecnn.deploy.evaluate import run_in_chunks as run_chunks
-
-    return run_chunks(backend, images, label, show, chunk, every_output)
