@@ -1,8 +1,9 @@
-"""Datasets: IDX files in, uint8 images and int64 labels out.
+"""Datasets: IDX files or CIFAR-10 binary batches in, uint8 images and int64 labels out.
 
-`load_split` finds and loads a split; `lenet_input` / `lenet_input_int8` turn
-images into LeNet's padded 32x32 float or int8 input; `fetch` downloads
-MNIST or Fashion-MNIST and verifies them.
+`load_split` finds and loads a split (grey (N,H,W) or CIFAR colour (N,32,32,3));
+`lenet_input` / `lenet_input_int8` turn grey images into LeNet's padded 32x32
+float or int8 input; `fetch` downloads MNIST, Fashion-MNIST or CIFAR-10 and
+verifies them.
 """
 
 from edgecnn.data.datasets import find_dataset, lenet_input, lenet_input_int8, load_split, search_roots
