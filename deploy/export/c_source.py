@@ -388,6 +388,53 @@ static inline void ec_dot_2x2(const uint32_t *w, const int8_t *x, int n, uint32_
 }
 """)
 
+_block("dot_4x1", ("dsp",), r"""
+/* Four rows of weights x one int8 vector x of n values in one pass (FULLY_CONNECTED): the weights arranged
+   at export time (fc_lanes) as 16-bit lanes in SXTB16's order, per 4 values and row two words
+   (w0 | w2 << 16), (w1 | w3 << 16), zero weights past n. sums[r] = sum w_r[i] * x[i] modulo 2^32. With
+   EC_DSP each word of x is loaded and sign-extended once for four rows: 16 MACs in 1 LDR, 2 SXTB16, 8 weight
+   words and 8 SMLAD. A last partial word of x is read byte by byte (x has exactly n bytes). */
+static void ec_dot_4x1(const uint32_t *w, const int8_t *x, int n, uint32_t sums[4])
+{
+    uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int i = 0, k;
+    for (; i < n; i += 4, w += 8) {
+        uint32_t v;
+        if (i + 4 <= n) {
+            v = ec_load32(x + i);
+        } else {
+            for (v = 0, k = n - i - 1; k >= 0; --k) v = (v << 8) | (uint8_t)x[i + k];
+        }
+#ifdef EC_DSP
+        {
+            const uint32_t xe = ec_sxtb16(v), xo = ec_sxtb16_ror8(v);
+            a0 = ec_smlad(w[1], xo, ec_smlad(w[0], xe, a0));
+            a1 = ec_smlad(w[3], xo, ec_smlad(w[2], xe, a1));
+            a2 = ec_smlad(w[5], xo, ec_smlad(w[4], xe, a2));
+            a3 = ec_smlad(w[7], xo, ec_smlad(w[6], xe, a3));
+        }
+#else
+        {
+            const int32_t x0 = (int32_t)((v & 0xFFu) ^ 0x80u) - 128, x1 = (int32_t)(((v >> 8) & 0xFFu) ^ 0x80u) - 128,
+                          x2 = (int32_t)(((v >> 16) & 0xFFu) ^ 0x80u) - 128, x3 = (int32_t)((v >> 24) ^ 0x80u) - 128;
+            a0 += (uint32_t)(ec_lane16(w[0], 0) * x0 + ec_lane16(w[1], 0) * x1 + ec_lane16(w[0], 1) * x2
+                             + ec_lane16(w[1], 1) * x3);
+            a1 += (uint32_t)(ec_lane16(w[2], 0) * x0 + ec_lane16(w[3], 0) * x1 + ec_lane16(w[2], 1) * x2
+                             + ec_lane16(w[3], 1) * x3);
+            a2 += (uint32_t)(ec_lane16(w[4], 0) * x0 + ec_lane16(w[5], 0) * x1 + ec_lane16(w[4], 1) * x2
+                             + ec_lane16(w[5], 1) * x3);
+            a3 += (uint32_t)(ec_lane16(w[6], 0) * x0 + ec_lane16(w[7], 0) * x1 + ec_lane16(w[6], 1) * x2
+                             + ec_lane16(w[7], 1) * x3);
+        }
+#endif
+    }
+    sums[0] = a0;
+    sums[1] = a1;
+    sums[2] = a2;
+    sums[3] = a3;
+}
+""")
+
 _block("dot_s8_x2", ("dot_s8",), r"""
 /* ec_dot_s8 of two rows a0, a1 with one b: each word of b is loaded and sign-extended once for both. */
 static void ec_dot_s8_x2(const int8_t *a0, const int8_t *a1, const int8_t *b, int n, uint32_t *sum0, uint32_t *sum1)

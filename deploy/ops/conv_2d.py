@@ -43,6 +43,11 @@ static inline int ec_conv_pad(int8_t *slot, int i, int8_t value, int n)
    0 there (w * 0 adds nothing, the same as TFLite skipping them); taps up to n4 (a multiple of 4) are 0
    and meet zero weights. A window row inside the image with dilation 1 and one group is one run of the
    input row. */
+#if defined(__GNUC__) && !defined(__clang__)
+/* Not specialised for one call's arena address: gcc would then bound the copy loops by the arena's size and
+   warn (-Waggressive-loop-optimizations, an error under -Werror) about iterations that never run. */
+__attribute__((noinline, noclone))
+#endif
 static void ec_conv_window(const ec_conv_params *p, const int8_t *input, int pixel, int group, int8_t *slot, int n4)
 {
     const int8_t pad = (int8_t)(-p->input_offset);

@@ -111,11 +111,12 @@ _FC_TEXT = r"""
    The input is flattened to [rows][depth]; weights_offset is -weights zero point (0 for per-channel weights).
    The sum of (w + weights_offset) * (x + input_offset) is computed modulo 2^32 (what TFLite's wrapping int32
    accumulator holds) as sum(w * x) + input_offset * filter_sum[unit] + weights_offset * (sum(x) + depth *
-   input_offset), all in uint32_t: the int8 dot product is then the only per-weight work (ec_dot_s8). */
+   input_offset), all in uint32_t: the int8 dot product is then the only per-weight work (ec_dot_4x1: four
+   units per pass over the input). */
 typedef struct {
     int rows, depth, units;
     int32_t input_offset, weights_offset, output_offset, act_min, act_max;
-    const int8_t *filter; /* [units][depth] */
+    const uint32_t *lanes; /* the weights as fc_lanes arranges them for ec_dot_4x1 */
     const int32_t *bias;  /* [units], or NULL */
     const int32_t *filter_sum; /* [units]: sum of each unit's weights */
     @FIELDS@
@@ -130,9 +131,11 @@ static void ec_fully_connected(const ec_fc_params *p, const int8_t *input, int8_
         for (d = 0; d < p->depth; ++d) x_sum += (uint32_t)x[d];
         row_term = (uint32_t)p->weights_offset * (x_sum + (uint32_t)p->depth * (uint32_t)p->input_offset);
         for (unit = 0; unit < p->units; ++unit) {
-            const uint32_t acc = ec_dot_s8(p->filter + (size_t)unit * p->depth, x, p->depth)
-                                 + (uint32_t)p->input_offset * (uint32_t)p->filter_sum[unit] + row_term;
-            const int32_t total = ec_from_u32(acc + (uint32_t)(p->bias ? p->bias[unit] : 0));
+            uint32_t sums[4], acc;
+            int32_t total;
+            if (unit % 4 == 0) ec_dot_4x1(p->lanes + (size_t)unit * (size_t)((p->depth + 3) & ~3) / 2, x, p->depth, sums);
+            acc = sums[unit % 4] + (uint32_t)p->input_offset * (uint32_t)p->filter_sum[unit] + row_term;
+            total = ec_from_u32(acc + (uint32_t)(p->bias ? p->bias[unit] : 0));
             output[(size_t)row * p->units + unit] =
                 ec_saturate((int64_t)@RESCALE@ + p->output_offset, p->act_min, p->act_max);
         }
@@ -219,23 +222,36 @@ def scale_parts(scale: float) -> tuple[int, int]:
 
 
 C_BLOCKS = {
-    "fully_connected_float": c_block(("from_u32", "saturate", "round_half_away", "dot_s8"), _DOUBLE_CHECK + _fc_text(
+    "fully_connected_float": c_block(("from_u32", "saturate", "round_half_away", "dot_4x1"), _DOUBLE_CHECK + _fc_text(
         "current LiteRT reference rescale:\n   round_half_away(acc * effective_scale) in binary64, the one place "
         "where TFLite itself leaves integers",
         "const double *effective_scale; /* [units]: in_s * w_s / out_s, computed in binary64 */",
         "ec_round_half_away((double)total * p->effective_scale[unit])")),
-    "fully_connected_exact": c_block(("from_u32", "saturate", "exact_scale", "dot_s8"), _fc_text(
+    "fully_connected_exact": c_block(("from_u32", "saturate", "exact_scale", "dot_4x1"), _fc_text(
         "current LiteRT reference rescale\n   without floating point (--integer-only): the same "
         "round_half_away(double(acc) * effective_scale), done exactly in integers",
         "const uint64_t *scale_mantissa; /* [units]: effective_scale = mantissa * 2^exponent */\n"
         "    const int16_t *scale_exponent;  /* [units] */",
         "ec_exact_scale(total, p->scale_mantissa[unit], p->scale_exponent[unit])")),
     "exact_scale": c_block((), _EXACT_SCALE),
-    "fully_connected_integer": c_block(("from_u32", "saturate", "mbqm", "dot_s8"), _fc_text(
+    "fully_connected_integer": c_block(("from_u32", "saturate", "mbqm", "dot_4x1"), _fc_text(
         "integer rescale (LiteRT <= 1.2.0,\n   tflite-runtime 2.14): MultiplyByQuantizedMultiplier per unit",
         "const int32_t *multiplier, *shift; /* [units] */",
         "ec_mbqm(total, p->multiplier[unit], p->shift[unit])")),
 }
+
+
+def fc_lanes(filter_data, units: int, depth: int):
+    """FULLY_CONNECTED's weights as ec_dot_4x1 reads them: units in fours (zero units complete the last),
+    per 4 inputs (w0..w3) and unit 8 bytes, (w0 | w2 << 16) and (w1 | w3 << 16), 16-bit lanes in SXTB16's
+    order; the inputs padded to a multiple of 4 with zero weights."""
+    w = np.asarray(filter_data, dtype=np.int64).reshape(units, depth)
+    depth4, quads = -(-depth // 4) * 4, -(-units // 4)
+    padded = np.zeros((quads * 4, depth4), dtype=np.int64)
+    padded[:units, :depth] = w
+    lanes = padded.reshape(quads, 4, depth4 // 4, 4).transpose(0, 2, 1, 3) & 0xFFFF  # [quad][chunk][unit][4]
+    words = np.stack([lanes[..., 0] | lanes[..., 2] << 16, lanes[..., 1] | lanes[..., 3] << 16], axis=-1)
+    return words.reshape(-1).astype(np.uint32)
 
 
 def _c(emit, step) -> CSource:
@@ -243,14 +259,15 @@ def _c(emit, step) -> CSource:
     (filter_shape, filter_data), (_, bias_data) = step.constants
     units, depth = filter_shape
     rows = emit.size(step.inputs[0]) // depth
-    data = emit.array("int8_t", f"{name}_filter", filter_data)
+    lanes = fc_lanes(filter_data, units, depth)
+    data = emit.array("uint32_t", f"{name}_lanes", lanes)
     if bias_data.size:
         data += emit.array("int32_t", f"{name}_bias", bias_data)
     fields = [
         ("rows", rows), ("depth", depth), ("units", units),
         ("input_offset", p.input_offset), ("weights_offset", p.weights_offset), ("output_offset", p.output_offset),
         ("act_min", p.activation_min), ("act_max", p.activation_max),
-        ("filter", f"{name}_filter"), ("bias", f"{name}_bias" if bias_data.size else "NULL"),
+        ("lanes", f"{name}_lanes"), ("bias", f"{name}_bias" if bias_data.size else "NULL"),
         ("filter_sum", f"{name}_filter_sum"),
     ]  # fmt: skip
     data += emit.array("int32_t", f"{name}_filter_sum",
@@ -271,7 +288,7 @@ def _c(emit, step) -> CSource:
         fields += [("multiplier", f"{name}_multiplier"), ("shift", f"{name}_shift")]
         block = "fully_connected_integer"
     data += emit.struct("ec_fc_params", f"{name}_params", fields)
-    nbytes = filter_data.size + 4 * bias_data.size + 12 * units
+    nbytes = lanes.nbytes + 4 * bias_data.size + 12 * units
     return CSource(f"ec_fully_connected(&{name}_params, @IN0@, @OUT0@);", data, (block,), nbytes)
 
 
