@@ -170,19 +170,25 @@ def describe_departure(row: dict | None, threshold_db: float = SQNR_DEPARTURE_DB
             f"< {threshold_db:g} dB")
 
 
-def find_departure(reference, int8_path, images: np.ndarray) -> str | None:
-    """The op where an edgecnn-made int8 .tflite leaves its float model, or None (unknown, or no such op).
+def find_departure(reference, int8_model, images: np.ndarray) -> str | None:
+    """The op where an edgecnn-made int8 model leaves its float model, or None (unknown, or no such op).
 
-    `reference`: a float model, a float backend, or a .npz/.onnx path.
+    `reference`: a float model, a float backend, or a .npz/.onnx path; `int8_model`:
+    a .tflite path, an Int8Graph or a QuantizedModel.
     """
-    from edgecnn.deploy.tflite.reader import read_tflite
-
     model = _float_model(reference)
-    if model is None:
+    graph = getattr(int8_model, "graph", int8_model)
+    if isinstance(int8_model, (str, Path)):
+        if Path(int8_model).suffix.lower() != ".tflite":
+            return None
+        from edgecnn.deploy.tflite.reader import read_tflite
+
+        graph = read_tflite(int8_model)
+    if model is None or not hasattr(graph, "ops"):
         return None
     x = FloatModelBackend(model).prepare(images[:SQNR_IMAGES])
     try:
-        row, rows = sqnr_departure(model, read_tflite(int8_path), x)
+        row, rows = sqnr_departure(model, graph, x)
     except ModuleNotFoundError:  # no Numba (a device install): the gate still fails, without the op
         return None
     return describe_departure(row, rows=rows)
@@ -327,17 +333,7 @@ def assert_int8_close(float_model, int8_model, dataset: str = "mnist", split: st
         c.failures.append(min_agreement_failure(c, min_agreement, "min_agreement"))
     c.failures = [f for f in c.failures if f]
     if c.failures:
-        if isinstance(int8_model, (str, Path)):
-            c.departure = find_departure(float_model, int8_model, c.images)
-        elif hasattr(int8_model, "ops") or hasattr(getattr(int8_model, "graph", None), "ops"):
-            c.departure = _departure_of_graph(float_model, getattr(int8_model, "graph", int8_model), c.images)
+        c.departure = find_departure(float_model, int8_model, c.images)
         raise AssertionError(f"int8 model drifted from float on {c.samples} {dataset} {split} images:\n" + c.report())
     return c
 
-
-def _departure_of_graph(float_model, graph, images) -> str | None:
-    model = _float_model(float_model)
-    if model is None:
-        return None
-    row, rows = sqnr_departure(model, graph, FloatModelBackend(model).prepare(images[:SQNR_IMAGES]))
-    return describe_departure(row, rows=rows)
