@@ -24,6 +24,7 @@ from edgecnn.errors import EdgecnnError
 FORMAT = "edgecnn-outputs"
 VERSION = 1
 MAX_ARRAYS = 64
+MAX_ARRAY_BYTES = 1 << 30
 
 
 class OutputsFileError(EdgecnnError):
@@ -69,10 +70,14 @@ def read_outputs(path) -> tuple[list[np.ndarray], dict]:
     try:
         with zipfile.ZipFile(path) as z:
             comment = z.comment
+            big = next((i for i in z.infolist() if i.file_size > MAX_ARRAY_BYTES), None)
     except FileNotFoundError:
         raise OutputsFileError(f"{path} does not exist") from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise OutputsFileError(f"{name}: not an .npz archive ({type(exc).__name__})") from None
+    if big is not None:  # a zip bomb, or not a file edgecnn wrote: refuse before inflating it
+        raise OutputsFileError(f"{name}: {big.filename} inflates to {big.file_size:,} bytes, "
+                               f"more than the {MAX_ARRAY_BYTES >> 30} GiB an outputs array may hold")
     record = _record(comment, name)
     arrays = []
     try:

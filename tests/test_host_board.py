@@ -153,13 +153,28 @@ HOSTILE = {
 }
 
 
+def zip_bomb() -> bytes:
+    """An .npz whose one member inflates to 2 GiB of zeros (a few MB on disk)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        with z.open("output0.npy", "w", force_zip64=True) as f:
+            block = bytes(1 << 24)
+            for _ in range(128):
+                f.write(block)
+        z.comment = record_for(A)
+    return buf.getvalue()
+
+
+HOSTILE["zip bomb"] = (None, "inflates to 2,147,483,648 bytes")
+
+
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_outputs_files_give_one_clear_error(tmp_path, case):
     from edgecnn.deploy.host_outputs import OutputsFileError, read_outputs
 
     raw, needle = HOSTILE[case]
     path = tmp_path / "h.npz"
-    path.write_bytes(raw)
+    path.write_bytes(zip_bomb() if raw is None else raw)
     with pytest.raises(OutputsFileError, match=needle):
         read_outputs(path)
 
