@@ -12,7 +12,7 @@ the order rotates from round to round, so no engine always follows the same one 
 thread pool still spinning after its engine's call takes a core from the next engine;
 onnxruntime's spinning is switched off for the same reason). The figure is the median
 over rounds of images/s; the ratio is edgecnn / the engine. The reference and builtin
-resolvers are slow: they run at batch 1 and 64 only. The closing table lists the issue's
+resolvers and onnxruntime are slow: they run at batch 1 and 64 only. The closing table lists the issue's
 targets (2 threads: LeNet-5 >= 1.3x XNNPACK at batch 1 and 1,000; the others >= 1.0x at
 batch 1 and 64) with the ratio measured in this run.
 
@@ -156,7 +156,7 @@ def engines(graph: Int8Graph, tflite_bytes: bytes, threads: int, batch: int, qui
         if name in ("builtin", "ref") and (batch > 64 or quick):
             continue
         out[name] = LiteRTRunner(tflite_bytes, resolver=resolver, num_threads=threads).run
-    if quick:
+    if quick or batch > 64:  # onnxruntime's int8 convs run at 16-500 images/s here: batch 1,000 would take minutes
         return out
     try:
         import onnxruntime as ort
