@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ IMAGE_BYTES = SIDE * SIDE * CHANNELS
 RECORD_BYTES = 1 + IMAGE_BYTES
 SPLIT_FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
 TARBALL_FOLDER = "cifar-10-batches-bin"
+MAX_BATCH_BYTES = 60_000 * RECORD_BYTES  # all of CIFAR-10 in one file; real batches hold 10,000
 LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -34,22 +36,40 @@ class CifarFormatError(DataError):
 
 
 def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (N,32,32,3), labels int64 (N,)) of one binary batch file."""
+    """(images uint8 (N,32,32,3), labels int64 (N,)) of one binary batch file.
+
+    The size is checked before reading, so a FIFO or a huge file is refused instead of hanging or
+    filling memory.
+    """
     path = Path(path)
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise CifarFormatError(f"{path}: not a regular file")
+        if info.st_size > MAX_BATCH_BYTES:
+            raise CifarFormatError(f"{path}: {info.st_size:,} bytes is more than a CIFAR-10 batch file "
+                                   f"({MAX_BATCH_BYTES:,} bytes at most)")
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if raw.size == 0 or raw.size % RECORD_BYTES:
+    return decode_cifar_batch(raw, str(path))
+
+
+def decode_cifar_batch(raw, name: str = "<cifar batch>") -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N,32,32,3), labels int64 (N,)) of a batch file's bytes; CifarFormatError if malformed."""
+    raw = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, (bytes, bytearray, memoryview)) else raw
+    if raw.size == 0:
+        raise CifarFormatError(f"{name}: the file is empty (0 bytes is not a whole number of CIFAR-10 records)")
+    if raw.size % RECORD_BYTES:
         hint = " (3,074-byte records are CIFAR-100's, which has two label bytes)" \
-            if raw.size and raw.size % (RECORD_BYTES + 1) == 0 else ""
-        raise CifarFormatError(f"{path}: {raw.size:,} bytes is not a whole number of {RECORD_BYTES:,}-byte "
+            if raw.size % (RECORD_BYTES + 1) == 0 else ""
+        raise CifarFormatError(f"{name}: {raw.size:,} bytes is not a whole number of {RECORD_BYTES:,}-byte "
                                f"CIFAR-10 records{hint}")
     records = raw.reshape(-1, RECORD_BYTES)
     labels = records[:, 0].astype(np.int64)
     if labels.max() >= CLASSES:
         bad = int(np.argmax(labels >= CLASSES))
-        raise CifarFormatError(f"{path}: record {bad} has label {labels[bad]}; CIFAR-10 labels are 0..9")
+        raise CifarFormatError(f"{name}: record {bad} has label {labels[bad]}; CIFAR-10 labels are 0..9")
     # (N, C, H, W) planes -> (N, H, W, C) pixels
     images = np.ascontiguousarray(records[:, 1:].reshape(-1, CHANNELS, SIDE, SIDE).transpose(0, 2, 3, 1))
     return images, labels

@@ -7,10 +7,15 @@ written by edgecnn itself (O_EXCL, under the target only), and sizes are
 bounded per file, in total and in member count. Any refusal raises
 UnsafeArchiveError naming the member; the caller unpacks into a fresh folder and
 deletes it on failure, so a hostile archive leaves nothing behind.
+Memory and time are bounded too: the inflated stream is counted (a gzip bomb
+stops at the budget), long-name/pax header blocks over 64 KiB are refused
+before tarfile reads them into memory, and the gzip CRC and length are checked
+at the end.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import tarfile
 import zlib
@@ -20,6 +25,9 @@ from pathlib import Path, PurePosixPath
 from edgecnn.errors import DataError
 
 CHUNK = 1 << 20
+MAX_HEADER_BYTES = 64 << 10  # a long name or pax record block; tarfile reads one whole into memory
+_HEADER_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                 tarfile.SOLARIS_XHDTYPE)
 
 
 class UnsafeArchiveError(DataError):
@@ -32,6 +40,42 @@ class TarLimits:
     max_file_bytes: int = 64 << 20
     max_total_bytes: int = 256 << 20
     max_name_chars: int = 255
+
+    @property
+    def max_inflated_bytes(self) -> int:
+        """The tar stream's size at most: the data, each member's headers, the end blocks and padding."""
+        per_member = MAX_HEADER_BYTES + 4 * tarfile.BLOCKSIZE
+        return self.max_total_bytes + self.max_members * per_member + 4 * tarfile.RECORDSIZE
+
+
+class _CheckedTarInfo(tarfile.TarInfo):
+    """A header block whose long name or pax records would be read into memory whole is refused first."""
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        info = super().frombuf(buf, encoding, errors)
+        if info.type in _HEADER_TYPES and info.size > MAX_HEADER_BYTES:
+            raise UnsafeArchiveError(f"a {info.size:,}-byte long-name or pax header (over {MAX_HEADER_BYTES:,})")
+        return info
+
+
+class _Inflated:
+    """The gzip stream as tarfile reads it, refused once it inflates past `budget` bytes."""
+
+    def __init__(self, raw, budget: int):
+        self.stream, self.budget, self.count = gzip.GzipFile(fileobj=raw, mode="rb"), budget, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(min(size, CHUNK) if size >= 0 else CHUNK)
+        self.count += len(data)
+        if self.count > self.budget:
+            raise UnsafeArchiveError(f"the archive inflates to over {self.budget:,} bytes")
+        return data
+
+    def finish(self) -> None:
+        """Read to the end, so gzip checks its CRC-32 and length (tarfile stops at the end-of-archive blocks)."""
+        while self.read(CHUNK):
+            pass
 
 
 def member_path(name: str, limits: TarLimits = TarLimits()) -> PurePosixPath:
@@ -61,7 +105,9 @@ def extract_tar_gz(archive, target, limits: TarLimits = TarLimits()) -> list[str
     target = Path(target)
     written, seen, total = [], set(), 0
     try:
-        with tarfile.open(archive, mode="r|gz") as tar:  # a stream: members come once, in order
+        with open(archive, "rb") as raw, \
+                tarfile.open(fileobj=(inflated := _Inflated(raw, limits.max_inflated_bytes)), mode="r|",
+                             tarinfo=_CheckedTarInfo) as tar:  # a stream: members come once, in order
             for count, member in enumerate(tar, start=1):
                 if count > limits.max_members:
                     raise UnsafeArchiveError(f"more than {limits.max_members} members")
@@ -87,6 +133,7 @@ def extract_tar_gz(archive, target, limits: TarLimits = TarLimits()) -> list[str
                 _make_dirs(target, rel.parent)
                 _write_member(tar, member, target / rel)
                 written.append(str(rel))
+            inflated.finish()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise DataError(f"cannot unpack into {target}: {exc.strerror or exc}") from None
