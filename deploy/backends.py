@@ -167,6 +167,10 @@ class Int8Backend:
         x = np.asarray(x)
         if x.dtype == spec.dtype:
             return x
+        if x.dtype.kind not in "biuf":
+            raise ShapeError(f"input {spec.name} takes numbers, not {x.dtype}")
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):  # NaN has no int8 value: refuse, never guess
+            raise ShapeError(f"input {spec.name}: the values hold NaN or infinity")
         if spec.is_float:
             return x.astype(np.float32)
         from edgecnn.int8.rules import quantize_input

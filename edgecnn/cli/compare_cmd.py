@@ -79,10 +79,17 @@ def model_inputs(args, model):
                 arrays.append(rng.integers(info.min, info.max, shape, dtype=tensor.dtype, endpoint=True))
         return arrays
     if args.inputs:
+        from edgecnn.deploy.compare import check_inputs
+
         arrays = read_inputs(args.inputs, len(graph.inputs))
+        for a, t in zip(arrays, graph.inputs):  # shape first: a 0-d or misshapen array is one line, not a crash
+            tensor = graph.tensors[t]
+            if a.ndim != len(tensor.shape) or tuple(a.shape[1:]) != tuple(tensor.shape[1:]):
+                dims = ", ".join(map(str, tensor.shape[1:]))
+                raise ShapeError(f"{Path(args.inputs).name}: input {tensor.name} takes (N, {dims}), got {a.shape}")
         x = Int8Backend(graph).prepare_values(arrays if len(arrays) > 1 else arrays[0])
         arrays = list(x) if isinstance(x, (list, tuple)) else [x]
-        return [a[:args.limit] if args.limit else a for a in arrays]
+        return check_inputs(graph, [a[:args.limit] if args.limit else a for a in arrays])
     from edgecnn.cli.common import load_images
     from edgecnn.deploy.compare import prepare_images
 
