@@ -134,10 +134,16 @@ def conv_filter_pairs(filter_data: np.ndarray, out_depth: int, groups: int) -> t
     per_group = out_depth // groups
     pairs = -(-per_group // 2)
     padded = np.zeros((groups, pairs * 2, taps4), dtype=np.int64)
-    padded[:, :per_group, :taps] = w.reshape(groups, per_group, taps)
-    lanes = padded.reshape(groups, pairs, 2, taps4 // 4, 4).transpose(0, 1, 3, 2, 4) & 0xFFFF  # [g][pair][chunk][f][4]
+    padded[:, :per_group, :taps] = w.reshape(groups, per_group, taps)  # [g][pair][chunk][f][4] below
+    return lane_words(padded.reshape(groups, pairs, 2, taps4 // 4, 4).transpose(0, 1, 3, 2, 4)), taps4
+
+
+def lane_words(fours: np.ndarray) -> np.ndarray:
+    """Weights in fours (last axis: w0..w3) as the uint32 words SXTB16's lane order needs, flattened:
+    (w0 | w2 << 16), (w1 | w3 << 16), 16-bit two's complement lanes."""
+    lanes = np.asarray(fours, dtype=np.int64) & 0xFFFF
     words = np.stack([lanes[..., 0] | lanes[..., 2] << 16, lanes[..., 1] | lanes[..., 3] << 16], axis=-1)
-    return words.reshape(-1).astype(np.uint32), taps4
+    return words.reshape(-1).astype(np.uint32)
 
 
 def depthwise_pairs(filter_data: np.ndarray, depth: int) -> np.ndarray:
@@ -148,9 +154,7 @@ def depthwise_pairs(filter_data: np.ndarray, depth: int) -> np.ndarray:
     quads = -(-depth // 4)
     padded = np.zeros((w.shape[0], quads * 4), dtype=np.int64)
     padded[:, :depth] = w
-    lanes = padded.reshape(-1, quads, 4).transpose(1, 0, 2) & 0xFFFF  # [group][tap][4]
-    words = np.stack([lanes[..., 0] | lanes[..., 2] << 16, lanes[..., 1] | lanes[..., 3] << 16], axis=-1)
-    return words.reshape(-1).astype(np.uint32)
+    return lane_words(padded.reshape(-1, quads, 4).transpose(1, 0, 2))  # [group][tap][4]
 
 
 def channel_table(emit, name: str, bias, multiplier, shift) -> tuple[str, bool]:

@@ -249,9 +249,9 @@ def fc_lanes(filter_data, units: int, depth: int):
     depth4, quads = -(-depth // 4) * 4, -(-units // 4)
     padded = np.zeros((quads * 4, depth4), dtype=np.int64)
     padded[:units, :depth] = w
-    lanes = padded.reshape(quads, 4, depth4 // 4, 4).transpose(0, 2, 1, 3) & 0xFFFF  # [quad][chunk][unit][4]
-    words = np.stack([lanes[..., 0] | lanes[..., 2] << 16, lanes[..., 1] | lanes[..., 3] << 16], axis=-1)
-    return words.reshape(-1).astype(np.uint32)
+    from edgecnn.deploy.ops.conv_common import lane_words
+
+    return lane_words(padded.reshape(quads, 4, depth4 // 4, 4).transpose(0, 2, 1, 3))  # [quad][chunk][unit][4]
 
 
 def _c(emit, step) -> CSource:
