@@ -194,24 +194,55 @@ def check_pgm_samples(data: bytes) -> None:
         raise ImageError(f"corrupt PGM: a sample of {int(samples.max())} is above maxval {maxval}")
 
 
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+BLOCK_PIXELS = 1 << 20  # pixels converted to float64 at once: a 36-Mpixel image stays within a few hundred MB
+
+
+def row_blocks(height: int, width: int) -> list[slice]:
+    """Row ranges of about BLOCK_PIXELS pixels: float temporaries of a whole large image would take GBs."""
+    step = max(1, BLOCK_PIXELS // max(width, 1))
+    return [slice(top, min(height, top + step)) for top in range(0, height, step)]
+
+
+def has_alpha(im) -> bool:
+    return im.mode in ALPHA_MODES or "transparency" in im.info
+
+
 def to_gray(im) -> np.ndarray:
     """uint8 (H, W) from any Pillow image: 16-bit scaled, colour to ITU-R 601 luma, alpha composited."""
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
-        if mode == "F" and a.max() <= 1.0:
-            top = 1.0
-        if not np.all(np.isfinite(a)):
+    if im.mode in HIGH_DEPTH_MODES:
+        a = np.asarray(im)
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise ImageError("the image holds NaN or infinite values")
-        return np.clip(np.floor(a * (255.0 / top) + 0.5), 0, 255).astype(np.uint8)
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-    if not has_alpha:
+        peak = float(a.max()) if a.size else 0.0
+        top = 65535.0 if im.mode.startswith("I;16") or peak > 255 else 255.0
+        if im.mode == "F" and peak <= 1.0:
+            top = 1.0
+        out = np.empty(a.shape, np.uint8)
+        for rows in row_blocks(*a.shape):
+            out[rows] = np.clip(np.floor(a[rows].astype(np.float64) * (255.0 / top) + 0.5), 0, 255)
+        return out
+    if not has_alpha(im):
         return np.asarray(im.convert("L"), dtype=np.uint8)
-    rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
-    gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])
-    alpha = rgba[..., 3] / 255.0
-    return np.floor(composite(gray, alpha) + 0.5).astype(np.uint8)
+    rgba = np.asarray(im.convert("RGBA"))
+    blocks = row_blocks(*rgba.shape[:2])
+    weight = ink = 0.0
+    for rows in blocks:
+        gray, alpha = _gray_and_alpha(rgba[rows])
+        weight += alpha.sum()
+        ink += (gray * alpha).sum()
+    background = contrasting_background(ink / weight if weight > 0 else 0.0)
+    out = np.empty(rgba.shape[:2], np.uint8)
+    for rows in blocks:
+        gray, alpha = _gray_and_alpha(rgba[rows])
+        out[rows] = np.floor(gray * alpha + background * (1.0 - alpha) + 0.5)
+    return out
+
+
+def _gray_and_alpha(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    part = rgba.astype(np.float64)
+    return part[..., :3] @ np.array([0.299, 0.587, 0.114]), part[..., 3] / 255.0
 
 
 def to_rgb(im) -> np.ndarray:
@@ -220,14 +251,17 @@ def to_rgb(im) -> np.ndarray:
     from PIL import ImageOps
 
     im = ImageOps.exif_transpose(im)  # a phone photo stored sideways is shown upright; so the model sees it
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if im.mode in HIGH_DEPTH_MODES:
         return np.repeat(to_gray(im)[..., None], 3, axis=2)
-    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-    if not has_alpha:
+    if not has_alpha(im):
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
-    alpha = rgba[..., 3:] / 255.0
-    return np.floor(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    rgba = np.asarray(im.convert("RGBA"))
+    out = np.empty((*rgba.shape[:2], 3), np.uint8)
+    for rows in row_blocks(*rgba.shape[:2]):
+        part = rgba[rows].astype(np.float64)
+        alpha = part[..., 3:] / 255.0
+        out[rows] = np.floor(part[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5)
+    return out
 
 
 def fit_image_rgb(img: np.ndarray, height: int, width: int, invert: str = "auto",
@@ -247,12 +281,9 @@ def fit_image_rgb(img: np.ndarray, height: int, width: int, invert: str = "auto"
     return FittedImage(resize_to_fit(img, height, width), flip, "resize")
 
 
-def composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Blend onto the background that contrasts with the opaque strokes: dark ink on white, light on black."""
-    weight = alpha.sum()
-    ink = (gray * alpha).sum() / weight if weight > 0 else 0.0
-    background = 255.0 if ink < 128 else 0.0
-    return gray * alpha + background * (1.0 - alpha)
+def contrasting_background(ink: float) -> float:
+    """White behind dark ink (mean < 128), black behind light ink."""
+    return 255.0 if ink < 128 else 0.0
 
 
 def light_background(img: np.ndarray) -> bool:
