@@ -132,3 +132,33 @@ def test_cli_writes_c_and_header_with_prefix_and_json(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "edgecnn", "export", str(model), "--out", str(out), "--prefix", "9x"],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode != 0 and "identifier" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def near_half_cases(rng) -> list[tuple[int, float]]:
+    """Accumulator-sized x and typical FC scales with x * scale within 1e-15 .. 1e-5 of a half-integer (and
+    exactly on one): where ec_exact_scale's one-multiply fast path must hand over to the exact path."""
+    out = []
+    for _ in range(6000):
+        x = int(rng.integers(1, 2**21)) * (1 if rng.random() < 0.5 else -1)
+        k = int(rng.integers(0, 200))
+        delta = float(rng.choice([0.0, 1e-15, 1e-12, 1e-9, 1e-7, 1e-5])) * (1 if rng.random() < 0.5 else -1)
+        out.append((x, abs((k + 0.5 + delta) / x)))
+    for _ in range(3000):  # plain typical cases: scales 2^-2 .. 2^-20
+        out.append((int(rng.integers(-(2**24), 2**24)), float(2.0 ** rng.uniform(-20, -2))))
+    return out
+
+
+def test_exact_scale_fast_path_near_halves(tmp_path):
+    pairs = near_half_cases(np.random.default_rng(12))
+    program = ("#include <stdint.h>\n#include <stdio.h>\n#include <inttypes.h>\n" + C_BLOCKS["exact_scale"][1]
+               + "int main(void)\n{\n    long long x; unsigned long long m; int e;\n"
+               "    while (scanf(\"%lld %llu %d\", &x, &m, &e) == 3)\n"
+               "        printf(\"%\" PRId32 \"\\n\", ec_exact_scale((int32_t)x, (uint64_t)m, e));\n"
+               "    return 0;\n}\n")  # fmt: skip
+    (tmp_path / "t.c").write_text(program)
+    subprocess.run(["gcc", *CFLAGS, "-mgeneral-regs-only", "t.c", "-o", "t"], cwd=tmp_path, check=True)
+    lines = "".join(f"{x} {m} {e}\n" for x, s in pairs for m, e in [scale_parts(s)])
+    got = subprocess.run([str(tmp_path / "t")], input=lines, capture_output=True, text=True, check=True).stdout.split()
+    bad = [(x, s, int(g), binary64_rescale(x, s)) for (x, s), g in zip(pairs, got) if int(g) != binary64_rescale(x, s)]
+    assert len(got) == len(pairs)
+    assert not bad, bad[:10]

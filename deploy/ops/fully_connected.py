@@ -176,9 +176,8 @@ static int ec_bit_length64(uint64_t v)
     return n + (int)v;
 }
 
-static int32_t ec_exact_scale(int32_t x, uint64_t mantissa, int exponent)
+static int32_t ec_exact_scale_slow(int32_t x, uint32_t a, uint64_t mantissa, int exponent)
 {
-    const uint32_t a = x < 0 ? (uint32_t)0 - (uint32_t)x : (uint32_t)x; /* |x| <= 2^31 */
     const uint64_t p0 = (uint64_t)a * (uint32_t)(mantissa & 0xFFFFFFFFu); /* < 2^63 */
     const uint64_t p1 = (uint64_t)a * (uint32_t)(mantissa >> 32);         /* < 2^52 */
     const uint64_t lo = p0 + (p1 << 32);
@@ -205,6 +204,24 @@ static int32_t ec_exact_scale(int32_t x, uint64_t mantissa, int exponent)
     }
     if (magnitude >= ((uint64_t)1 << 31)) return x < 0 ? INT32_MIN : INT32_MAX;
     return x < 0 ? -(int32_t)magnitude : (int32_t)magnitude;
+}
+
+static int32_t ec_exact_scale(int32_t x, uint64_t mantissa, int exponent)
+{
+    const uint32_t a = x < 0 ? (uint32_t)0 - (uint32_t)x : (uint32_t)x; /* |x| <= 2^31 */
+    const int s2 = -exponent - 21;
+    if (s2 >= 24 && s2 <= 62) {
+        /* Fast path, one 32 x 32 -> 64 multiply: with P = a * mantissa and the result's magnitude
+           floor(R(P) * 2^exponent + 1/2) (R: the 53-bit rounding), p = a * (mantissa >> 21) has
+           p <= P / 2^21 < p + 2^31, and R moves P / 2^21 by at most 2^(s2 - 23) while the result is below
+           2^31 (P < 2^(52 + s2) then). So if both ends of that interval round to the same k < 2^31, k is
+           the answer; otherwise (a half-integer within reach, or saturation) the exact path decides. */
+        const uint64_t p = (uint64_t)a * (uint32_t)(mantissa >> 21); /* < 2^63 */
+        const uint64_t half = (uint64_t)1 << (s2 - 1), slack = (uint64_t)1 << (s2 - 23);
+        const uint64_t low = (p + half - slack) >> s2, high = (p + half + slack + ((uint64_t)1 << 31)) >> s2;
+        if (low == high && high < ((uint64_t)1 << 31)) return x < 0 ? -(int32_t)high : (int32_t)high;
+    }
+    return ec_exact_scale_slow(x, a, mantissa, exponent);
 }
 """
 
