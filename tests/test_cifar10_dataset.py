@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cifar10_data import write_cifar_folder
+from cli_main import run_main
 from conftest import assert_clean_error, run_cli
 from test_fetch import isolated  # noqa: F401  (fixture: no real data root is visible)
 from edgecnn.cli import main
@@ -73,10 +74,10 @@ def test_lenet_on_colour_data_is_one_line(isolated):
     assert_clean_error(rc, err, "lenet5 takes grey images", "resnet8")
 
 
-def test_summary_width():
-    rc, out, _ = run_cli("summary", "mobilenet-v1", "--json")
+def test_summary_width(capsys):
+    rc, out, _ = run_main(capsys, "summary", "mobilenet-v1", "--json")
     default = json.loads(out)
-    rc, out, _ = run_cli("summary", "mobilenet-v1", "--width", "0.5", "--json")
+    rc, out, _ = run_main(capsys, "summary", "mobilenet-v1", "--width", "0.5", "--json")
     half = json.loads(out)
     assert rc == 0 and default["total_params"] == 219_058 and half["total_params"] > default["total_params"]
     assert half["layers"][0]["output_shape"] == [48, 48, 16]
@@ -84,10 +85,10 @@ def test_summary_width():
 
 @pytest.mark.parametrize("width", ["0", "-0.5", "nan", "inf", "abc"])
 @pytest.mark.parametrize("command", ["summary", "train"])
-def test_bad_width_is_refused_before_anything_runs(tmp_path, command, width):
+def test_bad_width_is_refused_before_anything_runs(tmp_path, capsys, command, width):
     args = (["summary", "mobilenet-v1"] if command == "summary"
             else ["train", "--arch", "mobilenet-v1", "--out", tmp_path / "x.npz", "--data", tmp_path / "nothing"])
-    rc, out, err = run_cli(*args, f"--width={width}")
+    rc, out, err = run_main(capsys, *args, f"--width={width}")
     assert rc == 2 and out == "" and "Traceback" not in err
     assert "--width" in err and "positive, finite number" in err
     assert not (tmp_path / "x.npz").exists()
@@ -98,6 +99,7 @@ def test_bad_width_is_refused_before_anything_runs(tmp_path, command, width):
     (["summary", "resnet8", "--width", "0.5"], "--width applies to mobilenet-v1 only"),
     (["train", "--arch", "dscnn", "--width", "0.5", "--out", "x.npz"], "--width applies to mobilenet-v1 only"),
 ])
-def test_width_on_the_wrong_arch_or_too_wide_is_one_line(tmp_path, args, needle):
-    rc, _, err = run_cli(*args, cwd=tmp_path)
+def test_width_on_the_wrong_arch_or_too_wide_is_one_line(tmp_path, monkeypatch, capsys, args, needle):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_main(capsys, *args)
     assert_clean_error(rc, err, needle)

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
+from cli_main import run_main
 from conftest import assert_clean_error, run_cli
 
 from test_conformance import conformance_inputs, model_dir  # noqa: F401  (the converter's models, made once)
@@ -358,23 +359,23 @@ def test_bad_backends_are_one_line(lenet_file, backends, needle):
     assert_clean_error(rc, err, needle)
 
 
-def test_errors_are_one_line(lenet_file, tmp_path):
-    rc, _, err = run_cli("compare", lenet_file, "--backends", "numba,tflite-runtime", "--random", "2",
-                         env={"EDGECNN_TFLRT_PYTHON": str(tmp_path / "nope")})  # fmt: skip
+def test_errors_are_one_line(lenet_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGECNN_TFLRT_PYTHON", str(tmp_path / "nope"))
+    rc, _, err = run_main(capsys, "compare", lenet_file, "--backends", "numba,tflite-runtime", "--random", "2")
     assert_clean_error(rc, err, "EDGECNN_TFLRT_PYTHON")
     model = tmp_path / "model.onnx"
     model.write_bytes(b"x")
-    rc, _, err = run_cli("compare", model, "--backends", "numba,c", "--random", "2")
+    rc, _, err = run_main(capsys, "compare", model, "--backends", "numba,c", "--random", "2")
     assert_clean_error(rc, err, ".tflite")
     other = tmp_path / "other.tflite"
     g = lenet5(0)
     g.ops[1].kind = "AVERAGE_POOL_2D"
     other.write_bytes(to_bytes(g))
-    rc, _, err = run_cli("compare", lenet_file, "--other", other, "--backends", "numba", "--random", "2")
+    rc, _, err = run_main(capsys, "compare", lenet_file, "--other", other, "--backends", "numba", "--random", "2")
     assert_clean_error(rc, err, "different ops", "op 1")
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\0" * 64)
-    rc, _, err = run_cli("compare", bad, "--backends", "numba,c", "--random", "2")
+    rc, _, err = run_main(capsys, "compare", bad, "--backends", "numba,c", "--random", "2")
     assert_clean_error(rc, err, "bad.tflite")
 
 

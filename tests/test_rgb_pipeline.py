@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from cifar10_data import write_cifar_folder
+from cli_main import run_main
 from conftest import assert_clean_error, run_cli
 from edgecnn.cli import main
 from edgecnn.data.cifar import LABELS
@@ -165,16 +166,16 @@ def test_predict_rgba_grey_jpeg_and_larger_images(cifar, models, capsys, tmp_pat
     (lambda p: np.save(p, np.zeros((32, 32, 4), np.uint8)), ["x.npy", "(H, W, 3)"]),
     (lambda p: np.save(p, np.full((32, 32, 3), 300.0)), ["x.npy", "0..255"]),
 ])
-def test_bad_colour_npy_is_one_line(models, tmp_path, make, needles):
+def test_bad_colour_npy_is_one_line(models, tmp_path, capsys, make, needles):
     make(tmp_path / "x.npy")
-    rc, out, err = run_cli("predict", models / "tiny.tflite", tmp_path / "x.npy")
+    rc, out, err = run_main(capsys, "predict", models / "tiny.tflite", tmp_path / "x.npy")
     assert_clean_error(rc, err, *needles)
     assert out == ""
 
 
-def test_mnist_framing_on_a_colour_model_is_one_line(models, tmp_path):
+def test_mnist_framing_on_a_colour_model_is_one_line(models, tmp_path, capsys):
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "x.png")
-    rc, _, err = run_cli("predict", models / "tiny.tflite", tmp_path / "x.png", "--framing", "mnist")
+    rc, _, err = run_main(capsys, "predict", models / "tiny.tflite", tmp_path / "x.png", "--framing", "mnist")
     assert_clean_error(rc, err, "one-channel")
 
 
