@@ -23,7 +23,7 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, NamedTuple, Sequence
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 from edgecnn.data.datasets import candidate_folders
 from edgecnn.errors import ChecksumError, DatasetNotFoundError, DownloadError
@@ -121,35 +121,28 @@ def fetch_result(name: str, dest_dir: str | os.PathLike | None = None, mirrors: 
     if not mirrors or not checksums:
         raise DatasetNotFoundError(
             f"edgecnn cannot fetch {name!r}; it knows {', '.join([*MIRRORS, *ARCHIVES])}")
-    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+    say = teller(quiet)
 
     for folder in candidate_folders(name, dest_dir):
         if _verified_sums(folder, checksums) is not None:
             say(f"{name}: verified files already in {folder}")
             return FetchResult(folder, ())
 
-    folder = _download_root(dest_dir) / name
-    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
-    folder.mkdir(parents=True, exist_ok=True)
     raw_sums, downloaded = {}, []
-    try:
-        for raw_name, expected in checksums.items():
-            present = _verify_present(folder, raw_name, expected, _read_sums(folder))
-            if present is not None and (folder / raw_name).is_file():
-                raw_sums[raw_name] = present
-                continue
-            raw_sums[raw_name] = _download_file(folder, raw_name, expected, mirrors, timeout, quiet)
-            downloaded.append(raw_name)
-    except ChecksumError:
-        raise
-    except DownloadError as exc:
-        raise DownloadError(f"{exc}. {_by_hand(folder, checksums)}") from None
-    finally:
-        for made in created:  # a failed first download leaves no empty folders behind
-            if any(made.iterdir()):
-                break
-            made.rmdir()
-    _write_sums(folder, raw_sums)
+    with download_folder(dest_dir, name) as folder:
+        try:
+            for raw_name, expected in checksums.items():
+                present = _verify_present(folder, raw_name, expected, _read_sums(folder))
+                if present is not None and (folder / raw_name).is_file():
+                    raw_sums[raw_name] = present
+                    continue
+                raw_sums[raw_name] = _download_file(folder, raw_name, expected, mirrors, timeout, quiet)
+                downloaded.append(raw_name)
+        except ChecksumError:
+            raise
+        except DownloadError as exc:
+            raise DownloadError(f"{exc}. {_by_hand(folder, checksums)}") from None
+        _write_sums(folder, raw_sums)
     say(f"{name}: verified files in {folder}")
     return FetchResult(folder, tuple(downloaded))
 
@@ -159,6 +152,27 @@ def _by_hand(folder: Path, checksums: Mapping[str, FileChecksum]) -> str:
     names = ", ".join(checksums)
     return (f"Offline? Copy {names} (raw or .gz, e.g. from another machine's "
             f"`edgecnn data fetch`) into {folder} and run again")
+
+
+def teller(quiet: bool):
+    """The progress-line printer: stderr, or nothing when quiet."""
+    return (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+
+
+@contextlib.contextmanager
+def download_folder(dest_dir, name: str) -> Iterator[Path]:
+    """`<root>/<name>/`, made if missing; the folders made here are removed again when still empty on the way
+    out, so a failed first download leaves nothing behind."""
+    folder = _download_root(dest_dir) / name
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    finally:
+        for made in created:
+            if any(made.iterdir()):
+                break
+            made.rmdir()
 
 
 def _download_root(dest_dir) -> Path:

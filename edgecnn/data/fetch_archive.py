@@ -19,14 +19,13 @@ import contextlib
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from edgecnn.data.fetch import (SUMS_FILE, FetchResult, _download_root, _MirrorFailed, _read_sums, _sha256_file,
-                                _stream)
+from edgecnn.data.fetch import (SUMS_FILE, FetchResult, _MirrorFailed, _read_sums, _sha256_file, _stream,
+                                download_folder, teller)
 from edgecnn.data.datasets import candidate_folders
 from edgecnn.data.safe_tar import TarLimits, extract_tar_gz
 from edgecnn.errors import ChecksumError, DataError, DownloadError
@@ -73,42 +72,35 @@ def fetch_archive(name: str, dest_dir=None, mirrors: Sequence[str] | None = None
     """
     archive = archive or ARCHIVES[name]
     mirrors = list(mirrors) if mirrors is not None else list(archive.mirrors)
-    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+    say = teller(quiet)
     for folder in candidate_folders(name, dest_dir):
         if verified_unpacked(folder, archive):
             say(f"{name}: verified files already in {folder}")
             return FetchResult(folder, ())
 
-    folder = _download_root(dest_dir) / name
-    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
-    folder.mkdir(parents=True, exist_ok=True)
-    _remove_stale_staging(folder, archive)
-    try:
-        local = folder / archive.file
-        if local.is_file() and local.stat().st_size == archive.size \
-                and _sha256_file(local) == archive.sha256:
-            say(f"{name}: unpacking the verified {local}")
-            _install(local, folder, archive)
-            downloaded = ()
-        else:
-            tmp = temp_file_beside(local)
-            try:
-                _download(tmp, archive, mirrors, timeout, quiet)
-                _install(Path(tmp), folder, archive)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-            downloaded = (archive.file,)
-    except ChecksumError:
-        raise
-    except DownloadError as exc:
-        raise DownloadError(f"{exc}. Offline? Copy {archive.file} (from another machine) into {folder} "
-                            "and run again") from None
-    finally:
-        for made in created:  # a failed first download leaves no empty folders behind
-            if any(made.iterdir()):
-                break
-            made.rmdir()
+    with download_folder(dest_dir, name) as folder:
+        _remove_stale_staging(folder, archive)
+        try:
+            local = folder / archive.file
+            if local.is_file() and local.stat().st_size == archive.size \
+                    and _sha256_file(local) == archive.sha256:
+                say(f"{name}: unpacking the verified {local}")
+                _install(local, folder, archive)
+                downloaded = ()
+            else:
+                tmp = temp_file_beside(local)
+                try:
+                    _download(tmp, archive, mirrors, timeout, quiet)
+                    _install(Path(tmp), folder, archive)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+                downloaded = (archive.file,)
+        except ChecksumError:
+            raise
+        except DownloadError as exc:
+            raise DownloadError(f"{exc}. Offline? Copy {archive.file} (from another machine) into {folder} "
+                                "and run again") from None
     say(f"{name}: verified files in {folder}")
     return FetchResult(folder, downloaded)
 
