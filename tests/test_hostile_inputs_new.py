@@ -24,6 +24,7 @@ from edgecnn.data.cifar import (MAX_BATCH_BYTES, RECORD_BYTES, CifarFormatError,
                                 read_cifar_batch)
 from edgecnn.data.safe_tar import TarLimits, UnsafeArchiveError, extract_tar_gz
 from edgecnn.errors import DataError, EdgecnnError
+from test_compare import lenet_file  # noqa: F401  (LeNet-5 .tflite with seeded random weights)
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.function_scoped_fixture])
@@ -116,6 +117,12 @@ def unpack(tmp_path, data: bytes, limits: TarLimits = TarLimits()):
     return extract_tar_gz(tmp_path / "a.tar.gz", out, limits)
 
 
+def empty(folder) -> None:
+    """Remove what an unpack wrote, so the next hypothesis example starts from an empty folder."""
+    for p in sorted(folder.rglob("*"), reverse=True):
+        p.rmdir() if p.is_dir() else p.unlink()
+
+
 GOOD = tar_gz([member("d/a.bin", b"hello")])
 
 
@@ -128,8 +135,7 @@ def test_tar_arbitrary_bytes_raise_only_data_errors(tmp_path, data, wrap):
     except DataError:
         return
     finally:
-        for p in sorted((tmp_path / "out").rglob("*"), reverse=True):
-            p.rmdir() if p.is_dir() else p.unlink()
+        empty(tmp_path / "out")
     assert all(not os.path.isabs(w) and ".." not in w.split("/") for w in written)
 
 
@@ -144,8 +150,7 @@ def test_tar_any_flipped_byte_is_caught_by_gzip_or_tar(tmp_path, at, xor):
     except DataError:
         return
     finally:
-        for p in sorted((tmp_path / "out").rglob("*"), reverse=True):
-            p.rmdir() if p.is_dir() else p.unlink(missing_ok=True)
+        empty(tmp_path / "out")
     # only header bytes gzip does not cover (mtime, flags, OS) may change; the content may not
     assert written == ["d/a.bin"]
 
@@ -325,17 +330,6 @@ def test_transparent_image_at_the_pixel_limit_stays_within_memory(tmp_path):
 
 
 # ---------------------------------------------------------------- compare --inputs
-
-
-@pytest.fixture(scope="module")
-def lenet_file(tmp_path_factory):
-    from tflite_models import lenet5
-
-    from edgecnn.deploy.tflite.writer import to_bytes
-
-    path = tmp_path_factory.mktemp("hostile-compare") / "lenet5.tflite"
-    path.write_bytes(to_bytes(lenet5(0)))
-    return path
 
 
 def compare_error(capsys, lenet_file, inputs) -> str:
