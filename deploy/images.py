@@ -53,28 +53,22 @@ class FittedImage:
 
 def read_image(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """uint8 grayscale (H, W) of an image file; transparency composited, polarity untouched."""
-    path = Path(path)
-    data = _read_bounded(path)
-    if path.suffix.lower() == ".npy" or data[:6] == b"\x93NUMPY":
-        from edgecnn.deploy.npy import read_npy_bytes
-
-        return pixels_from_array(read_npy_bytes(data, path.name), path.name)
-    try:
-        return _decode(data, max_pixels)
-    except ImageError as exc:
-        raise ImageError(f"{path.name}: {exc}") from None
+    return _read(Path(path), max_pixels, channels=1)
 
 
 def read_image_rgb(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """uint8 RGB (H, W, 3) of an image file or an HxWx3 (or grey HxW) .npy, for colour models."""
-    path = Path(path)
+    return _read(Path(path), max_pixels, channels=3)
+
+
+def _read(path: Path, max_pixels: int, channels: int) -> np.ndarray:
     data = _read_bounded(path)
     if path.suffix.lower() == ".npy" or data[:6] == b"\x93NUMPY":
         from edgecnn.deploy.npy import read_npy_bytes
 
-        return pixels_from_array(read_npy_bytes(data, path.name), path.name, channels=3)
+        return pixels_from_array(read_npy_bytes(data, path.name), path.name, channels=channels)
     try:
-        return _decode(data, max_pixels, to_rgb)
+        return _decode(data, max_pixels, to_rgb if channels == 3 else to_gray)
     except ImageError as exc:
         raise ImageError(f"{path.name}: {exc}") from None
 
@@ -115,7 +109,7 @@ def _read_bounded(path: Path) -> bytes:
         return f.read(MAX_FILE_BYTES + 1)
 
 
-def _decode(data: bytes, max_pixels: int, convert=None) -> np.ndarray:
+def _decode(data: bytes, max_pixels: int, convert) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if data.startswith(PNG_MAGIC):
@@ -130,7 +124,7 @@ def _decode(data: bytes, max_pixels: int, convert=None) -> np.ndarray:
                 if w * h > max_pixels or w <= 0 or h <= 0:
                     raise ImageError(f"{w}x{h} pixels is more than the {max_pixels:,} edgecnn reads")
                 im.load()
-                return (convert or to_gray)(im)
+                return convert(im)
         except UnidentifiedImageError:
             raise ImageError("not an image edgecnn reads (PNG, JPEG, PGM, BMP, GIF, TIFF, WebP or .npy)") from None
         except Image.DecompressionBombError as exc:
@@ -269,8 +263,7 @@ def fit_image_rgb(img: np.ndarray, height: int, width: int, invert: str = "auto"
     """Size for a (height, width, 3) colour model input: as-is (zero-padded, centred, by `fit_pixels`) when
     it fits, else scaled to fit keeping the aspect ratio (Lanczos) and centred on black. Colours are
     inverted only with invert="yes"; MNIST framing is for digit models and is refused."""
-    if invert not in ("auto", "yes", "no"):
-        raise ImageError(f"invert must be auto, yes or no, not {invert!r}")
+    _check_invert(invert)
     if framing == "mnist":
         raise ImageError("--framing mnist is for one-channel digit models; a colour model takes auto or resize")
     flip = invert == "yes"
@@ -279,6 +272,11 @@ def fit_image_rgb(img: np.ndarray, height: int, width: int, invert: str = "auto"
     if img.shape[0] <= height and img.shape[1] <= width:
         return FittedImage(img, flip, "as-is")
     return FittedImage(resize_to_fit(img, height, width), flip, "resize")
+
+
+def _check_invert(invert: str) -> None:
+    if invert not in ("auto", "yes", "no"):
+        raise ImageError(f"invert must be auto, yes or no, not {invert!r}")
 
 
 def contrasting_background(ink: float) -> float:
@@ -301,8 +299,7 @@ def fit_image(img: np.ndarray, height: int, width: int, invert: str = "auto", fr
     the strokes in a 20x20 box centred by mass in 28x28 (`content`, the input
     minus the model's padding); `resize` scales the whole image to fit `content`.
     """
-    if invert not in ("auto", "yes", "no"):
-        raise ImageError(f"invert must be auto, yes or no, not {invert!r}")
+    _check_invert(invert)
     flip = invert == "yes" or (invert == "auto" and light_background(img))
     if flip:
         img = 255 - img
