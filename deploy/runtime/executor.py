@@ -15,13 +15,14 @@ import numpy as np
 from numba import njit, prange
 
 from edgecnn.deploy.runtime import fast_conv, fast_ops
-from edgecnn.deploy.runtime.sync import atomic_add, atomic_read, spin_pause
+from edgecnn.deploy.runtime.sync import atomic_add, atomic_read, cpu_yield, spin_pause
 
 # Opcodes (column 0 of the op table).
 OP_GEMM, OP_DEPTHWISE, OP_MAX_POOL, OP_AVERAGE_POOL, OP_COPY, OP_SOFTMAX, OP_ADD_SUB, OP_MEAN_HW, OP_LOOKUP = (
     1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 _U = np.uint64
+SPINS = 64  # pause hints (~50 ns each) before a waiting thread starts yielding its core
 
 
 @njit(cache=True)
@@ -121,8 +122,9 @@ def run_plan_split(ops, pieces, i8p, w8p, i32p, i64p, f64p, io, x, out, count, a
     """Images 0 .. count-1 (count <= the plan's group) through the plan, `workers` threads sharing each op.
 
     sync holds two counters per op (pieces claimed, pieces done). A thread claims pieces of
-    op i until none is left, then waits (spinning) until all are done before it moves to op
-    i+1, whose inputs are then complete. Claiming instead of fixed shares means a thread that
+    op i until none is left, then waits until all are done before it moves to op
+    i+1, whose inputs are then complete (spinning briefly, then yielding the core: on a shared
+    machine the thread waited for may be queued behind this one). Claiming instead of fixed shares means a thread that
     runs late (or alone, if the pool gives the region fewer threads) takes the pieces still
     open, so the loop never waits on a thread that is not there. Each thread uses its own
     scratch (by Numba thread id); every piece writes its own part of the shared arena.
@@ -144,8 +146,13 @@ def run_plan_split(ops, pieces, i8p, w8p, i32p, i64p, f64p, io, x, out, count, a
                     break
                 _run_piece(ops, i, arena, count, a, c, i8p, w8p, i32p, i64p, f64p, kind, piece, n)
                 atomic_add(sync, 2 * i + 1, 1)
+            spins = 0
             while atomic_read(sync, 2 * i + 1) < n:
-                spin_pause()
+                if spins < SPINS:
+                    spin_pause()
+                    spins += 1
+                else:
+                    cpu_yield()
     out_row = 0
     for k in range(1, io.shape[0]):
         out_row += io[k, 1]

@@ -2,19 +2,23 @@
 
 Numba has no atomics of its own. These work on one int64 element of an array:
 `atomic_add` (seq_cst fetch-and-add, returns the old value) and `atomic_read` (an acquire
-load), plus `spin_pause` (the x86 `pause` hint, nothing elsewhere) for wait loops. Portable
-LLVM IR apart from the hint, so they lower on any CPU LLVM knows.
+load), plus, for wait loops, `spin_pause` (the x86 `pause` hint, nothing elsewhere) and
+`cpu_yield` (libc's sched_yield on Linux and macOS: a waiting thread hands its core to
+whatever is runnable, e.g. the thread it waits for, instead of spinning through a whole
+time slice on a shared machine; nothing elsewhere). Portable LLVM IR apart from those two.
 """
 
 from __future__ import annotations
 
 import platform
+import sys
 
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+_SCHED_YIELD = sys.platform.startswith("linux") or sys.platform == "darwin"
 
 
 def _element_ptr(context, builder, array_type, array, index, index_type):
@@ -61,6 +65,20 @@ def spin_pause(typingctx):
         if _X86:
             fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
                                                 "llvm.x86.sse2.pause")  # fmt: skip
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def cpu_yield(typingctx):
+    """sched_yield(): let another runnable thread have this core (a call into libc, resolved when the code loads)."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        if _SCHED_YIELD:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
             builder.call(fn, [])
         return context.get_dummy_value()
 
