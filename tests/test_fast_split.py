@@ -3,8 +3,10 @@
 Runtime uses it for a pass of a large model on 2+ threads; here SPLIT_MACS is lowered to 0 so
 that every graph, however small, takes that path, on each kernel path the machine can run
 (odd shapes, stride 2, SAME padding, 1-row outputs that are not split, extreme zero points,
-per-channel multipliers: test_fast_kernels.py's cases). Also: the pieces each op is cut into,
-and a single thread running every piece itself (no deadlock when the pool gives one thread).
+per-channel multipliers: test_fast_kernels.py's cases), whatever the load average (Runtime
+skips the split when the cores are busy; here it is told they are free). Also: the pieces each
+op is cut into, and a single thread running every piece itself (no deadlock when the pool
+gives one thread).
 """
 
 from __future__ import annotations
@@ -18,12 +20,22 @@ from test_fast_kernels import KINDS, SETTINGS, conv_case, conv_graph, fast_runti
 from edgecnn.deploy.runtime import Runtime, interpreter, naive
 from edgecnn.deploy.runtime.executor import OP_DEPTHWISE, OP_GEMM, split_pieces
 
+REAL_CORES_FREE = interpreter.cores_free
+
 pytestmark = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")
 
 
 @pytest.fixture(autouse=True)
 def always_split(monkeypatch):
     monkeypatch.setattr(interpreter, "SPLIT_MACS", 0)
+    monkeypatch.setattr(interpreter, "cores_free", lambda: True)  # whatever the machine's load
+
+
+def test_cores_free_looks_at_the_load_at_most_once_a_second():
+    first = REAL_CORES_FREE()
+    assert isinstance(first, bool)
+    stamp = interpreter._load_checked[0]
+    assert REAL_CORES_FREE() is first and interpreter._load_checked[0] == stamp
 
 
 def check_split(graph, x, kind):
