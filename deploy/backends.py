@@ -28,7 +28,12 @@ ONNX_EXTRA = 'pip install "edgecnn[onnx]"'
 
 
 def check_image_input(shape, images: np.ndarray) -> None:
-    """ShapeError unless `images` ((N, H, W) grey or (N, H, W, C)) have the channels of an (H, W, C) image input."""
+    """ShapeError unless `images` ((N, H, W) grey or (N, H, W, C) pixels 0..255) have the channels of an
+    (H, W, C) image input. Floats are refused: NaN or 1e9 cast to int8 would be an arbitrary input."""
+    if images.dtype != np.uint8 and (images.dtype.kind not in "ui" or images.size and
+                                     (images.min() < 0 or images.max() > 255)):
+        raise ShapeError(f"images must be pixels 0..255 (uint8 or integers in range), got {images.dtype}; real-valued "
+                         "input goes through prepare_values (or compare's inputs=)")
     channels = images.shape[3] if images.ndim == 4 else 1
     if images.ndim not in (3, 4) or len(shape) != 3 or shape[2] != channels:
         dims = "x".join(map(str, shape))

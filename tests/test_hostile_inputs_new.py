@@ -385,3 +385,15 @@ def test_read_inputs_never_unpickles(tmp_path):
     np.save(tmp_path / "o.npy", np.array([object()], dtype=object), allow_pickle=True)
     with pytest.raises(EdgecnnError, match="plain number"):
         read_inputs(str(tmp_path / "o.npy"), 1)
+
+
+@pytest.mark.parametrize("images", [np.full((2, 28, 28), np.nan), np.full((2, 28, 28), 1e9),
+                                    np.full((2, 28, 28), -5, np.int16), np.zeros((2, 28, 28), bool)])
+def test_compare_api_refuses_images_that_are_not_pixels(lenet_file, images):
+    """Before: NaN and 1e9 were cast to int32 and fed as arbitrary int8 (a RuntimeWarning, no error)."""
+    from edgecnn.deploy.compare import compare
+    from edgecnn.errors import ShapeError
+
+    with pytest.raises(ShapeError, match="pixels 0..255"):
+        compare(lenet_file, "litert-ref", "litert", images=images)
+    assert compare(lenet_file, "litert-ref", "litert", images=np.full((2, 28, 28), 7, np.int64)).images == 2
