@@ -369,6 +369,20 @@ def test_corrupt_compare_input_files(tmp_path, capsys, lenet_file, content, need
     assert needle in compare_error(capsys, lenet_file, path)
 
 
+def test_compare_npz_with_a_corrupt_deflate_stream(tmp_path, capsys, lenet_file):
+    """Before: zlib.error escaped as a traceback."""
+    import zipfile
+
+    path = tmp_path / "x.npz"
+    np.savez_compressed(path, input0=np.zeros((3, 32, 32, 1), np.int8))
+    data = bytearray(path.read_bytes())
+    info = zipfile.ZipFile(path).infolist()[0]
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + 2:start + 40] = bytes(b ^ 0x55 for b in data[start + 2:start + 40])
+    path.write_bytes(bytes(data))
+    assert "not a readable .npz" in compare_error(capsys, lenet_file, path)
+
+
 def test_compare_npz_member_inflating_past_the_limit(tmp_path, capsys, lenet_file):
     import zipfile
 
@@ -397,3 +411,37 @@ def test_compare_api_refuses_images_that_are_not_pixels(lenet_file, images):
     with pytest.raises(ShapeError, match="pixels 0..255"):
         compare(lenet_file, "litert-ref", "litert", images=images)
     assert compare(lenet_file, "litert-ref", "litert", images=np.full((2, 28, 28), 7, np.int64)).images == 2
+
+
+def _npz_bytes() -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, input0=np.arange(2 * 32 * 32, dtype=np.int8).reshape(2, 32, 32, 1))
+    return buf.getvalue()
+
+
+NPZ = _npz_bytes()
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=400),
+                 st.lists(st.tuples(st.integers(0, len(NPZ) - 1), st.integers(1, 255)), min_size=1, max_size=6)
+                 .map(lambda flips: bytes(_flip(NPZ, flips)))),
+       st.sampled_from([".npz", ".npy"]))
+def test_compare_inputs_reader_raises_only_edgecnn_errors(tmp_path, data, suffix):
+    """Random and bit-flipped .npz/.npy files: arrays of plain numbers, or an EdgecnnError (never zlib, pickle, ...)."""
+    from edgecnn.cli.compare_cmd import read_inputs
+
+    path = tmp_path / f"x{suffix}"
+    path.write_bytes(data)
+    try:
+        arrays = read_inputs(str(path), 1)
+    except EdgecnnError:
+        return
+    assert len(arrays) == 1 and arrays[0].dtype.kind in "biuf"
+
+
+def _flip(data: bytes, flips) -> bytearray:
+    out = bytearray(data)
+    for at, xor in flips:
+        out[at] ^= xor
+    return out

@@ -104,6 +104,7 @@ def model_inputs(args, model):
 def read_inputs(path: str, count: int) -> list:
     """Arrays from a .npy (one input) or a .npz holding input0 .. input{count-1}; no pickle, sizes capped."""
     import zipfile
+    import zlib
 
     from edgecnn.deploy.npy import MAX_DATA_BYTES, NpyError, read_npy, read_npy_bytes
     from edgecnn.errors import EdgecnnError
@@ -128,8 +129,8 @@ def read_inputs(path: str, count: int) -> list:
                     raise NpyError(f"{name}: {member} is larger than the {MAX_DATA_BYTES:,} bytes edgecnn reads")
                 arrays.append(read_npy_bytes(z.read(member), f"{name}:{member}"))
             return arrays
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
-        raise EdgecnnError(f"{name}: not a readable .npz file ({exc})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
+        raise EdgecnnError(f"{name}: not a readable .npz file ({str(exc)[:120]})") from None
 
 
 def run(args) -> int:
