@@ -21,6 +21,7 @@ polarity guessing and no MNIST framing, only zero padding or a letterboxed resiz
 from __future__ import annotations
 
 import io
+import stat
 import struct
 import warnings
 import zlib
@@ -102,11 +103,17 @@ def pixels_from_array(array: np.ndarray, name: str, channels: int = 1) -> np.nda
 
 
 def _read_bounded(path: Path) -> bytes:
+    """The file's bytes; a FIFO or device is refused before opening (opening a FIFO waits for a writer)."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"{path.name}: not a regular file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ImageError(f"{path.name}: {info.st_size:,} bytes is more than the {MAX_FILE_BYTES:,} edgecnn reads")
     with open(path, "rb") as f:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ImageError(f"{path.name}: {size:,} bytes is more than the {MAX_FILE_BYTES:,} edgecnn reads")
-        return f.read(MAX_FILE_BYTES + 1)
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:  # grew since the stat
+        raise ImageError(f"{path.name}: more than the {MAX_FILE_BYTES:,} bytes edgecnn reads")
+    return data
 
 
 def _decode(data: bytes, max_pixels: int, convert) -> np.ndarray:

@@ -284,6 +284,15 @@ def test_hostile_images_are_image_errors(image_dir, name, needle):
             read(image_dir / name)
 
 
+def test_image_fifo_is_refused_not_waited_on(tmp_path):
+    from edgecnn.deploy.images import ImageError, read_image, read_image_rgb
+
+    os.mkfifo(tmp_path / "x.png")
+    for read in (read_image, read_image_rgb):
+        with pytest.raises(ImageError, match="not a regular file"):
+            read(tmp_path / "x.png")
+
+
 @pytest.mark.parametrize("name", ["anim.gif", "cmyk.jpg", "palette.png", "grey16.png", "ok.png"])
 def test_odd_but_valid_images_decode_in_both_paths(image_dir, name):
     from edgecnn.deploy.images import read_image, read_image_rgb
