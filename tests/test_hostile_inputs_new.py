@@ -378,6 +378,11 @@ def test_corrupt_compare_input_files(tmp_path, capsys, lenet_file, content, need
     assert needle in compare_error(capsys, lenet_file, path)
 
 
+def test_compare_inputs_fifo_is_refused_not_waited_on(tmp_path, capsys, lenet_file):
+    os.mkfifo(tmp_path / "x.npy")
+    assert "not a regular file" in compare_error(capsys, lenet_file, tmp_path / "x.npy")
+
+
 def test_compare_npz_with_a_corrupt_deflate_stream(tmp_path, capsys, lenet_file):
     """Before: zlib.error escaped as a traceback."""
     import zipfile

@@ -103,6 +103,8 @@ def model_inputs(args, model):
 
 def read_inputs(path: str, count: int) -> list:
     """Arrays from a .npy (one input) or a .npz holding input0 .. input{count-1}; no pickle, sizes capped."""
+    import os
+    import stat
     import zipfile
     import zlib
 
@@ -110,6 +112,8 @@ def read_inputs(path: str, count: int) -> list:
     from edgecnn.errors import EdgecnnError
 
     name = Path(path).name
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read below
+        raise EdgecnnError(f"{name}: not a regular file")
     if name.lower().endswith(".npy"):
         if count != 1:
             raise EdgecnnError(f"the model has {count} inputs; give a .npz holding input0 .. input{count - 1}")
