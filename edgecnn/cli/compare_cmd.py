@@ -133,7 +133,8 @@ def read_inputs(path: str, count: int) -> list:
                     raise NpyError(f"{name}: {member} is larger than the {MAX_DATA_BYTES:,} bytes edgecnn reads")
                 arrays.append(read_npy_bytes(z.read(member), f"{name}:{member}"))
             return arrays
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error, OSError) as exc:
+        # OSError: a corrupt offset makes zipfile seek before the start (EINVAL)
         raise EdgecnnError(f"{name}: not a readable .npz file ({str(exc)[:120]})") from None
 
 
