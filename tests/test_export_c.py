@@ -335,7 +335,7 @@ def test_integer_mode_has_no_floating_point_at_all(tmp_path):
         r"const double a = v < 0 \? -v : v;",
         r"if \(a - \(double\)r >= 0\.5\) r \+= 1;",
         r"const double \*effective_scale;",
-        r"ec_saturate\(\(int64_t\)ec_round_half_away\(\(double\)total \* p->effective_scale\[unit\]\)",
+        r"ec_saturate\(\(int64_t\)ec_round_half_away\(\(double\)total \* p->effective_scale\[unit \+ k\]\)",
         r"static const double op\d+_effective_scale\[\d+\] = \{",
     )
     for line in strip_comments(source).splitlines():

@@ -394,39 +394,38 @@ _block("dot_4x1", ("dsp",), r"""
    (w0 | w2 << 16), (w1 | w3 << 16), zero weights past n. sums[r] = sum w_r[i] * x[i] modulo 2^32. With
    EC_DSP each word of x is loaded and sign-extended once for four rows: 16 MACs in 1 LDR, 2 SXTB16, 8 weight
    words and 8 SMLAD. A last partial word of x is read byte by byte (x has exactly n bytes). */
+/* 4 values of x (the word v) into the four sums */
+static inline void ec_dot_4x1_step(const uint32_t *w, uint32_t v, uint32_t *a0, uint32_t *a1, uint32_t *a2,
+                                   uint32_t *a3)
+{
+#ifdef EC_DSP
+    const uint32_t xe = ec_sxtb16(v), xo = ec_sxtb16_ror8(v);
+    *a0 = ec_smlad(w[1], xo, ec_smlad(w[0], xe, *a0));
+    *a1 = ec_smlad(w[3], xo, ec_smlad(w[2], xe, *a1));
+    *a2 = ec_smlad(w[5], xo, ec_smlad(w[4], xe, *a2));
+    *a3 = ec_smlad(w[7], xo, ec_smlad(w[6], xe, *a3));
+#else
+    const int32_t x0 = (int32_t)((v & 0xFFu) ^ 0x80u) - 128, x1 = (int32_t)(((v >> 8) & 0xFFu) ^ 0x80u) - 128,
+                  x2 = (int32_t)(((v >> 16) & 0xFFu) ^ 0x80u) - 128, x3 = (int32_t)((v >> 24) ^ 0x80u) - 128;
+    *a0 += (uint32_t)(ec_lane16(w[0], 0) * x0 + ec_lane16(w[1], 0) * x1 + ec_lane16(w[0], 1) * x2
+                      + ec_lane16(w[1], 1) * x3);
+    *a1 += (uint32_t)(ec_lane16(w[2], 0) * x0 + ec_lane16(w[3], 0) * x1 + ec_lane16(w[2], 1) * x2
+                      + ec_lane16(w[3], 1) * x3);
+    *a2 += (uint32_t)(ec_lane16(w[4], 0) * x0 + ec_lane16(w[5], 0) * x1 + ec_lane16(w[4], 1) * x2
+                      + ec_lane16(w[5], 1) * x3);
+    *a3 += (uint32_t)(ec_lane16(w[6], 0) * x0 + ec_lane16(w[7], 0) * x1 + ec_lane16(w[6], 1) * x2
+                      + ec_lane16(w[7], 1) * x3);
+#endif
+}
+
 static void ec_dot_4x1(const uint32_t *w, const int8_t *x, int n, uint32_t sums[4])
 {
-    uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, v;
     int i = 0, k;
-    for (; i < n; i += 4, w += 8) {
-        uint32_t v;
-        if (i + 4 <= n) {
-            v = ec_load32(x + i);
-        } else {
-            for (v = 0, k = n - i - 1; k >= 0; --k) v = (v << 8) | (uint8_t)x[i + k];
-        }
-#ifdef EC_DSP
-        {
-            const uint32_t xe = ec_sxtb16(v), xo = ec_sxtb16_ror8(v);
-            a0 = ec_smlad(w[1], xo, ec_smlad(w[0], xe, a0));
-            a1 = ec_smlad(w[3], xo, ec_smlad(w[2], xe, a1));
-            a2 = ec_smlad(w[5], xo, ec_smlad(w[4], xe, a2));
-            a3 = ec_smlad(w[7], xo, ec_smlad(w[6], xe, a3));
-        }
-#else
-        {
-            const int32_t x0 = (int32_t)((v & 0xFFu) ^ 0x80u) - 128, x1 = (int32_t)(((v >> 8) & 0xFFu) ^ 0x80u) - 128,
-                          x2 = (int32_t)(((v >> 16) & 0xFFu) ^ 0x80u) - 128, x3 = (int32_t)((v >> 24) ^ 0x80u) - 128;
-            a0 += (uint32_t)(ec_lane16(w[0], 0) * x0 + ec_lane16(w[1], 0) * x1 + ec_lane16(w[0], 1) * x2
-                             + ec_lane16(w[1], 1) * x3);
-            a1 += (uint32_t)(ec_lane16(w[2], 0) * x0 + ec_lane16(w[3], 0) * x1 + ec_lane16(w[2], 1) * x2
-                             + ec_lane16(w[3], 1) * x3);
-            a2 += (uint32_t)(ec_lane16(w[4], 0) * x0 + ec_lane16(w[5], 0) * x1 + ec_lane16(w[4], 1) * x2
-                             + ec_lane16(w[5], 1) * x3);
-            a3 += (uint32_t)(ec_lane16(w[6], 0) * x0 + ec_lane16(w[7], 0) * x1 + ec_lane16(w[6], 1) * x2
-                             + ec_lane16(w[7], 1) * x3);
-        }
-#endif
+    for (; i + 4 <= n; i += 4, w += 8) ec_dot_4x1_step(w, ec_load32(x + i), &a0, &a1, &a2, &a3);
+    if (i < n) { /* a last partial word, zero-extended (its weights past n are 0) */
+        for (v = 0, k = n - i - 1; k >= 0; --k) v = (v << 8) | (uint8_t)x[i + k];
+        ec_dot_4x1_step(w, v, &a0, &a1, &a2, &a3);
     }
     sums[0] = a0;
     sums[1] = a1;

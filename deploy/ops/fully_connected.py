@@ -124,20 +124,27 @@ typedef struct {
 
 static void ec_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *output)
 {
-    int row, unit, d;
-    for (row = 0; row < p->rows; ++row) {
-        const int8_t *x = input + (size_t)row * p->depth;
+    /* the params in locals: an int8_t store may alias *p, which gcc would otherwise load again per unit */
+    const int rows = p->rows, depth = p->depth, units = p->units;
+    const int32_t input_offset = p->input_offset, output_offset = p->output_offset;
+    const int32_t act_min = p->act_min, act_max = p->act_max;
+    const int32_t *const filter_sum = p->filter_sum, *const bias = p->bias;
+    const size_t quad_words = (size_t)((depth + 3) & ~3) * 2; /* lanes of four units */
+    int row, unit, k, d;
+    for (row = 0; row < rows; ++row) {
+        const int8_t *x = input + (size_t)row * depth;
+        int8_t *out = output + (size_t)row * units;
         uint32_t x_sum = 0, row_term;
-        for (d = 0; d < p->depth; ++d) x_sum += (uint32_t)x[d];
-        row_term = (uint32_t)p->weights_offset * (x_sum + (uint32_t)p->depth * (uint32_t)p->input_offset);
-        for (unit = 0; unit < p->units; ++unit) {
-            uint32_t sums[4], acc;
-            int32_t total;
-            if (unit % 4 == 0) ec_dot_4x1(p->lanes + (size_t)unit * (size_t)((p->depth + 3) & ~3) / 2, x, p->depth, sums);
-            acc = sums[unit % 4] + (uint32_t)p->input_offset * (uint32_t)p->filter_sum[unit] + row_term;
-            total = ec_from_u32(acc + (uint32_t)(p->bias ? p->bias[unit] : 0));
-            output[(size_t)row * p->units + unit] =
-                ec_saturate((int64_t)@RESCALE@ + p->output_offset, p->act_min, p->act_max);
+        for (d = 0; d < depth; ++d) x_sum += (uint32_t)x[d];
+        row_term = (uint32_t)p->weights_offset * (x_sum + (uint32_t)depth * (uint32_t)input_offset);
+        for (unit = 0; unit < units; unit += 4) {
+            uint32_t sums[4];
+            ec_dot_4x1(p->lanes + (size_t)(unit / 4) * quad_words, x, depth, sums);
+            for (k = 0; k < 4 && unit + k < units; ++k) {
+                const uint32_t acc = sums[k] + (uint32_t)input_offset * (uint32_t)filter_sum[unit + k] + row_term;
+                const int32_t total = ec_from_u32(acc + (uint32_t)(bias ? bias[unit + k] : 0));
+                out[unit + k] = ec_saturate((int64_t)@RESCALE@ + output_offset, act_min, act_max);
+            }
         }
     }
 }
@@ -243,18 +250,18 @@ C_BLOCKS = {
         "current LiteRT reference rescale:\n   round_half_away(acc * effective_scale) in binary64, the one place "
         "where TFLite itself leaves integers",
         "const double *effective_scale; /* [units]: in_s * w_s / out_s, computed in binary64 */",
-        "ec_round_half_away((double)total * p->effective_scale[unit])")),
+        "ec_round_half_away((double)total * p->effective_scale[unit + k])")),
     "fully_connected_exact": c_block(("from_u32", "saturate", "exact_scale", "dot_4x1"), _fc_text(
         "current LiteRT reference rescale\n   without floating point (--integer-only): the same "
         "round_half_away(double(acc) * effective_scale), done exactly in integers",
         "const uint64_t *scale_mantissa; /* [units]: effective_scale = mantissa * 2^exponent */\n"
         "    const int16_t *scale_exponent;  /* [units] */",
-        "ec_exact_scale(total, p->scale_mantissa[unit], p->scale_exponent[unit])")),
+        "ec_exact_scale(total, p->scale_mantissa[unit + k], p->scale_exponent[unit + k])")),
     "exact_scale": c_block((), _EXACT_SCALE),
     "fully_connected_integer": c_block(("from_u32", "saturate", "mbqm", "dot_4x1"), _fc_text(
         "integer rescale (LiteRT <= 1.2.0,\n   tflite-runtime 2.14): MultiplyByQuantizedMultiplier per unit",
         "const int32_t *multiplier, *shift; /* [units] */",
-        "ec_mbqm(total, p->multiplier[unit], p->shift[unit])")),
+        "ec_mbqm(total, p->multiplier[unit + k], p->shift[unit + k])")),
 }
 
 
