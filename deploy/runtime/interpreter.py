@@ -43,7 +43,10 @@ _load_checked = [0.0, True]  # monotonic time of the last look, and its answer
 
 
 def cores_free() -> bool:
-    """Whether the 1-minute load average is below the core count (looked up at most once a second).
+    """Whether the 1-minute load average is below the core count + 1 (looked up at most once a second).
+
+    The + 1: a process that keeps its own threads busy (a benchmark, a batch job) raises the
+    load average by about one per thread on an otherwise idle machine.
 
     The split executor makes the threads wait for each other after every op; when other
     processes keep the cores busy, the thread waited for is often off its core for a whole
@@ -54,7 +57,7 @@ def cores_free() -> bool:
     now = time.monotonic()
     if now - _load_checked[0] > 1.0:
         try:
-            _load_checked[1] = os.getloadavg()[0] < (os.cpu_count() or 1)
+            _load_checked[1] = os.getloadavg()[0] < (os.cpu_count() or 1) + 1
         except OSError:  # no load average on this platform
             _load_checked[1] = True
         _load_checked[0] = now
