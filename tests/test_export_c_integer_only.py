@@ -66,9 +66,8 @@ def cases(rng) -> list[tuple[int, float]]:
     return out
 
 
-def test_exact_scale_equals_binary64(tmp_path):
-    rng = np.random.default_rng(10)
-    pairs = cases(rng)
+def exact_scale_in_c(pairs, tmp_path) -> list[int]:
+    """ec_exact_scale(x, scale) for every (x, scale), built by host gcc without FP registers."""
     program = ("#include <stdint.h>\n#include <stdio.h>\n#include <inttypes.h>\n" + C_BLOCKS["exact_scale"][1]
                + "int main(void)\n{\n    long long x; unsigned long long m; int e;\n"
                "    while (scanf(\"%lld %llu %d\", &x, &m, &e) == 3)\n"
@@ -77,7 +76,14 @@ def test_exact_scale_equals_binary64(tmp_path):
     (tmp_path / "t.c").write_text(program)
     subprocess.run(["gcc", *CFLAGS, "-mgeneral-regs-only", "t.c", "-o", "t"], cwd=tmp_path, check=True)
     lines = "".join(f"{x} {m} {e}\n" for x, s in pairs for m, e in [scale_parts(s)])
-    got = subprocess.run([str(tmp_path / "t")], input=lines, capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run([str(tmp_path / "t")], input=lines, capture_output=True, text=True, check=True).stdout
+    return [int(v) for v in out.split()]
+
+
+def test_exact_scale_equals_binary64(tmp_path):
+    rng = np.random.default_rng(10)
+    pairs = cases(rng)
+    got = exact_scale_in_c(pairs, tmp_path)
     want = [binary64_rescale(x, s) for x, s in pairs]
     bad = [(x, s, int(g), w) for (x, s), g, w in zip(pairs, got, want) if int(g) != w]
     assert len(got) == len(pairs) > 10000
@@ -150,15 +156,7 @@ def near_half_cases(rng) -> list[tuple[int, float]]:
 
 def test_exact_scale_fast_path_near_halves(tmp_path):
     pairs = near_half_cases(np.random.default_rng(12))
-    program = ("#include <stdint.h>\n#include <stdio.h>\n#include <inttypes.h>\n" + C_BLOCKS["exact_scale"][1]
-               + "int main(void)\n{\n    long long x; unsigned long long m; int e;\n"
-               "    while (scanf(\"%lld %llu %d\", &x, &m, &e) == 3)\n"
-               "        printf(\"%\" PRId32 \"\\n\", ec_exact_scale((int32_t)x, (uint64_t)m, e));\n"
-               "    return 0;\n}\n")  # fmt: skip
-    (tmp_path / "t.c").write_text(program)
-    subprocess.run(["gcc", *CFLAGS, "-mgeneral-regs-only", "t.c", "-o", "t"], cwd=tmp_path, check=True)
-    lines = "".join(f"{x} {m} {e}\n" for x, s in pairs for m, e in [scale_parts(s)])
-    got = subprocess.run([str(tmp_path / "t")], input=lines, capture_output=True, text=True, check=True).stdout.split()
-    bad = [(x, s, int(g), binary64_rescale(x, s)) for (x, s), g in zip(pairs, got) if int(g) != binary64_rescale(x, s)]
+    got = exact_scale_in_c(pairs, tmp_path)
+    bad = [(x, s, g, binary64_rescale(x, s)) for (x, s), g in zip(pairs, got) if g != binary64_rescale(x, s)]
     assert len(got) == len(pairs)
     assert not bad, bad[:10]
