@@ -378,6 +378,17 @@ def test_corrupt_compare_input_files(tmp_path, capsys, lenet_file, content, need
     assert needle in compare_error(capsys, lenet_file, path)
 
 
+def test_compare_random_count_is_bounded_before_allocating(capsys, lenet_file):
+    from cli_main import run_main
+
+    rc, _, err = run_main(capsys, "compare", lenet_file, "--backends", "litert-ref,litert", "--random", "10**9",
+                          "--quiet")
+    assert rc == 2 and "--random" in err  # not a number: argparse
+    rc, _, err = run_main(capsys, "compare", lenet_file, "--backends", "litert-ref,litert", "--random",
+                          "1000000000", "--quiet")
+    assert rc == 1 and "at most 1,048,576 images" in err and len(err.strip().splitlines()) == 1
+
+
 def test_compare_inputs_fifo_is_refused_not_waited_on(tmp_path, capsys, lenet_file):
     os.mkfifo(tmp_path / "x.npy")
     assert "not a regular file" in compare_error(capsys, lenet_file, tmp_path / "x.npy")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from edgecnn.cli.common import add_command, add_data_args, positive_int
 
+MAX_RANDOM_BYTES = 1 << 30
+
 
 def register(sub) -> None:
     from edgecnn.deploy.compare import BACKENDS
@@ -67,6 +69,11 @@ def model_inputs(args, model):
     if args.inputs and args.random:
         raise EdgecnnError("give --inputs or --random, not both")
     if args.random:
+        per_image = sum(int(np.prod(graph.tensors[t].shape[1:])) * np.dtype(graph.tensors[t].dtype).itemsize
+                        for t in graph.inputs)  # fmt: skip
+        if args.random * per_image > MAX_RANDOM_BYTES:  # made up front: bound it before numpy fills memory
+            raise EdgecnnError(f"--random {args.random} needs {args.random * per_image:,} bytes of inputs; "
+                               f"at most {MAX_RANDOM_BYTES // per_image:,} images of this model")
         rng = np.random.default_rng(0)
         arrays = []
         for t in graph.inputs:
