@@ -247,8 +247,8 @@ def host_outputs(args, work: Path, paths: dict) -> bool:
     from edgecnn.deploy.runtime.cpu import kernel_choice
 
     ok = True
-    for i, (model, path) in enumerate(paths.items()):
-        x = random_inputs(open_backend(str(path), "litert-ref"), args.images, seed=i)
+    for model, path in paths.items():  # the seed follows the model, not the selection: the same inputs every run
+        x = random_inputs(open_backend(str(path), "litert-ref"), args.images, seed=MODELS.index(model))
         mine, _, t_numba = run_backend(path, "numba", x)
         ref, _, t_ref = run_backend(path, "litert-ref", x)
         cmp = [compare(a, b) for a, b in zip(mine, ref)]
