@@ -263,8 +263,11 @@ def mixed_graph(seed: int, in_zp: int, mid_zp: int) -> tuple[Int8Graph, np.ndarr
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("in_zp, mid_zp", [(-128, -128), (127, 127), (5, -20)])
-def test_every_executor_op_matches_naive_and_litert(kind, in_zp, mid_zp):
+def test_every_executor_op_matches_naive_and_litert(kind, in_zp, mid_zp, monkeypatch):
     from edgecnn.deploy.litert import LiteRTRunner
+    from edgecnn.deploy.runtime import interpreter
+
+    monkeypatch.setattr(interpreter, "cores_free", lambda: True)  # the 2-thread executor, whatever the load
     from edgecnn.deploy.tflite.writer import to_bytes
 
     graph, x = mixed_graph(abs(in_zp + 1000 * mid_zp), in_zp, mid_zp)

@@ -48,7 +48,8 @@ def cores_free() -> bool:
     The + 1: a process that keeps its own threads busy (a benchmark, a batch job) raises the
     load average by about one per thread on an otherwise idle machine.
 
-    The split executor makes the threads wait for each other after every op; when other
+    The split executor makes the threads wait for each other after every op (the batch
+    executor, once per call); when other
     processes keep the cores busy, the thread waited for is often off its core for a whole
     time slice, and one image on one thread is faster (measured: ResNet-8 batch 1 at load
     ~8 on 2 cores, 2 threads split 513 images/s vs ~1,800-2,500 on one thread). Speed only:
@@ -81,8 +82,9 @@ class Runtime:
     num_threads caps the Numba threads (default: Numba's, i.e. all cores);
     batches under SERIAL_BELOW images run on one thread, except on the executor
     path when one pass holds at least SPLIT_MACS multiply-accumulates (a large
-    model) and the load average is below the core count: then the threads share
-    each op.
+    model): then the threads share each op. Either way, only while the load
+    average is below the core count + 1 (cores_free): on busy cores one thread
+    was faster than two.
 
     Two paths, same bytes. When the whole graph is covered (plan.py: CONV_2D,
     DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX/AVERAGE_POOL_2D, RESHAPE, SOFTMAX,
@@ -217,6 +219,8 @@ class Runtime:
         images = array.shape[0]
         out = np.empty((images, p.out_row), np.int8)
         threads = self._threads(images)
+        if threads > 1 and not cores_free():
+            threads = 1  # busy cores: the region's join would wait on a thread that is off its core
         # Tasks of the parallel executor: at least TASKS_PER_THREAD per thread, so that a thread slowed by
         # another process hands its share to the other (never more images than the plan's group).
         task = max(1, min(p.group, -(-images // (TASKS_PER_THREAD * threads))))
