@@ -109,7 +109,8 @@ def model_inputs(args, model):
 
 
 def read_inputs(path: str, count: int) -> list:
-    """Arrays from a .npy (one input) or a .npz holding input0 .. input{count-1}; no pickle, sizes capped."""
+    """Arrays from a .npy (one input) or a .npz holding input0 .. input{count-1}; no pickle, sizes capped.
+    A file that is not one raises NpyError (an EdgecnnError)."""
     import os
     import stat
     import zipfile
@@ -120,13 +121,13 @@ def read_inputs(path: str, count: int) -> list:
 
     name = Path(path).name
     if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read below
-        raise EdgecnnError(f"{name}: not a regular file")
+        raise NpyError(f"{name}: not a regular file")
     if name.lower().endswith(".npy"):
         if count != 1:
             raise EdgecnnError(f"the model has {count} inputs; give a .npz holding input0 .. input{count - 1}")
         return [read_npy(path)]
     if not name.lower().endswith(".npz"):
-        raise EdgecnnError(f"{name}: --inputs takes a .npy or .npz file")
+        raise NpyError(f"{name}: --inputs takes a .npy or .npz file")
     try:
         with zipfile.ZipFile(path) as z:
             arrays = []
@@ -135,14 +136,14 @@ def read_inputs(path: str, count: int) -> list:
                 try:
                     info = z.getinfo(member)
                 except KeyError:
-                    raise EdgecnnError(f"{name} holds no {member[:-4]} (the model has {count} inputs)") from None
+                    raise NpyError(f"{name} holds no {member[:-4]} (the model has {count} inputs)") from None
                 if info.file_size > MAX_DATA_BYTES + (1 << 16):
                     raise NpyError(f"{name}: {member} is larger than the {MAX_DATA_BYTES:,} bytes edgecnn reads")
                 arrays.append(read_npy_bytes(z.read(member), f"{name}:{member}"))
             return arrays
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error, OSError) as exc:
         # OSError: a corrupt offset makes zipfile seek before the start (EINVAL)
-        raise EdgecnnError(f"{name}: not a readable .npz file ({str(exc)[:120]})") from None
+        raise NpyError(f"{name}: not a readable .npz file ({str(exc)[:120]})") from None
 
 
 def run(args) -> int:
