@@ -117,14 +117,14 @@ def read_inputs(path: str, count: int) -> list:
     import zlib
 
     from edgecnn.deploy.npy import MAX_DATA_BYTES, NpyError, read_npy, read_npy_bytes
-    from edgecnn.errors import EdgecnnError
+    from edgecnn.errors import ShapeError
 
     name = Path(path).name
     if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read below
         raise NpyError(f"{name}: not a regular file")
     if name.lower().endswith(".npy"):
         if count != 1:
-            raise EdgecnnError(f"the model has {count} inputs; give a .npz holding input0 .. input{count - 1}")
+            raise ShapeError(f"the model has {count} inputs; give a .npz holding input0 .. input{count - 1}")
         return [read_npy(path)]
     if not name.lower().endswith(".npz"):
         raise NpyError(f"{name}: --inputs takes a .npy or .npz file")
