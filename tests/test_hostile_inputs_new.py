@@ -163,7 +163,7 @@ def test_tar_any_flipped_byte_is_caught_by_gzip_or_tar(tmp_path, at, xor):
     (b"", "corrupt"),
     (b"\x1f\x8b\x08\x00" + bytes(20), "corrupt"),
     (tar_gz([member("a", b"x")])[10:], "corrupt"),  # deflate data without its gzip header
-])  # fmt: skip
+], ids=["crc", "length", "trailing", "truncated", "empty", "zero-header", "headerless"])  # fmt: skip
 def test_tar_wrong_crc_length_or_not_gzip(tmp_path, data, needle):
     with pytest.raises(DataError, match=needle):
         unpack(tmp_path, data)
