@@ -110,12 +110,12 @@ def test_the_dataset_fixture_in_a_users_suite(tmp_path, mnist_root):
         "    from edgecnn.deploy.regression import assert_int8_close\n"
         "    assert edgecnn_assert_int8_close is assert_int8_close\n")
     env = dict(os.environ, EDGECNN_DATA=str(mnist_root))
-    p = sh(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "edgecnn.deploy.pytest_plugin",
+    p = sh(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
            "test_user.py", cwd=tmp_path, env=env, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "2 passed" in p.stdout
     (tmp_path / "test_user.py").write_text(
         "def test_missing(edgecnn_dataset):\n    edgecnn_dataset('mnist', data='/nonexistent-edgecnn')\n")
-    p = sh(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "edgecnn.deploy.pytest_plugin",
+    p = sh(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
            "test_user.py", cwd=tmp_path, env=env, timeout=300)
     assert p.returncode == 1 and "DatasetNotFoundError" in p.stdout and "/nonexistent-edgecnn" in p.stdout

@@ -57,7 +57,7 @@ def run(args) -> int:
                          "predict feeds models with one input")
     k = choose_output(b, args.output)
     shape = tuple(int(d) for d in b.input_shape)
-    if len(shape) == 3 and shape[2] in (1, 3):  # grey or RGB images
+    if len(shape) == 3 and shape[2] in (1, 3) and not _batches_of_one(args.images, shape):  # grey or RGB images
         fit = _fit if shape[2] == 1 else _fit_rgb
         fitted = [fit(path, b, shape, args) for path in args.images]
         x = b.prepare(np.stack([f.pixels for f in fitted]))
@@ -166,6 +166,15 @@ def _fit_rgb(path, backend, shape, args):
 
     h, w, _ = shape
     return fit_image_rgb(read_image_rgb(path), h, w, invert=args.invert, framing=args.framing)
+
+
+def _batches_of_one(paths, shape) -> bool:
+    """Whether every file is a .npy batch of one (1, H, W, C): input values, as predict took them before
+    it read colour images (an HxWx3 .npy is an RGB image)."""
+    from edgecnn.deploy.npy import read_npy
+
+    return all(Path(p).suffix.lower() == ".npy" and Path(p).is_file() and read_npy(p).shape == (1, *shape)
+               for p in paths)
 
 
 def _values(path, shape):
