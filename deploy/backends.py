@@ -321,9 +321,19 @@ class FloatBackend:
     def __init__(self, path):
         from edgecnn.model.checkpoint import load_checkpoint
 
-        self.model = load_checkpoint(path)
-        self.input_shape = tuple(self.model.input_shape)
-        self.labels = list(self.model.labels)
+        self._attach(load_checkpoint(path))
+
+    @classmethod
+    def from_model(cls, model) -> "FloatBackend":
+        """A float model object (trained in-process, or imported from ONNX) behind the backend interface."""
+        backend = cls.__new__(cls)
+        backend._attach(model)
+        return backend
+
+    def _attach(self, model) -> None:
+        self.model = model
+        self.input_shape = tuple(model.input_shape)
+        self.labels = list(getattr(model, "labels", None) or [])
         self.metadata = {"labels": self.labels}
         self.inputs = [IOSpec("input", np.dtype(np.float32), self.input_shape)]
         self.outputs = [IOSpec("output", np.dtype(np.float32), (len(self.labels),))]

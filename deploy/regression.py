@@ -186,7 +186,7 @@ def find_departure(reference, int8_model, images: np.ndarray) -> str | None:
         graph = read_tflite(int8_model)
     if model is None or not hasattr(graph, "ops"):
         return None
-    x = FloatModelBackend(model).prepare(images[:SQNR_IMAGES])
+    x = FloatBackend.from_model(model).prepare(images[:SQNR_IMAGES])
     try:
         row, rows = sqnr_departure(model, graph, x)
     except ModuleNotFoundError:  # no Numba (a device install): the gate still fails, without the op
@@ -236,23 +236,8 @@ def open_reference(path):
     if path.suffix.lower() == ".onnx" and path.is_file() and not is_int8_onnx(path):
         from edgecnn.model.onnx_import import import_onnx
 
-        return FloatModelBackend(import_onnx(path))
+        return FloatBackend.from_model(import_onnx(path))
     return open_backend(path, "float" if path.suffix.lower() == ".npz" else None)
-
-
-class FloatModelBackend(FloatBackend):
-    """A float model object (trained in-process, or imported from ONNX) behind the backend interface."""
-
-    def __init__(self, model):
-        from edgecnn.deploy.backends import IOSpec
-
-        self.model = model
-        self.input_shape = tuple(model.input_shape)
-        self.labels = list(getattr(model, "labels", None) or [])
-        self.metadata = {"labels": self.labels}
-        self.inputs = [IOSpec("input", np.dtype(np.float32), self.input_shape)]
-        self.outputs = [IOSpec("output", np.dtype(np.float32), (len(self.labels),))]
-        self.output_index = 0
 
 
 # --- the Python API ------------------------------------------------------------------------------------------
@@ -285,7 +270,7 @@ def _open_float(model):
     if isinstance(model, (str, Path)):
         return open_reference(model)
     if hasattr(model, "forward_trace"):
-        return FloatModelBackend(model)
+        return FloatBackend.from_model(model)
     raise TypeError(f"float_model must be a .npz/.onnx path or an edgecnn float model, not {type(model).__name__}")
 
 
