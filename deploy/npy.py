@@ -38,8 +38,37 @@ def read_npy(path, max_bytes: int = MAX_DATA_BYTES) -> np.ndarray:
     return read_npy_bytes(path.read_bytes(), path.name, max_bytes)
 
 
+def npy_shape(path) -> tuple[int, ...]:
+    """The shape a .npy file declares, from its header alone (a regular file only: a FIFO is not read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NpyError(f"{path.name}: not a regular file")
+    with open(path, "rb") as f:
+        head = f.read(12 + MAX_HEADER_BYTES)
+    return _header(head, path.name)[2]
+
+
 def read_npy_bytes(data: bytes, name: str = "<npy>", max_bytes: int = MAX_DATA_BYTES) -> np.ndarray:
     """The array in a .npy file's bytes (format versions 1 to 3), as a writable native-order copy."""
+    dtype, fortran, shape, data_start = _header(data, name)
+    count = 1
+    for d in shape:
+        count *= d
+    nbytes = count * dtype.itemsize
+    if nbytes > max_bytes:
+        raise NpyError(f"{name}: shape {shape} needs {nbytes:,} bytes, more than the {max_bytes:,} edgecnn reads")
+    body = memoryview(data)[data_start:]
+    if len(body) != nbytes:
+        problem = "truncated" if len(body) < nbytes else "trailing bytes"
+        raise NpyError(f"{name}: {problem}: shape {shape} of {dtype.str} needs {nbytes} data bytes, "
+                       f"the file has {len(body)}")
+    flat = np.frombuffer(body, dtype=dtype, count=count)
+    array = flat.reshape(shape, order="F" if fortran else "C")
+    return np.array(array, dtype=dtype.newbyteorder("="), order="C")  # a copy: writable, native, 0-d stays 0-d
+
+
+def _header(data: bytes, name: str) -> tuple[np.dtype, bool, tuple[int, ...], int]:
+    """(dtype, fortran order, shape, offset of the data) of a .npy file's first bytes."""
     if not data.startswith(MAGIC) or len(data) < 10:
         raise NpyError(f"{name}: not a .npy file (no \\x93NUMPY magic)")
     major = data[6]
@@ -55,21 +84,7 @@ def read_npy_bytes(data: bytes, name: str = "<npy>", max_bytes: int = MAX_DATA_B
         header = data[start:start + header_len].decode("latin-1" if major < 3 else "utf-8")
     except UnicodeDecodeError:
         raise NpyError(f"{name}: the .npy header is not text") from None
-    dtype, fortran, shape = _parse_header(header.strip(), name)
-    count = 1
-    for d in shape:
-        count *= d
-    nbytes = count * dtype.itemsize
-    if nbytes > max_bytes:
-        raise NpyError(f"{name}: shape {shape} needs {nbytes:,} bytes, more than the {max_bytes:,} edgecnn reads")
-    body = memoryview(data)[start + header_len:]
-    if len(body) != nbytes:
-        problem = "truncated" if len(body) < nbytes else "trailing bytes"
-        raise NpyError(f"{name}: {problem}: shape {shape} of {dtype.str} needs {nbytes} data bytes, "
-                       f"the file has {len(body)}")
-    flat = np.frombuffer(body, dtype=dtype, count=count)
-    array = flat.reshape(shape, order="F" if fortran else "C")
-    return np.array(array, dtype=dtype.newbyteorder("="), order="C")  # a copy: writable, native, 0-d stays 0-d
+    return (*_parse_header(header.strip(), name), start + header_len)
 
 
 def _parse_header(header: str, name: str) -> tuple[np.dtype, bool, tuple[int, ...]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import struct
 
 import numpy as np
@@ -15,7 +16,7 @@ from hypothesis.extra import numpy as hnp
 
 from edgecnn.data.idx import decode_idx, encode_idx, read_idx
 from edgecnn.deploy.images import ImageError, read_image
-from edgecnn.deploy.npy import NpyError, read_npy_bytes
+from edgecnn.deploy.npy import NpyError, npy_shape, read_npy_bytes
 from edgecnn.errors import EdgecnnError, IdxFormatError
 from fuzz_long import READERS, campaign
 
@@ -66,6 +67,24 @@ def test_npy_hostile_headers(header):
     data = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(raw)) + raw + b"\x00" * 8
     with pytest.raises(NpyError):
         read_npy_bytes(data)
+
+
+def test_npy_shape_reads_the_header_only(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 4, 5, 3), np.int8))
+    with open(tmp_path / "x.npy", "ab") as f:  # data that read_npy would refuse: the header alone is read
+        f.write(b"trailing")
+    assert npy_shape(tmp_path / "x.npy") == (1, 4, 5, 3)
+    with pytest.raises(NpyError, match="trailing"):
+        read_npy_bytes((tmp_path / "x.npy").read_bytes())
+
+
+def test_npy_shape_refuses_what_is_not_a_npy_file(tmp_path):
+    (tmp_path / "cut.npy").write_bytes(b"\x93NUMPY\x01\x00\x40\x00{'descr'")
+    (tmp_path / "dir.npy").mkdir()
+    os.mkfifo(tmp_path / "fifo.npy")  # would block a reader forever
+    for name, needle in [("cut.npy", "truncated"), ("dir.npy", "regular file"), ("fifo.npy", "regular file")]:
+        with pytest.raises(NpyError, match=needle):
+            npy_shape(tmp_path / name)
 
 
 @FUZZ

@@ -57,7 +57,7 @@ def run(args) -> int:
                          "predict feeds models with one input")
     k = choose_output(b, args.output)
     shape = tuple(int(d) for d in b.input_shape)
-    if len(shape) == 3 and shape[2] in (1, 3) and not _batches_of_one(args.images, shape):  # grey or RGB images
+    if len(shape) == 3 and shape[2] in (1, 3) and not (shape[2] == 3 and _batches_of_one(args.images, shape)):
         fit = _fit if shape[2] == 1 else _fit_rgb
         fitted = [fit(path, b, shape, args) for path in args.images]
         x = b.prepare(np.stack([f.pixels for f in fitted]))
@@ -171,9 +171,9 @@ def _fit_rgb(path, backend, shape, args):
 def _batches_of_one(paths, shape) -> bool:
     """Whether every file is a .npy batch of one (1, H, W, C): input values, as predict took them before
     it read colour images (an HxWx3 .npy is an RGB image)."""
-    from edgecnn.deploy.npy import read_npy
+    from edgecnn.deploy.npy import npy_shape
 
-    return all(Path(p).suffix.lower() == ".npy" and Path(p).is_file() and read_npy(p).shape == (1, *shape)
+    return all(Path(p).suffix.lower() == ".npy" and Path(p).is_file() and npy_shape(p) == (1, *shape)
                for p in paths)
 
 
