@@ -202,6 +202,18 @@ _block("dsp", (), r"""
    and 3) into two 16-bit lanes; SXTAB16 also adds them to the lanes of its first operand; SMLAD adds
    both lane products to the accumulator, SMLABB / SMLATT the bottom / top lanes' product; all wrap
    modulo 2^32 like uint32_t (they only set the Q flag). */
+/* EC_INLINE: inlined at every call even where gcc's size heuristics would not (a kernel inlined once per
+   constant mode, so that the mode's tests vanish). */
+/* EC_NOINLINE: a function of its own, so that gcc neither merges it with its siblings (one per mode) nor
+   makes the mode a variable again. */
+#if defined(__GNUC__)
+#define EC_INLINE __attribute__((always_inline)) static inline
+#define EC_NOINLINE __attribute__((noinline)) static
+#else
+#define EC_INLINE static inline
+#define EC_NOINLINE static
+#endif
+
 static inline uint32_t ec_load32(const int8_t *p)
 {
     return (uint32_t)(uint8_t)p[0] | ((uint32_t)(uint8_t)p[1] << 8) | ((uint32_t)(uint8_t)p[2] << 16)
@@ -306,21 +318,27 @@ static uint32_t ec_dot_s8(const int8_t *a, const int8_t *b, int n)
 }
 """)
 
-_block("channel_out", ("from_u32", "shr", "mbqm"), r"""
+_block("channel_out", ("from_u32", "shr", "mbqm", "dsp"), r"""
 /* A conv output channel's tail, precomputed at export time. bias: what the sum starts from (CONV_2D:
    bias + input_offset * sum of the filter's weights, modulo 2^32; DEPTHWISE_CONV_2D: the bias).
    round and post give TFLite's two roundings (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT
    by r = -shift) as one: for 1 <= r <= 31 and multiplier >= 0,
    RDBPOT(SRDHM(x, M), r) = (x * M + 2^30 + 2^(30 + r) - (x < 0 ? 2^31 : 0)) >> (31 + r) (floors; the
    nested floors merge, and x < 0 stands for SRDHM(x, M) < 0 since both give 0 where they differ), i.e.
-   one SMLAL and the high word shifted by post = r - 1 (docs/mcu.md). `fast` says every channel of the op
-   has 1 <= r <= 31; otherwise ec_mbqm does TFLite's steps one by one. */
+   one SMLAL and the high word shifted by post = r - 1 (docs/mcu.md). The same value is
+   (floor((2x * M + 2^31) / 2^32) + 2^(r - 1) - (x < 0)) >> r (multiply the numerator and the divisor by 2
+   and take out the multiple of 2^32): one SMMLAR of 2x (needs |x| < 2^29, checked at export time from the
+   weights and the bias) with half = 2^(r - 1), ec_channel_out_q. The op's `mode` says which one every
+   channel takes: 0 TFLite's steps one by one (ec_mbqm), 1 the SMLAL, 2 the SMMLAR, 3 the SMMLAR with the
+   clamp [-128, 127] (one SSAT). */
 typedef struct {
     int64_t round;      /* 2^30 + 2^(30 + r) */
     int32_t bias;
     int32_t multiplier;
     int32_t shift;      /* TFLite's: left shift if > 0, right shift r = -shift if < 0 */
     int32_t post;       /* r - 1 */
+    int32_t half;       /* 2^(r - 1) */
+    int32_t right;      /* r */
 } ec_channel;
 
 static inline int8_t ec_channel_out_fast(uint32_t acc, const ec_channel *ch, int32_t offset, int32_t lo, int32_t hi)
@@ -335,11 +353,40 @@ static inline int8_t ec_channel_out_fast(uint32_t acc, const ec_channel *ch, int
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-static inline int8_t ec_channel_out(uint32_t acc, const ec_channel *ch, int fast, int32_t offset, int32_t lo,
+/* |x| < 2^29 (so 2x, and the sum before the last shift, fit in int32); full: lo = -128, hi = 127. */
+static inline int8_t ec_channel_out_q(uint32_t acc, const ec_channel *ch, int32_t offset, int32_t lo, int32_t hi,
+                                      int full)
+{
+    const int32_t x = ec_from_u32(acc);
+    int32_t t, v;
+#ifdef EC_DSP
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc << 1), "r"(ch->multiplier), "r"(ch->half));
+#else
+    t = (int32_t)ec_shr((int64_t)ec_from_u32(acc << 1) * ch->multiplier + ((int64_t)1 << 31), 32) + ch->half;
+#endif
+#if defined(__GNUC__)
+    v = ((t + (x >> 31)) >> ch->right) + offset; /* >> of a negative value: arithmetic in GCC and Clang */
+#else
+    v = (int32_t)ec_shr(t + (x < 0 ? -1 : 0), ch->right) + offset;
+#endif
+    if (full) {
+#ifdef EC_DSP
+        __asm__("ssat %0, #8, %1" : "=r"(v) : "r"(v));
+        return (int8_t)v;
+#else
+        return (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+#endif
+    }
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+/* mode: see above; a constant where the kernels call this, so only one branch stays. */
+static inline int8_t ec_channel_out(uint32_t acc, const ec_channel *ch, int mode, int32_t offset, int32_t lo,
                                     int32_t hi)
 {
     int32_t v;
-    if (fast) return ec_channel_out_fast(acc, ch, offset, lo, hi);
+    if (mode >= 2) return ec_channel_out_q(acc, ch, offset, lo, hi, mode == 3);
+    if (mode == 1) return ec_channel_out_fast(acc, ch, offset, lo, hi);
     v = ec_mbqm(ec_from_u32(acc), ch->multiplier, ch->shift) + offset;
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }

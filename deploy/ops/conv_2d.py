@@ -92,9 +92,9 @@ static void ec_conv_window(const ec_conv_params *p, const int8_t *input, int pix
    either output pixel is written, in pixel order when narrowing and in reverse order (p->reverse) when
    widening. */
 /* Every filter pair of one group with the two windows in the patch: ec_dot_2x2, then the four outputs.
-   Inlined twice, with fast = 1 and 0, so the per-output test is gone. */
-static inline void ec_conv_pairs(const uint32_t *w, const int8_t *patch, int n4, const ec_channel *ch, int c,
-                                 int per_group, int8_t *out0, int8_t *out1, int fast, int32_t offset,
+   Inlined once per requantization mode (fast: ec_channel_out's mode), so the per-output test is gone. */
+EC_INLINE void ec_conv_pairs(const uint32_t *w, const int8_t *patch, int n4, const ec_channel *ch, int c,
+                           int per_group, int8_t *out0, int8_t *out1, int fast, int32_t offset,
                                  int32_t act_min, int32_t act_max)
 {
     int pair;
@@ -119,6 +119,20 @@ static inline void ec_conv_pairs(const uint32_t *w, const int8_t *patch, int n4,
     }
 }
 
+/* ec_conv_pairs with the mode every MLPerf-style model has (one SMMLAR, clamp [-128, 127]), and with any. */
+EC_NOINLINE void ec_conv_pairs_q(const uint32_t *w, const int8_t *patch, int n4, const ec_channel *ch, int c,
+                                 int per_group, int8_t *out0, int8_t *out1, int32_t offset)
+{
+    ec_conv_pairs(w, patch, n4, ch, c, per_group, out0, out1, 3, offset, -128, 127);
+}
+
+EC_NOINLINE void ec_conv_pairs_any(const uint32_t *w, const int8_t *patch, int n4, const ec_channel *ch, int c,
+                                   int per_group, int8_t *out0, int8_t *out1, int mode, int32_t offset,
+                                   int32_t act_min, int32_t act_max)
+{
+    ec_conv_pairs(w, patch, n4, ch, c, per_group, out0, out1, mode, offset, act_min, act_max);
+}
+
 static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *output, int8_t *patch)
 {
     const int groups = p->input_depth / p->filter_depth;
@@ -140,10 +154,11 @@ static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *out
             const int c = group * per_group;
             ec_conv_window(p, input, pixel0, group, patch, n4);
             ec_conv_window(p, input, pixel1, group, patch + 4, n4);
-            if (p->fast)
-                ec_conv_pairs(w, patch, n4, p->channel + c, c, per_group, out0, out1, 1, offset, act_min, act_max);
+            if (p->fast == 3)
+                ec_conv_pairs_q(w, patch, n4, p->channel + c, c, per_group, out0, out1, offset);
             else
-                ec_conv_pairs(w, patch, n4, p->channel + c, c, per_group, out0, out1, 0, offset, act_min, act_max);
+                ec_conv_pairs_any(w, patch, n4, p->channel + c, c, per_group, out0, out1, p->fast, offset, act_min,
+                                  act_max);
         }
     }
 }

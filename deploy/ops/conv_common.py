@@ -116,7 +116,7 @@ typedef struct {
     const int8_t *filter;      /* depthwise with depth multiplier > 1: [1][h][w][out]; else NULL */
     const uint32_t *pairs;     /* conv: conv_filter_pairs' words (ec_dot_2x2); depthwise, multiplier 1: depthwise_pairs' */
     const ec_channel *channel; /* [out] */
-    int fast;                  /* every channel has 1 <= -shift <= 31: ec_channel_out's one-multiply path */
+    int fast;                  /* ec_channel_out's mode for every channel (channel_mode) */
     int reverse;               /* conv: output pixels last to first (a 1x1 conv widening in place) */
 } ec_conv_params;
 """)}
@@ -167,9 +167,23 @@ def channel_table(emit, name: str, bias, multiplier, shift) -> tuple[str, bool]:
     for b, m, s, rr in zip(np.asarray(bias, dtype=np.int64), multiplier, np.asarray(shift, dtype=np.int64), r):
         rounding = (1 << 30) + (1 << int(30 + rr)) if 1 <= rr <= 31 else 0
         post = int(rr) - 1 if 1 <= rr <= 31 else 0
+        half = 1 << (int(rr) - 1) if 1 <= rr <= 31 else 0
         rows.append(f"    {{{emit.int_literal(rounding)}, {emit.int_literal(int(b))}, {emit.int_literal(int(m))}, "
-                    f"{emit.int_literal(int(s))}, {post}}},")
+                    f"{emit.int_literal(int(s))}, {post}, {emit.int_literal(half)}, {post + 1 if half else 0}}},")
     return f"static const ec_channel {name}[{len(rows)}] = {{\n" + "\n".join(rows) + "\n};\n", fast
+
+
+def channel_mode(multiplier, shift, bound, act_min: int, act_max: int) -> int:
+    """ec_channel_out's mode for a conv op (c_source "channel_out"): 3 or 2 (one SMMLAR; 3 with the clamp
+    [-128, 127]) when every channel has 1 <= r <= 31, a multiplier in [2^30, 2^31) and |accumulator| <= bound
+    < 2^29; else 1 (one SMLAL) when 1 <= r <= 31 and multiplier >= 0; else 0 (TFLite's steps)."""
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    r = -np.asarray(shift, dtype=np.int64)
+    if not np.all((r >= 1) & (r <= 31) & (multiplier >= 0)):
+        return 0
+    if np.all(multiplier >= 2**30) and np.all(np.asarray(bound, dtype=np.int64) < 2**29):
+        return 3 if (act_min, act_max) == (-128, 127) else 2
+    return 1
 
 
 def _wrap_int32(v) -> np.ndarray:
@@ -200,7 +214,13 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
         # and the bias are where the sum starts.
         sums = np.asarray(filter_data, dtype=np.int64).reshape(out_depth, -1).sum(axis=1)
         bias = _wrap_int32(bias + p.input_offset * sums)
-    table, fast = channel_table(emit, f"{name}_channel", bias, p.output_multiplier, p.output_shift)
+    # The largest |accumulator|: conv sums w * x (|x| <= 128) onto the folded bias; depthwise w * (x + input_offset)
+    # (|x + input_offset| <= 255) onto the bias.
+    w_abs = np.abs(np.asarray(filter_data, dtype=np.int64))
+    w_abs = w_abs.reshape(-1, out_depth).sum(axis=0) if depthwise else w_abs.reshape(out_depth, -1).sum(axis=1)
+    bound = np.abs(bias) + (255 if depthwise else 128) * w_abs
+    table, _ = channel_table(emit, f"{name}_channel", bias, p.output_multiplier, p.output_shift)
+    fast = channel_mode(p.output_multiplier, p.output_shift, bound, p.activation_min, p.activation_max)
     data += table
     fields = [
         ("input_h", in_h), ("input_w", in_w), ("input_depth", in_depth),

@@ -33,6 +33,128 @@ static inline int32_t ec_depthwise_weight(const uint32_t *pairs, int taps, int c
     return ec_lane16(pairs[((size_t)(c >> 2) * (size_t)taps + (size_t)t) * 2 + (size_t)(c & 1)], c & 2);
 }
 
+#ifdef EC_DSP
+/* One tap of four channels: xv holds their four input bytes, w their two weight words. */
+static inline void ec_depthwise_tap(uint32_t xv, const uint32_t *w, uint32_t offset2, uint32_t *a0, uint32_t *a1,
+                                    uint32_t *a2, uint32_t *a3)
+{
+    const uint32_t x02 = ec_sxtab16(offset2, xv), x13 = ec_sxtab16_ror8(offset2, xv);
+    *a0 = ec_smlabb(w[0], x02, *a0);
+    *a2 = ec_smlatt(w[0], x02, *a2);
+    *a1 = ec_smlabb(w[1], x13, *a1);
+    *a3 = ec_smlatt(w[1], x13, *a3);
+}
+
+/* Every group of four channels (quads of them) of one output pixel: x points at the pixel's first tap
+   inside the image in filter row 0's input row (rows[filter_y] + first, filter rows [y_lo, y_hi)), n taps
+   per row from tap x_lo. A row of three taps (3x3, dilation 1) is unrolled. Inlined once per
+   requantization mode (a constant). */
+EC_INLINE void ec_depthwise_quads(const ec_conv_params *p, const int8_t *const *rows, int y_lo, int y_hi,
+                                size_t first, int x_lo, int n, int8_t *out, uint32_t offset2, int mode)
+{
+    const int depth = p->input_depth, filter_w = p->filter_w, taps = p->filter_h * p->filter_w;
+    const size_t x_step = (size_t)p->dilation_w * (size_t)depth;
+    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const int three = n == 3 && x_step == (size_t)depth;
+    const uint32_t *group = p->pairs;
+    const ec_channel *ch = p->channel;
+    int c, filter_y;
+    for (c = 0; c + 4 <= depth; c += 4, ch += 4, group += 2 * taps) {
+        uint32_t a0 = (uint32_t)ch[0].bias, a1 = (uint32_t)ch[1].bias, a2 = (uint32_t)ch[2].bias,
+                 a3 = (uint32_t)ch[3].bias;
+        int8_t r0, r1, r2, r3;
+        for (filter_y = y_lo; filter_y < y_hi; ++filter_y) {
+            const int8_t *x = rows[filter_y] + first + c;
+            const uint32_t *w = group + (size_t)(filter_y * filter_w + x_lo) * 2;
+            int k;
+            if (three) {
+                ec_depthwise_tap(ec_load32(x), w, offset2, &a0, &a1, &a2, &a3);
+                ec_depthwise_tap(ec_load32(x + depth), w + 2, offset2, &a0, &a1, &a2, &a3);
+                ec_depthwise_tap(ec_load32(x + 2 * depth), w + 4, offset2, &a0, &a1, &a2, &a3);
+                continue;
+            }
+            for (k = 0; k < n; ++k, x += x_step, w += 2) ec_depthwise_tap(ec_load32(x), w, offset2, &a0, &a1, &a2, &a3);
+        }
+        /* all four before any store: an int8_t store may alias ch, which would be reloaded */
+        r0 = ec_channel_out(a0, ch, mode, output_offset, act_min, act_max);
+        r1 = ec_channel_out(a1, ch + 1, mode, output_offset, act_min, act_max);
+        r2 = ec_channel_out(a2, ch + 2, mode, output_offset, act_min, act_max);
+        r3 = ec_channel_out(a3, ch + 3, mode, output_offset, act_min, act_max);
+        out[c] = r0;
+        out[c + 1] = r1;
+        out[c + 2] = r2;
+        out[c + 3] = r3;
+    }
+}
+
+/* n (a constant) taps of four channels, the input pixels depth bytes apart */
+EC_INLINE void ec_depthwise_row_taps(const int8_t *in, int depth, const uint32_t *w, int n, uint32_t offset2,
+                                     uint32_t *a0, uint32_t *a1, uint32_t *a2, uint32_t *a3)
+{
+    ec_depthwise_tap(ec_load32(in), w, offset2, a0, a1, a2, a3);
+    ec_depthwise_tap(ec_load32(in + depth), w + 2, offset2, a0, a1, a2, a3);
+    if (n == 3) ec_depthwise_tap(ec_load32(in + 2 * depth), w + 4, offset2, a0, a1, a2, a3);
+}
+
+/* ec_depthwise_quads for a 3x3 filter (dilation 1) in mode 3, n = 3 or 2 (a constant) taps per row from tap
+   x_lo, ny rows from filter row y_lo: x[k] is the pixel's first tap inside the image in filter row y_lo + k's
+   input row. Three full rows are unrolled. */
+EC_INLINE void ec_depthwise_quads3_body(const ec_conv_params *p, const int8_t *const *x, int y_lo, int ny, int x_lo,
+                                        int n, int8_t *out, uint32_t offset2)
+{
+    const int depth = p->input_depth;
+    const int32_t output_offset = p->output_offset;
+    const uint32_t *group = p->pairs + (size_t)(y_lo * 3 + x_lo) * 2;
+    const ec_channel *ch = p->channel;
+    int c, k;
+    for (c = 0; c < depth; c += 4, ch += 4, group += 18) {
+        uint32_t a0 = (uint32_t)ch[0].bias, a1 = (uint32_t)ch[1].bias, a2 = (uint32_t)ch[2].bias,
+                 a3 = (uint32_t)ch[3].bias;
+        const uint32_t *w = group;
+        int8_t r0, r1, r2, r3;
+        if (ny == 3) { /* unrolled */
+            ec_depthwise_row_taps(x[0] + c, depth, w, n, offset2, &a0, &a1, &a2, &a3);
+            ec_depthwise_row_taps(x[1] + c, depth, w + 6, n, offset2, &a0, &a1, &a2, &a3);
+            ec_depthwise_row_taps(x[2] + c, depth, w + 12, n, offset2, &a0, &a1, &a2, &a3);
+        } else
+            for (k = 0; k < ny; ++k, w += 6) ec_depthwise_row_taps(x[k] + c, depth, w, n, offset2, &a0, &a1, &a2, &a3);
+        r0 = ec_channel_out(a0, ch, 3, output_offset, -128, 127);
+        r1 = ec_channel_out(a1, ch + 1, 3, output_offset, -128, 127);
+        r2 = ec_channel_out(a2, ch + 2, 3, output_offset, -128, 127);
+        r3 = ec_channel_out(a3, ch + 3, 3, output_offset, -128, 127);
+        out[c] = r0;
+        out[c + 1] = r1;
+        out[c + 2] = r2;
+        out[c + 3] = r3;
+    }
+}
+
+EC_NOINLINE void ec_depthwise_quads3(const ec_conv_params *p, const int8_t *const *x, int y_lo, int ny, int8_t *out,
+                                     uint32_t offset2)
+{
+    ec_depthwise_quads3_body(p, x, y_lo, ny, 0, 3, out, offset2);
+}
+
+EC_NOINLINE void ec_depthwise_quads2(const ec_conv_params *p, const int8_t *const *x, int y_lo, int ny, int x_lo,
+                                     int8_t *out, uint32_t offset2)
+{
+    ec_depthwise_quads3_body(p, x, y_lo, ny, x_lo, 2, out, offset2);
+}
+
+/* ec_depthwise_quads with the mode every MLPerf-style model has (one SMMLAR, clamp [-128, 127]), and with any. */
+EC_NOINLINE void ec_depthwise_quads_q(const ec_conv_params *p, const int8_t *const *rows, int y_lo, int y_hi,
+                                      size_t first, int x_lo, int n, int8_t *out, uint32_t offset2)
+{
+    ec_depthwise_quads(p, rows, y_lo, y_hi, first, x_lo, n, out, offset2, 3);
+}
+
+EC_NOINLINE void ec_depthwise_quads_any(const ec_conv_params *p, const int8_t *const *rows, int y_lo, int y_hi,
+                                        size_t first, int x_lo, int n, int8_t *out, uint32_t offset2)
+{
+    ec_depthwise_quads(p, rows, y_lo, y_hi, first, x_lo, n, out, offset2, p->fast);
+}
+#endif
+
 /* One output row of a DEPTHWISE_CONV_2D with depth multiplier 1 (TFLite DepthwiseConvPerChannel):
    rows[filter_y] is the input row that filter row reads, for filter_y in [y_lo, y_hi) (the rows inside
    the image). The taps inside the image are found once per output pixel (TFLite skips the others, as if
@@ -54,7 +176,8 @@ static void ec_depthwise_row(const ec_conv_params *p, const int8_t *const *rows,
     int out_x, c, filter_y, filter_x, x_lo, x_hi;
 #ifdef EC_DSP
     const uint32_t offset2 = (uint32_t)(uint16_t)input_offset * 0x00010001u;
-    const int quads = depth & ~3; /* channels done four at a time */
+    const int quads = depth & ~3; /* channels done four at a time (ec_depthwise_quads) */
+    const int three = filter_w == 3 && dilation_w == 1 && p->filter_h == 3; /* ec_depthwise_quads3 */
 #else
     const int quads = 0;
 #endif
@@ -64,36 +187,18 @@ static void ec_depthwise_row(const ec_conv_params *p, const int8_t *const *rows,
         ec_depthwise_taps(in_x_origin, dilation_w, filter_w, input_w, &x_lo, &x_hi);
         first = (size_t)(in_x_origin + dilation_w * x_lo) * (size_t)depth;
 #ifdef EC_DSP
-        for (c = 0; c < quads; c += 4) {
-            const ec_channel *ch = channel + c;
-            const uint32_t *group = pairs + (size_t)c * (size_t)taps / 2;
-            uint32_t a0 = (uint32_t)ch[0].bias, a1 = (uint32_t)ch[1].bias, a2 = (uint32_t)ch[2].bias,
-                     a3 = (uint32_t)ch[3].bias;
-            for (filter_y = y_lo; filter_y < y_hi; ++filter_y) {
-                const int8_t *x = rows[filter_y] + first + c;
-                const uint32_t *w = group + (size_t)(filter_y * filter_w + x_lo) * 2;
-                const uint32_t *const end = w + (size_t)(x_hi - x_lo) * 2;
-                for (; w != end; x += x_step, w += 2) {
-                    const uint32_t xv = ec_load32(x);
-                    const uint32_t x02 = ec_sxtab16(offset2, xv), x13 = ec_sxtab16_ror8(offset2, xv);
-                    a0 = ec_smlabb(w[0], x02, a0);
-                    a2 = ec_smlatt(w[0], x02, a2);
-                    a1 = ec_smlabb(w[1], x13, a1);
-                    a3 = ec_smlatt(w[1], x13, a3);
-                }
-            }
-            if (fast) {
-                out[c] = ec_channel_out_fast(a0, ch, output_offset, act_min, act_max);
-                out[c + 1] = ec_channel_out_fast(a1, ch + 1, output_offset, act_min, act_max);
-                out[c + 2] = ec_channel_out_fast(a2, ch + 2, output_offset, act_min, act_max);
-                out[c + 3] = ec_channel_out_fast(a3, ch + 3, output_offset, act_min, act_max);
-            } else {
-                out[c] = ec_channel_out(a0, ch, 0, output_offset, act_min, act_max);
-                out[c + 1] = ec_channel_out(a1, ch + 1, 0, output_offset, act_min, act_max);
-                out[c + 2] = ec_channel_out(a2, ch + 2, 0, output_offset, act_min, act_max);
-                out[c + 3] = ec_channel_out(a3, ch + 3, 0, output_offset, act_min, act_max);
-            }
-        }
+        if (fast == 3 && three && x_hi - x_lo >= 2 && quads == depth) {
+            const int8_t *x[3];
+            for (filter_y = y_lo; filter_y < y_hi; ++filter_y) x[filter_y - y_lo] = rows[filter_y] + first;
+            if (x_hi - x_lo == 3)
+                ec_depthwise_quads3(p, x, y_lo, y_hi - y_lo, out, offset2);
+            else
+                ec_depthwise_quads2(p, x, y_lo, y_hi - y_lo, x_lo, out, offset2);
+            continue;
+        } else if (fast == 3)
+            ec_depthwise_quads_q(p, rows, y_lo, y_hi, first, x_lo, x_hi - x_lo, out, offset2);
+        else
+            ec_depthwise_quads_any(p, rows, y_lo, y_hi, first, x_lo, x_hi - x_lo, out, offset2);
 #endif
         for (c = quads; c < depth; ++c) {
             uint32_t acc = (uint32_t)channel[c].bias;
