@@ -13,7 +13,7 @@ def version(graph, op) -> int:
     return 6 if filter_in != in_ch else 3
 
 
-C_BLOCKS = {**C_PARAMS, "conv_2d": c_block(("conv_params", "dsp", "dot_2x2"), r"""
+C_BLOCKS = {**C_PARAMS, "conv_2d": c_block(("conv_params", "dsp", "dot_2x2", "dot_2x2_q15"), r"""
 /* Taps i .. i + n - 1 of one window into its slot of ec_dot_2x2's interleaved patch (tap i at
    slot[2 * (i & ~3) + (i & 3)]: 4-byte chunks of the two windows alternate): ec_conv_put copies them
    from `from`, ec_conv_pad sets them to `value`; four at a time where the chunks line up. Both return
@@ -91,22 +91,27 @@ static void ec_conv_window(const ec_conv_params *p, const int8_t *input, int pix
    pad_top rows + pad_left pixels before its input (docs/export.md): both windows are in the patch before
    either output pixel is written, in pixel order when narrowing and in reverse order (p->reverse) when
    widening. */
-/* Every filter pair of one group with the two windows in the patch: ec_dot_2x2, then the four outputs.
-   Inlined once per requantization mode (fast: ec_channel_out's mode), so the per-output test is gone. */
-EC_INLINE void ec_conv_pairs(const uint32_t *w, const int8_t *patch, int n4, const ec_channel *ch, int c,
-                           int per_group, int8_t *out0, int8_t *out1, int fast, int32_t offset,
-                                 int32_t act_min, int32_t act_max)
+/* Every filter pair of one group with the two windows in the patch: ec_dot_2x2 (or, q15 = 1, ec_dot_2x2_q15 on a
+   patch in 16-bit lanes), then the four outputs. Inlined once per requantization mode (fast: ec_channel_out's
+   mode) and patch kind, so the per-output test is gone. */
+EC_INLINE void ec_conv_pairs(const uint32_t *w, const void *patch, int n4, const ec_channel *ch, int c,
+                             int per_group, int8_t *out0, int8_t *out1, int fast, int32_t offset, int32_t act_min,
+                             int32_t act_max, int q15)
 {
     int pair;
     for (pair = 0; 2 * pair < per_group; ++pair, w += n4, ch += 2, c += 2) {
+        const int lone = 2 * pair + 1 == per_group; /* a last filter with a zero partner */
+        const uint32_t bias1 = lone ? 0u : (uint32_t)ch[1].bias;
         uint32_t acc[4];
-        if (2 * pair + 1 == per_group) { /* a last filter with a zero partner */
-            ec_dot_2x2(w, patch, n4, (uint32_t)ch[0].bias, 0u, acc);
+        if (q15)
+            ec_dot_2x2_q15(w, (const uint32_t *)patch, n4, (uint32_t)ch[0].bias, bias1, acc);
+        else
+            ec_dot_2x2(w, (const int8_t *)patch, n4, (uint32_t)ch[0].bias, bias1, acc);
+        if (lone) {
             out0[c] = ec_channel_out(acc[0], ch, fast, offset, act_min, act_max);
             out1[c] = ec_channel_out(acc[1], ch, fast, offset, act_min, act_max);
         } else { /* all four before any store: an int8_t store may alias ch, which would be reloaded */
             int8_t r00, r01, r10, r11;
-            ec_dot_2x2(w, patch, n4, (uint32_t)ch[0].bias, (uint32_t)ch[1].bias, acc);
             r00 = ec_channel_out(acc[0], ch, fast, offset, act_min, act_max);
             r01 = ec_channel_out(acc[1], ch, fast, offset, act_min, act_max);
             r10 = ec_channel_out(acc[2], ch + 1, fast, offset, act_min, act_max);
@@ -119,18 +124,76 @@ EC_INLINE void ec_conv_pairs(const uint32_t *w, const int8_t *patch, int n4, con
     }
 }
 
-/* ec_conv_pairs with the mode every MLPerf-style model has (one SMMLAR, clamp [-128, 127]), and with any. */
+/* ec_conv_pairs with the mode every MLPerf-style model has (one SMMLAR, clamp [-128, 127]), and with any;
+   int8 patches (ec_conv_2d) and 16-bit lanes (ec_pointwise). */
 EC_NOINLINE void ec_conv_pairs_q(const uint32_t *w, const int8_t *patch, int n4, const ec_channel *ch, int c,
                                  int per_group, int8_t *out0, int8_t *out1, int32_t offset)
 {
-    ec_conv_pairs(w, patch, n4, ch, c, per_group, out0, out1, 3, offset, -128, 127);
+    ec_conv_pairs(w, patch, n4, ch, c, per_group, out0, out1, 3, offset, -128, 127, 0);
 }
 
 EC_NOINLINE void ec_conv_pairs_any(const uint32_t *w, const int8_t *patch, int n4, const ec_channel *ch, int c,
                                    int per_group, int8_t *out0, int8_t *out1, int mode, int32_t offset,
                                    int32_t act_min, int32_t act_max)
 {
-    ec_conv_pairs(w, patch, n4, ch, c, per_group, out0, out1, mode, offset, act_min, act_max);
+    ec_conv_pairs(w, patch, n4, ch, c, per_group, out0, out1, mode, offset, act_min, act_max, 0);
+}
+
+EC_NOINLINE void ec_pointwise_pairs_q(const uint32_t *w, const uint32_t *patch, int n4, const ec_channel *ch,
+                                      int per_group, int8_t *out0, int8_t *out1, int32_t offset)
+{
+    ec_conv_pairs(w, patch, n4, ch, 0, per_group, out0, out1, 3, offset, -128, 127, 1);
+}
+
+EC_NOINLINE void ec_pointwise_pairs_any(const uint32_t *w, const uint32_t *patch, int n4, const ec_channel *ch,
+                                        int per_group, int8_t *out0, int8_t *out1, int mode, int32_t offset,
+                                        int32_t act_min, int32_t act_max)
+{
+    ec_conv_pairs(w, patch, n4, ch, 0, per_group, out0, out1, mode, offset, act_min, act_max, 1);
+}
+
+/* A 1x1 conv with stride 1, no padding and one group (p->pointwise): the two input pixels go into the patch
+   already in 16-bit lanes (per 4 channels the four words ec_dot_2x2_q15 reads; a last partial word of
+   channels zero-extended, its weights are 0), so the pass over each filter pair sign-extends nothing:
+   4 LDRD and 8 SMLAD per 16 MACs. Pixel order and in-place rules as ec_conv_2d. */
+static void ec_pointwise(const ec_conv_params *p, const int8_t *input, int8_t *output, uint32_t *patch)
+{
+    const int in_depth = p->input_depth, n4 = (in_depth + 3) & ~3, whole = in_depth & ~3;
+    const int pixels = p->output_h * p->output_w;
+    const int depth = p->output_depth, reverse = p->reverse, mode = p->fast;
+    const int32_t offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    int q, i, k;
+    for (q = 0; q < pixels; q += 2) {
+        const int two = q + 1 < pixels;
+        const int pixel0 = reverse ? pixels - 1 - q : q;
+        const int pixel1 = !two ? pixel0 : reverse ? pixels - 2 - q : q + 1;
+        const int8_t *const x0 = input + (size_t)pixel0 * in_depth, *const x1 = input + (size_t)pixel1 * in_depth;
+        uint32_t *slot = patch;
+        for (i = 0; i < whole; i += 4, slot += 4) {
+            const uint32_t v0 = ec_load32(x0 + i), v1 = ec_load32(x1 + i);
+            slot[0] = ec_lanes02(v0);
+            slot[1] = ec_lanes13(v0);
+            slot[2] = ec_lanes02(v1);
+            slot[3] = ec_lanes13(v1);
+        }
+        if (whole < in_depth) {
+            uint32_t v0 = 0, v1 = 0;
+            for (k = in_depth - 1; k >= whole; --k) {
+                v0 = v0 << 8 | (uint8_t)x0[k];
+                v1 = v1 << 8 | (uint8_t)x1[k];
+            }
+            slot[0] = ec_lanes02(v0);
+            slot[1] = ec_lanes13(v0);
+            slot[2] = ec_lanes02(v1);
+            slot[3] = ec_lanes13(v1);
+        }
+        if (mode == 3)
+            ec_pointwise_pairs_q(p->pairs, patch, n4, p->channel, depth, output + (size_t)pixel0 * depth,
+                                 output + (size_t)pixel1 * depth, offset);
+        else
+            ec_pointwise_pairs_any(p->pairs, patch, n4, p->channel, depth, output + (size_t)pixel0 * depth,
+                                   output + (size_t)pixel1 * depth, mode, offset, act_min, act_max);
+    }
 }
 
 static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *output, int8_t *patch)
@@ -143,6 +206,10 @@ static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *out
     const int depth = p->output_depth, reverse = p->reverse;
     const int32_t offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     int q, group;
+    if (p->pointwise) {
+        ec_pointwise(p, input, output, (uint32_t *)(void *)patch);
+        return;
+    }
     for (q = 0; q < pixels; q += 2) {
         const int two = q + 1 < pixels;
         const int pixel0 = reverse ? pixels - 1 - q : q;

@@ -118,6 +118,7 @@ typedef struct {
     const ec_channel *channel; /* [out] */
     int fast;                  /* ec_channel_out's mode for every channel (channel_mode) */
     int reverse;               /* conv: output pixels last to first (a 1x1 conv widening in place) */
+    int pointwise;             /* conv: 1x1, stride 1, no padding, one group (ec_pointwise; 4 bytes of scratch per tap) */
 } ec_conv_params;
 """)}
 
@@ -258,9 +259,11 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
     pointwise = same_grid and filter_h == filter_w == 1 and filter_depth == in_depth
     # Widening 1x1 conv in place: last pixel first, so pixel q's bytes are overwritten only by pixels <= q.
     fields.append(("reverse", int(pointwise and out_depth > in_depth)))
+    fields.append(("pointwise", int(pointwise)))
     data += emit.struct("ec_conv_params", f"{name}_params", fields)
     call = per_image(f"ec_conv_2d(&{name}_params, @IN0@, @OUT0@, (int8_t *)@SCRATCH@);", images, in_size, out_size)
-    scratch = 2 * taps4  # two output pixels' windows (ec_conv_2d)
+    # two output pixels' windows: int8 (ec_conv_2d), or 16-bit lanes in 32-bit words for a 1x1 conv (ec_pointwise)
+    scratch = 4 * taps4 if pointwise else 2 * taps4
     # A 1x1 conv copies its two input pixels into the patch before writing their output pixels, so it runs
     # in place. A stride-1 conv keeping the channel count runs in place with its output starting pad_top
     # rows and pad_left pixels before its input: output pixel o then overwrites input pixel o - (pad_top*W +
