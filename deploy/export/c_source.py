@@ -359,14 +359,15 @@ _block("channel_out", ("from_u32", "shr", "mbqm", "dsp"), r"""
    and take out the multiple of 2^32): one SMMLAR of 2x (needs |x| < 2^29, checked at export time from the
    weights and the bias) with half = 2^(r - 1), ec_channel_out_q. The op's `mode` says which one every
    channel takes: 0 TFLite's steps one by one (ec_mbqm), 1 the SMLAL, 2 the SMMLAR, 3 the SMMLAR with the
-   clamp [-128, 127] (one SSAT). */
+   clamp [-128, 127] (one SSAT) and the output offset inside half (half = 2^(r - 1) + offset * 2^r, r <= 22,
+   so that no sum leaves int32). */
 typedef struct {
     int64_t round;      /* 2^30 + 2^(30 + r) */
     int32_t bias;
     int32_t multiplier;
     int32_t shift;      /* TFLite's: left shift if > 0, right shift r = -shift if < 0 */
     int32_t post;       /* r - 1 */
-    int32_t half;       /* 2^(r - 1) */
+    int32_t half;       /* 2^(r - 1) (+ output offset * 2^r in mode 3) */
     int32_t right;      /* r */
 } ec_channel;
 
@@ -394,11 +395,11 @@ static inline int8_t ec_channel_out_q(uint32_t acc, const ec_channel *ch, int32_
     t = (int32_t)ec_shr((int64_t)ec_from_u32(acc << 1) * ch->multiplier + ((int64_t)1 << 31), 32) + ch->half;
 #endif
 #if defined(__GNUC__)
-    v = ((t + (x >> 31)) >> ch->right) + offset; /* >> of a negative value: arithmetic in GCC and Clang */
+    v = (t + (x >> 31)) >> ch->right; /* >> of a negative value: arithmetic in GCC and Clang */
 #else
-    v = (int32_t)ec_shr(t + (x < 0 ? -1 : 0), ch->right) + offset;
+    v = (int32_t)ec_shr(t + (x < 0 ? -1 : 0), ch->right);
 #endif
-    if (full) {
+    if (full) { /* half holds the output offset too: (t + offset * 2^r) >> r = (t >> r) + offset */
 #ifdef EC_DSP
         __asm__("ssat %0, #8, %1" : "=r"(v) : "r"(v));
         return (int8_t)v;
@@ -406,6 +407,7 @@ static inline int8_t ec_channel_out_q(uint32_t acc, const ec_channel *ch, int32_
         return (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
 #endif
     }
+    v += offset;
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
@@ -497,7 +499,7 @@ static inline void ec_dot_2x2_q15(const uint32_t *w, const uint32_t *x, int n, u
                 : [end] "r"(end)
                 : "cc", "memory");
     }
-#endif
+#else
     for (; x < end; x += 4, w += 4) {
         const uint32_t x0e = x[0], x0o = x[1], x1e = x[2], x1o = x[3], w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
         a00 = ec_dual_mac(w1, x0o, ec_dual_mac(w0, x0e, a00));
@@ -505,6 +507,7 @@ static inline void ec_dot_2x2_q15(const uint32_t *w, const uint32_t *x, int n, u
         a10 = ec_dual_mac(w3, x0o, ec_dual_mac(w2, x0e, a10));
         a11 = ec_dual_mac(w3, x1o, ec_dual_mac(w2, x1e, a11));
     }
+#endif
     acc[0] = a00;
     acc[1] = a01;
     acc[2] = a10;

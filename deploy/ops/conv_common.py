@@ -158,9 +158,10 @@ def depthwise_pairs(filter_data: np.ndarray, depth: int) -> np.ndarray:
     return lane_words(padded.reshape(-1, quads, 4).transpose(1, 0, 2))  # [group][tap][4]
 
 
-def channel_table(emit, name: str, bias, multiplier, shift) -> tuple[str, bool]:
+def channel_table(emit, name: str, bias, multiplier, shift, offset: int = 0) -> tuple[str, bool]:
     """`static const ec_channel name[]` (bias, TFLite's multiplier and shift, the merged rounding) and
-    whether every channel takes ec_channel_out's one-multiply path (1 <= -shift <= 31, multiplier >= 0)."""
+    whether every channel takes ec_channel_out's one-multiply path (1 <= -shift <= 31, multiplier >= 0).
+    offset: the output offset mode 3 folds into half (channel_mode), else 0."""
     multiplier = np.asarray(multiplier, dtype=np.int64)
     r = -np.asarray(shift, dtype=np.int64)
     fast = bool(np.all((r >= 1) & (r <= 31) & (multiplier >= 0)))
@@ -168,22 +169,23 @@ def channel_table(emit, name: str, bias, multiplier, shift) -> tuple[str, bool]:
     for b, m, s, rr in zip(np.asarray(bias, dtype=np.int64), multiplier, np.asarray(shift, dtype=np.int64), r):
         rounding = (1 << 30) + (1 << int(30 + rr)) if 1 <= rr <= 31 else 0
         post = int(rr) - 1 if 1 <= rr <= 31 else 0
-        half = 1 << (int(rr) - 1) if 1 <= rr <= 31 else 0
+        half = (1 << (int(rr) - 1)) + (offset << int(rr)) if 1 <= rr <= 31 else 0
         rows.append(f"    {{{emit.int_literal(rounding)}, {emit.int_literal(int(b))}, {emit.int_literal(int(m))}, "
-                    f"{emit.int_literal(int(s))}, {post}, {emit.int_literal(half)}, {post + 1 if half else 0}}},")
+                    f"{emit.int_literal(int(s))}, {post}, {emit.int_literal(half)}, {post + 1 if 1 <= rr <= 31 else 0}}},")
     return f"static const ec_channel {name}[{len(rows)}] = {{\n" + "\n".join(rows) + "\n};\n", fast
 
 
 def channel_mode(multiplier, shift, bound, act_min: int, act_max: int) -> int:
     """ec_channel_out's mode for a conv op (c_source "channel_out"): 3 or 2 (one SMMLAR; 3 with the clamp
-    [-128, 127]) when every channel has 1 <= r <= 31, a multiplier in [2^30, 2^31) and |accumulator| <= bound
-    < 2^29; else 1 (one SMLAL) when 1 <= r <= 31 and multiplier >= 0; else 0 (TFLite's steps)."""
+    [-128, 127] and r <= 22, the output offset then inside half) when every channel has 1 <= r <= 31, a
+    multiplier in [2^30, 2^31) and |accumulator| <= bound < 2^29; else 1 (one SMLAL) when 1 <= r <= 31 and
+    multiplier >= 0; else 0 (TFLite's steps)."""
     multiplier = np.asarray(multiplier, dtype=np.int64)
     r = -np.asarray(shift, dtype=np.int64)
     if not np.all((r >= 1) & (r <= 31) & (multiplier >= 0)):
         return 0
     if np.all(multiplier >= 2**30) and np.all(np.asarray(bound, dtype=np.int64) < 2**29):
-        return 3 if (act_min, act_max) == (-128, 127) else 2
+        return 3 if (act_min, act_max) == (-128, 127) and np.all(r <= 22) else 2
     return 1
 
 
@@ -220,8 +222,9 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
     w_abs = np.abs(np.asarray(filter_data, dtype=np.int64))
     w_abs = w_abs.reshape(-1, out_depth).sum(axis=0) if depthwise else w_abs.reshape(out_depth, -1).sum(axis=1)
     bound = np.abs(bias) + (255 if depthwise else 128) * w_abs
-    table, _ = channel_table(emit, f"{name}_channel", bias, p.output_multiplier, p.output_shift)
     fast = channel_mode(p.output_multiplier, p.output_shift, bound, p.activation_min, p.activation_max)
+    table, _ = channel_table(emit, f"{name}_channel", bias, p.output_multiplier, p.output_shift,
+                             p.output_offset if fast == 3 else 0)
     data += table
     fields = [
         ("input_h", in_h), ("input_w", in_w), ("input_depth", in_depth),

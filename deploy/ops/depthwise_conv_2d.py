@@ -91,9 +91,36 @@ EC_INLINE void ec_depthwise_quads(const ec_conv_params *p, const int8_t *const *
 EC_INLINE void ec_depthwise_row_taps(const int8_t *in, int depth, const uint32_t *w, int n, uint32_t offset2,
                                      uint32_t *a0, uint32_t *a1, uint32_t *a2, uint32_t *a3)
 {
+#if defined(__OPTIMIZE__) && defined(__GNUC__)
+    /* The same in 8 instructions per tap (gcc's own spilled); 11 registers. */
+    uint32_t xv, t, w0, w1;
+#define EC_DW_TAP(address) \
+    "ldr %[xv], " address "\n\t" \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+    "sxtab16 %[t], %[o], %[xv]\n\t" \
+    "sxtab16 %[xv], %[o], %[xv], ror #8\n\t" \
+    "smlabb %[a0], %[w0], %[t], %[a0]\n\t" \
+    "smlatt %[a2], %[w0], %[t], %[a2]\n\t" \
+    "smlabb %[a1], %[w1], %[xv], %[a1]\n\t" \
+    "smlatt %[a3], %[w1], %[xv], %[a3]\n\t"
+    if (n == 3)
+        __asm__(EC_DW_TAP("[%[x]]") EC_DW_TAP("[%[x], %[d]]") EC_DW_TAP("[%[x], %[d], lsl #1]")
+                : [a0] "+r"(*a0), [a1] "+r"(*a1), [a2] "+r"(*a2), [a3] "+r"(*a3), [w] "+r"(w), [xv] "=&r"(xv),
+                  [t] "=&r"(t), [w0] "=&r"(w0), [w1] "=&r"(w1)
+                : [x] "r"(in), [d] "r"(depth), [o] "r"(offset2)
+                : "memory");
+    else
+        __asm__(EC_DW_TAP("[%[x]]") EC_DW_TAP("[%[x], %[d]]")
+                : [a0] "+r"(*a0), [a1] "+r"(*a1), [a2] "+r"(*a2), [a3] "+r"(*a3), [w] "+r"(w), [xv] "=&r"(xv),
+                  [t] "=&r"(t), [w0] "=&r"(w0), [w1] "=&r"(w1)
+                : [x] "r"(in), [d] "r"(depth), [o] "r"(offset2)
+                : "memory");
+#undef EC_DW_TAP
+#else
     ec_depthwise_tap(ec_load32(in), w, offset2, a0, a1, a2, a3);
     ec_depthwise_tap(ec_load32(in + depth), w + 2, offset2, a0, a1, a2, a3);
     if (n == 3) ec_depthwise_tap(ec_load32(in + 2 * depth), w + 4, offset2, a0, a1, a2, a3);
+#endif
 }
 
 /* ec_depthwise_quads for a 3x3 filter (dilation 1) in mode 3, n = 3 or 2 (a constant) taps per row from tap
@@ -141,6 +168,27 @@ EC_NOINLINE void ec_depthwise_quads2(const ec_conv_params *p, const int8_t *cons
     ec_depthwise_quads3_body(p, x, y_lo, ny, x_lo, 2, out, offset2);
 }
 
+/* A whole output row of a 3x3 depthwise conv (dilation 1, mode 3, channels a multiple of 4) where every pixel has
+   two or three taps per row inside the image: ec_depthwise_quads3_body per pixel, without a call each. */
+EC_NOINLINE void ec_depthwise_row3(const ec_conv_params *p, const int8_t *const *rows, int y_lo, int y_hi,
+                                   int8_t *out, uint32_t offset2)
+{
+    const int depth = p->input_depth, output_w = p->output_w, input_w = p->input_w, stride = p->stride_w;
+    const int pad_left = p->pad_left, ny = y_hi - y_lo;
+    int out_x, k;
+    for (out_x = 0; out_x < output_w; ++out_x, out += depth) {
+        const int origin = out_x * stride - pad_left;
+        const int x_lo = origin < 0 ? -origin : 0;
+        const int x_hi = input_w - origin < 3 ? input_w - origin : 3;
+        const int8_t *x[3];
+        for (k = 0; k < ny; ++k) x[k] = rows[y_lo + k] + (size_t)(origin + x_lo) * (size_t)depth;
+        if (x_hi - x_lo == 3)
+            ec_depthwise_quads3_body(p, x, y_lo, ny, 0, 3, out, offset2);
+        else
+            ec_depthwise_quads3_body(p, x, y_lo, ny, x_lo, 2, out, offset2);
+    }
+}
+
 /* ec_depthwise_quads with the mode every MLPerf-style model has (one SMMLAR, clamp [-128, 127]), and with any. */
 EC_NOINLINE void ec_depthwise_quads_q(const ec_conv_params *p, const int8_t *const *rows, int y_lo, int y_hi,
                                       size_t first, int x_lo, int n, int8_t *out, uint32_t offset2)
@@ -180,6 +228,14 @@ static void ec_depthwise_row(const ec_conv_params *p, const int8_t *const *rows,
     const int three = filter_w == 3 && dilation_w == 1 && p->filter_h == 3; /* ec_depthwise_quads3 */
 #else
     const int quads = 0;
+#endif
+#ifdef EC_DSP
+    /* every pixel two or three taps wide inside the image: the first has pad_left <= 1, the last >= 2 */
+    if (fast == 3 && three && quads == depth && pad_left <= 1 && input_w >= 3
+        && input_w - ((output_w - 1) * stride_w - pad_left) >= 2) {
+        ec_depthwise_row3(p, rows, y_lo, y_hi, out, offset2);
+        return;
+    }
 #endif
     for (out_x = 0; out_x < output_w; ++out_x, out += depth) {
         const int in_x_origin = out_x * stride_w - pad_left;
