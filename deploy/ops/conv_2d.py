@@ -196,6 +196,84 @@ static void ec_pointwise(const ec_conv_params *p, const int8_t *input, int8_t *o
     }
 }
 
+/* One output pixel's window for ec_conv_runs, straight into the patch as 16-bit lanes: window row r is taps
+   r * run4 ... (the row's filter_w * input_depth bytes, then zeros up to run4, which meet zero weights), each
+   4 taps as the words ec_lanes02 / ec_lanes13 of their bytes at slot[0], slot[1] (then slot += 4: the other
+   pixel's words sit in between). Taps outside the image hold the input zero point (x + input_offset = 0). */
+static void ec_conv_run_window(const ec_conv_params *p, const int8_t *input, int pixel, uint32_t *slot)
+{
+    const int depth = p->input_depth, run = p->filter_w * depth, whole = run & ~3, run4 = p->run4;
+    const int8_t pad = (int8_t)(-p->input_offset);
+    const uint32_t pad2 = ec_lanes02((uint32_t)(uint8_t)pad * 0x01010101u);
+    const int out_y = pixel / p->output_w;
+    const int in_y_origin = out_y * p->stride_h - p->pad_top;
+    const int in_x_origin = (pixel - out_y * p->output_w) * p->stride_w - p->pad_left;
+    const int inside = in_x_origin >= 0 && in_x_origin + p->filter_w <= p->input_w;
+    int filter_y, j, k;
+    for (filter_y = 0; filter_y < p->filter_h; ++filter_y) {
+        const int in_y = in_y_origin + p->dilation_h * filter_y;
+        const int8_t *row; /* the window row's first byte, at in_x_origin (only formed when inside the image) */
+        const int8_t *image_row;
+        if (in_y < 0 || in_y >= p->input_h) {
+            for (j = 0; j < run4; j += 4, slot += 4) slot[0] = slot[1] = pad2;
+            continue;
+        }
+        image_row = input + (size_t)in_y * p->input_w * depth;
+        row = inside ? image_row + (size_t)in_x_origin * depth : image_row;
+        j = 0;
+        if (inside) {
+            for (; j < whole; j += 4, slot += 4) {
+                const uint32_t v = ec_load32(row + j);
+                slot[0] = ec_lanes02(v);
+                slot[1] = ec_lanes13(v);
+            }
+            if (whole < run) { /* the row's last bytes, zero-extended */
+                uint32_t v = 0;
+                for (k = run - 1; k >= whole; --k) v = v << 8 | (uint8_t)row[k];
+                slot[0] = ec_lanes02(v);
+                slot[1] = ec_lanes13(v);
+                slot += 4;
+            }
+            continue;
+        }
+        for (; j < run4; j += 4, slot += 4) { /* byte by byte: a window across the image's border */
+            uint32_t v = 0;
+            for (k = 3; k >= 0; --k) {
+                const int tap = j + k, in_x = in_x_origin + tap / depth;
+                const int8_t byte = tap >= run ? 0
+                                    : in_x < 0 || in_x >= p->input_w ? pad
+                                    : image_row[(ptrdiff_t)in_x_origin * depth + tap];
+                v = v << 8 | (uint8_t)byte;
+            }
+            slot[0] = ec_lanes02(v);
+            slot[1] = ec_lanes13(v);
+        }
+    }
+}
+
+/* A one-group conv whose window rows are runs of an input row (dilation_w 1) and small (p->run4): both
+   pixels' windows go into the patch as 16-bit lanes (ec_conv_run_window), the weights arranged with each
+   window row padded to run4 taps, then ec_pointwise's pass over the filter pairs. Pixel order and in-place
+   rules as ec_conv_2d. */
+static void ec_conv_runs(const ec_conv_params *p, const int8_t *input, int8_t *output, uint32_t *patch)
+{
+    const int n4 = p->filter_h * p->run4, pixels = p->output_h * p->output_w, depth = p->output_depth;
+    const int mode = p->fast;
+    const int32_t offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    int q;
+    for (q = 0; q < pixels; q += 2) {
+        const int pixel1 = q + 1 < pixels ? q + 1 : q; /* a last lone pixel twice */
+        ec_conv_run_window(p, input, q, patch);
+        ec_conv_run_window(p, input, pixel1, patch + 2);
+        if (mode == 3)
+            ec_pointwise_pairs_q(p->pairs, patch, n4, p->channel, depth, output + (size_t)q * depth,
+                                 output + (size_t)pixel1 * depth, offset);
+        else
+            ec_pointwise_pairs_any(p->pairs, patch, n4, p->channel, depth, output + (size_t)q * depth,
+                                   output + (size_t)pixel1 * depth, mode, offset, act_min, act_max);
+    }
+}
+
 static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *output, int8_t *patch)
 {
     const int groups = p->input_depth / p->filter_depth;
@@ -208,6 +286,10 @@ static void ec_conv_2d(const ec_conv_params *p, const int8_t *input, int8_t *out
     int q, group;
     if (p->pointwise) {
         ec_pointwise(p, input, output, (uint32_t *)(void *)patch);
+        return;
+    }
+    if (p->run4) {
+        ec_conv_runs(p, input, output, (uint32_t *)(void *)patch);
         return;
     }
     for (q = 0; q < pixels; q += 2) {

@@ -119,6 +119,7 @@ typedef struct {
     int fast;                  /* ec_channel_out's mode for every channel (channel_mode) */
     int reverse;               /* conv: output pixels last to first (a 1x1 conv widening in place) */
     int pointwise;             /* conv: 1x1, stride 1, no padding, one group (ec_pointwise; 4 bytes of scratch per tap) */
+    int run4;                  /* conv through ec_conv_runs: a window row's taps rounded up to 4; else 0 */
 } ec_conv_params;
 """)}
 
@@ -212,6 +213,17 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
     else:
         groups = in_depth // filter_depth
         arranged, taps4 = conv_filter_pairs(filter_data, out_depth, groups)
+        run4 = -(-filter_w * filter_depth // 4) * 4  # a window row's taps, rounded up to 4
+        pointwise = (emit.shape(step.inputs[0])[0] == 1 and p.stride_height == p.stride_width == 1
+                     and (out_h, out_w) == (in_h, in_w) and filter_h == filter_w == 1 and filter_depth == in_depth)  # fmt: skip
+        # ec_conv_runs: one group, window rows as runs of the input row, each padded to a multiple of 4 taps
+        # with zero weights; its patch (16-bit lanes) takes 4 bytes per tap, so only where that stays small.
+        runs = (not pointwise and groups == 1 and p.dilation_width == 1
+                and 4 * filter_h * run4 <= max(2 * taps4, 256))  # fmt: skip
+        if runs:
+            rows = np.zeros((out_depth, filter_h, run4), dtype=np.int64)
+            rows[:, :, : filter_w * filter_depth] = np.asarray(filter_data, dtype=np.int64).reshape(out_depth, filter_h, -1)
+            arranged, taps4 = conv_filter_pairs(rows, out_depth, 1)
         data = emit.array("uint32_t", f"{name}_pairs", arranged)
         # sum(w * (x + input_offset)) = sum(w * x) + input_offset * sum(w), modulo 2^32: the second term
         # and the bias are where the sum starts.
@@ -259,14 +271,14 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
         if images == 1 and out_depth == in_depth and lead is not None:
             return CSource(call, data, ("depthwise_conv_2d",), nbytes, pointers, in_place=0, in_place_offset=lead)
         return CSource(call, data, ("depthwise_conv_2d",), nbytes, pointers)
-    pointwise = same_grid and filter_h == filter_w == 1 and filter_depth == in_depth
     # Widening 1x1 conv in place: last pixel first, so pixel q's bytes are overwritten only by pixels <= q.
     fields.append(("reverse", int(pointwise and out_depth > in_depth)))
     fields.append(("pointwise", int(pointwise)))
+    fields.append(("run4", run4 if runs else 0))
     data += emit.struct("ec_conv_params", f"{name}_params", fields)
     call = per_image(f"ec_conv_2d(&{name}_params, @IN0@, @OUT0@, (int8_t *)@SCRATCH@);", images, in_size, out_size)
-    # two output pixels' windows: int8 (ec_conv_2d), or 16-bit lanes in 32-bit words for a 1x1 conv (ec_pointwise)
-    scratch = 4 * taps4 if pointwise else 2 * taps4
+    # two output pixels' windows: int8 (ec_conv_2d), or 16-bit lanes in 32-bit words (ec_pointwise, ec_conv_runs)
+    scratch = 4 * taps4 if pointwise or runs else 2 * taps4
     # A 1x1 conv copies its two input pixels into the patch before writing their output pixels, so it runs
     # in place. A stride-1 conv keeping the channel count runs in place with its output starting pad_top
     # rows and pad_left pixels before its input: output pixel o then overwrites input pixel o - (pad_top*W +
