@@ -3,7 +3,8 @@
 ec_channel_out_fast merges SaturatingRoundingDoublingHighMul and RoundingDivideByPOT into one
 64-bit multiply-add and a shift (docs/mcu.md); compared here, in C built by host gcc, with ec_mbqm
 (TFLite's steps one by one, itself checked against the runtime in test_export_c) on random,
-extreme and constructed tie cases for every right shift 1..31.
+extreme and constructed tie cases for every right shift 1..31. ec_channel_out_q (one SMMLAR of 2x
+on the Cortex-M4, |x| < 2^29) is checked the same way through its portable formula.
 """
 
 from __future__ import annotations
@@ -66,3 +67,60 @@ int main(void)
     text = "\n".join(f"{a} {b} {c}" for a, b, c in data.tolist())
     out = subprocess.run([str(tmp_path / "t")], input=text, capture_output=True, text=True, check=True).stdout.split()
     assert int(out[0]) == len(data) and int(out[1]) == 0
+
+
+def q_cases(rng) -> np.ndarray:
+    """cases() with |x| < 2^29 (the SMMLAR path's bound) and multipliers in [2^30, 2^31)."""
+    data = cases(rng)
+    data = data[(np.abs(data[:, 0]) < 2**29) & (data[:, 1] >= 2**30)]
+    r = -data[:, 2]
+    extra = []
+    for rr in range(1, 32):  # ties again, for |x| < 2^29: x * M within a few units of (j + 1/2) * 2^(31 + r)
+        m = rng.integers(2**30, 2**31, size=2000)
+        j = rng.integers(-(2**8), 2**8, size=2000)
+        x = np.round((j + 0.5) * 2.0 ** (31 + rr) / m) + rng.integers(-2, 3, size=2000)
+        keep = np.abs(x) < 2**29
+        extra.append(np.stack([x[keep], m[keep], np.full(int(keep.sum()), -rr)], axis=1))
+    assert r.min() == 1 and r.max() == 31
+    return np.concatenate([data, *extra]).astype(np.int64)
+
+
+def test_smmlar_requantization_equals_tflite_steps(tmp_path):
+    """ec_channel_out_q (mode 2: offset added after the shift; mode 3: offset inside half, r <= 22) on the
+    host's portable formula, the same arithmetic as the Cortex-M's SMMLAR: equal to TFLite's steps."""
+    blocks = all_blocks()
+    kernels = "\n".join(blocks[b][1] for b in blocks_in_order({"channel_out"}))
+    data = q_cases(np.random.default_rng(1))
+    program = f"""#include <stdint.h>
+#include <stdio.h>
+{kernels}
+int main(void)
+{{
+    long long x, m, shift;
+    long bad = 0, n = 0;
+    while (scanf("%lld %lld %lld", &x, &m, &shift) == 3) {{
+        ec_channel ch;
+        const int r = (int)-shift;
+        const int32_t want = ec_mbqm((int32_t)x, (int32_t)m, (int32_t)shift);
+        ch.multiplier = (int32_t)m;
+        ch.right = r;
+        ch.half = (int32_t)1 << (r - 1);
+        /* mode 2: the offset cancels TFLite's result, so any difference shows inside the clamp */
+        if (ec_channel_out_q((uint32_t)x, &ch, -want, -128, 127, 0) != 0) ++bad;
+        if (r <= 22) {{ /* mode 3: an offset in [-128, 127] inside half */
+            const int32_t offset = want >= -127 && want <= 128 ? -want : 0;
+            const int32_t v = want + offset;
+            ch.half = ((int32_t)1 << (r - 1)) + offset * ((int32_t)1 << r);
+            if (ec_channel_out_q((uint32_t)x, &ch, 0, 0, 0, 1) != (v < -128 ? -128 : v > 127 ? 127 : v)) ++bad;
+        }}
+        ++n;
+    }}
+    printf("%ld %ld\\n", n, bad);
+    return 0;
+}}
+"""
+    (tmp_path / "t.c").write_text(program)
+    subprocess.run(["gcc", *CFLAGS, "-Wno-unused-function", "t.c", "-o", "t"], cwd=tmp_path, check=True)
+    text = "\n".join(f"{a} {b} {c}" for a, b, c in data.tolist())
+    out = subprocess.run([str(tmp_path / "t")], input=text, capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) == len(data) > 50_000 and int(out[1]) == 0
