@@ -174,8 +174,8 @@ def test_kernel_covering_the_input_matches_naive(stride):
 
 
 @pytest.mark.parametrize("shape,w_shape,stride,padding,groups", [
-    ((2, 32, 32, 16), (32, 3, 3, 16), 2, "same", 1),    # resnet8's stack entry
-    ((2, 16, 16, 8), (16, 1, 1, 8), 2, "same", 1),      # its 1x1 shortcut: one phase only
+    ((2, 32, 32, 4), (32, 3, 3, 4), 2, "same", 1),      # few input channels (the GEMM path takes >= 8)
+    ((2, 16, 16, 3), (16, 1, 1, 3), 2, "same", 1),      # 1x1 shortcut: one phase only
     ((2, 49, 10, 1), (8, 10, 4, 1), 2, "same", 1),      # DS-CNN's stem, odd sizes
     ((2, 13, 11, 6), (6, 3, 3, 2), 2, "same", 3),       # grouped, two channels per group
     ((1, 9, 9, 4), (4, 3, 3, 2), 3, (1, 0, 2, 1), 2),   # stride 3, grouped, explicit padding
