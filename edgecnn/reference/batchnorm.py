@@ -6,9 +6,9 @@ layer can update its running averages. Eval mode is the fixed per-channel affine
 map that the quantizer folds into the preceding conv or dense:
     y = gamma * (x - mean) / sqrt(var + eps) + beta.
 
-The fast path is two Numba passes per direction; `*_naive` is the textbook numpy
-form. Statistics are summed in float64 in a fixed order, so training repeats bit
-for bit.
+The fast path is Numba passes over fixed row chunks (three forward, two backward;
+x_hat is recomputed from x rather than stored); `*_naive` is the textbook numpy form.
+Statistics are summed in float64 in a fixed order, so training repeats bit for bit.
 """
 
 from typing import NamedTuple
@@ -17,16 +17,18 @@ import numpy as np
 from numba import njit
 
 from edgecnn.errors import ShapeError
+from edgecnn.reference.workers import run_chunks
 
 
 class BatchNormCache(NamedTuple):
-    x_hat: np.ndarray    # (M, C) normalized input, M = every position of every image
+    x: np.ndarray        # (M, C) the input, M = every position of every image (x_hat is recomputed)
     inv_std: np.ndarray  # (C,) 1 / sqrt(var + eps), in x's dtype
     gamma: np.ndarray    # (C,)
     train: bool          # the batch statistics depend on x (train) or not (eval)
     shape: tuple         # x's shape
     mean: np.ndarray     # (C,) statistics used: the batch's (train) or the running ones (eval), float64
     var: np.ndarray      # (C,) biased variance
+    shift: np.ndarray    # (C,) mean in x's dtype: x_hat = (x - shift) * inv_std
 
 
 def _rows(x, gamma, beta):
@@ -38,103 +40,86 @@ def _rows(x, gamma, beta):
     return x.reshape(-1, c)
 
 
-# Rows are split into a fixed number of chunks, summed per chunk, then the chunk sums
-# added in order (the order the parallel version of these kernels used; results kept).
-# One thread: in a resnet8 training step on 2 vCPUs, waking Numba's second (passive)
-# OpenMP thread for each of these short loops made every BN 2x slower than running alone
-# (28x28x16 at batch 64: 3.0 vs 1.6 ms forward, 3.0 vs 2.2 backward).
+# Rows are split into a fixed number of chunks, summed per chunk (float64), then the chunk
+# sums added in order: results do not depend on the thread count. Chunks run on
+# workers.py's threads; as Numba prange regions (one shared partial-sum array) every BN
+# of a resnet8 step ran 2x slower on 2 vCPUs than on one thread.
 CHUNKS = 8
 
 
-@njit(cache=True, nogil=True)
-def _moments(x, mean, var):
-    # x (M,C) -> mean, biased var (C,) in float64; two passes, so var never goes negative
-    m, c = x.shape
-    part = np.zeros((CHUNKS, c))
-    for k in range(CHUNKS):
-        r0, r1 = k * m // CHUNKS, (k + 1) * m // CHUNKS
-        for i in range(r0, r1):
-            for j in range(c):
-                part[k, j] += x[i, j]
-    mean[:] = 0.0
-    for k in range(CHUNKS):
-        mean += part[k]
-    mean /= m
-    part[:, :] = 0.0
-    for k in range(CHUNKS):
-        r0, r1 = k * m // CHUNKS, (k + 1) * m // CHUNKS
-        for i in range(r0, r1):
-            for j in range(c):
-                d = x[i, j] - mean[j]
-                part[k, j] += d * d
-    var[:] = 0.0
-    for k in range(CHUNKS):
-        var += part[k]
-    var /= m
-    return mean, var
+def _span(k, m):
+    return k * m // CHUNKS, (k + 1) * m // CHUNKS
 
 
 @njit(cache=True, nogil=True)
-def _normalize(x, shift, inv_std, gamma, beta, x_hat, y):
-    # x_hat = (x - shift) * inv_std; y = gamma * x_hat + beta; all (M,C) with (C,) vectors
-    m, c = x.shape
-    for k in range(CHUNKS):
-        for i in range(k * m // CHUNKS, (k + 1) * m // CHUNKS):
-            for j in range(c):
-                h = (x[i, j] - shift[j]) * inv_std[j]
-                x_hat[i, j] = h
-                y[i, j] = gamma[j] * h + beta[j]
+def _sum_rows(x, r0, r1, out):
+    # out (C,) float64 = sum of rows r0..r1-1 of x (M,C), in row order
+    acc = np.zeros(x.shape[1])
+    for i in range(r0, r1):
+        row = x[i]
+        for j in range(x.shape[1]):
+            acc[j] += row[j]
+    out[:] = acc
 
 
 @njit(cache=True, nogil=True)
-def _dy_sums(dy, x_hat, sum_dy, sum_dy_xhat):
-    # per channel: sum of dy and of dy * x_hat, in float64, chunk by chunk
-    m, c = dy.shape
-    part = np.zeros((2, CHUNKS, c))
-    for k in range(CHUNKS):
-        for i in range(k * m // CHUNKS, (k + 1) * m // CHUNKS):
-            for j in range(c):
-                part[0, k, j] += dy[i, j]
-                part[1, k, j] += dy[i, j] * x_hat[i, j]
-    sum_dy[:] = 0.0
-    sum_dy_xhat[:] = 0.0
-    for k in range(CHUNKS):
-        sum_dy += part[0, k]
-        sum_dy_xhat += part[1, k]
+def _sum_sq_dev(x, r0, r1, mean, out):
+    # out (C,) float64 = sum of (x - mean)^2 over rows r0..r1-1
+    acc = np.zeros(x.shape[1])
+    for i in range(r0, r1):
+        row = x[i]
+        for j in range(x.shape[1]):
+            d = row[j] - mean[j]
+            acc[j] += d * d
+    out[:] = acc
 
 
 @njit(cache=True, nogil=True)
-def _bn_backward_train(dy, x_hat, scale, dx, dgamma, dbeta):
-    # dx = scale * (dy - mean(dy) - x_hat * mean(dy * x_hat)), scale = gamma * inv_std (C,)
-    m, c = dy.shape
-    sum_dy, sum_dy_xhat = np.empty(c), np.empty(c)
-    _dy_sums(dy, x_hat, sum_dy, sum_dy_xhat)
-    mean_dy = np.empty_like(scale)
-    mean_dy_xhat = np.empty_like(scale)
-    for j in range(c):
-        dbeta[j] = sum_dy[j]
-        dgamma[j] = sum_dy_xhat[j]
-        mean_dy[j] = sum_dy[j] / m
-        mean_dy_xhat[j] = sum_dy_xhat[j] / m
-    for k in range(CHUNKS):
-        for i in range(k * m // CHUNKS, (k + 1) * m // CHUNKS):
-            for j in range(c):
-                dx[i, j] = scale[j] * (dy[i, j] - mean_dy[j] - x_hat[i, j] * mean_dy_xhat[j])
+def _normalize(x, r0, r1, shift, inv_std, gamma, beta, y):
+    # y = gamma * (x - shift) * inv_std + beta on rows r0..r1-1; (C,) vectors in x's dtype
+    for i in range(r0, r1):
+        row, out = x[i], y[i]
+        for j in range(x.shape[1]):
+            out[j] = gamma[j] * ((row[j] - shift[j]) * inv_std[j]) + beta[j]
 
 
 @njit(cache=True, nogil=True)
-def _bn_backward_eval(dy, x_hat, scale, dx, dgamma, dbeta):
+def _dy_sums(dy, x, r0, r1, shift, inv_std, out_dy, out_dy_xhat):
+    # per channel over rows r0..r1-1, float64: sum of dy and of dy * x_hat
+    a = np.zeros(dy.shape[1])
+    b = np.zeros(dy.shape[1])
+    for i in range(r0, r1):
+        g, row = dy[i], x[i]
+        for j in range(dy.shape[1]):
+            a[j] += g[j]
+            b[j] += g[j] * ((row[j] - shift[j]) * inv_std[j])
+    out_dy[:] = a
+    out_dy_xhat[:] = b
+
+
+@njit(cache=True, nogil=True)
+def _dx_train(dy, x, r0, r1, shift, inv_std, scale, mean_dy, mean_dy_xhat, dx):
+    # dx = scale * (dy - mean(dy) - x_hat * mean(dy * x_hat)), scale = gamma * inv_std
+    for i in range(r0, r1):
+        g, row, out = dy[i], x[i], dx[i]
+        for j in range(dy.shape[1]):
+            out[j] = scale[j] * (g[j] - mean_dy[j] - ((row[j] - shift[j]) * inv_std[j]) * mean_dy_xhat[j])
+
+
+@njit(cache=True, nogil=True)
+def _dx_eval(dy, r0, r1, scale, dx):
     # eval mode is an affine map: dx = scale * dy
-    m, c = dy.shape
-    sum_dy, sum_dy_xhat = np.empty(c), np.empty(c)
-    _dy_sums(dy, x_hat, sum_dy, sum_dy_xhat)
-    for j in range(c):
-        dbeta[j] = sum_dy[j]
-        dgamma[j] = sum_dy_xhat[j]
-    for k in range(CHUNKS):
-        for i in range(k * m // CHUNKS, (k + 1) * m // CHUNKS):
-            for j in range(c):
-                dx[i, j] = scale[j] * dy[i, j]
+    for i in range(r0, r1):
+        g, out = dy[i], dx[i]
+        for j in range(dy.shape[1]):
+            out[j] = scale[j] * g[j]
+
+
+def _chunk_sums(kernel, m, c, *args):
+    """kernel(..., r0, r1, ..., out) per chunk -> (CHUNKS, C) partial sums; the caller adds them in order."""
+    part = np.empty((CHUNKS, c))
+    run_chunks(lambda k: kernel(*args[:1], *_span(k, m), *args[1:], part[k]), CHUNKS)
+    return part
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=1e-5, train=False):
@@ -146,30 +131,49 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=1e-5, train
     """
     rows = _rows(x, gamma, beta)
     dt = rows.dtype
+    m, c = rows.shape
     if train:
-        if rows.shape[0] < 2:
+        if m < 2:
             raise ShapeError("batchnorm in train mode needs more than one value per channel")
-        mean, var = _moments(rows, np.empty(rows.shape[1]), np.empty(rows.shape[1]))
+        mean = _ordered_sum(_chunk_sums(_sum_rows, m, c, rows)) / m  # two passes: var never goes negative
+        var = _ordered_sum(_chunk_sums(_sum_sq_dev, m, c, rows, mean)) / m
     else:
         mean, var = np.asarray(running_mean, np.float64), np.asarray(running_var, np.float64)
     inv_std = (1.0 / np.sqrt(var + eps)).astype(dt)
-    x_hat, y = np.empty_like(rows), np.empty_like(rows)
-    _normalize(rows, mean.astype(dt), inv_std, np.asarray(gamma, dt), np.asarray(beta, dt), x_hat, y)
-    return y.reshape(x.shape), BatchNormCache(x_hat, inv_std, np.asarray(gamma, dt), train, x.shape, mean, var)
+    shift, gamma, beta = mean.astype(dt), np.asarray(gamma, dt), np.asarray(beta, dt)
+    y = np.empty_like(rows)
+    run_chunks(lambda k: _normalize(rows, *_span(k, m), shift, inv_std, gamma, beta, y), CHUNKS)
+    return y.reshape(x.shape), BatchNormCache(rows, inv_std, gamma, train, x.shape, mean, var, shift)
+
+
+def _ordered_sum(part):
+    total = part[0].copy()
+    for k in range(1, part.shape[0]):
+        total += part[k]
+    return total
 
 
 def batchnorm_backward(dy, cache):
     """(dx, dgamma, dbeta) from dy shaped like the forward's x."""
-    dy = np.ascontiguousarray(dy, dtype=cache.x_hat.dtype)
+    dy = np.ascontiguousarray(dy, dtype=cache.x.dtype)
     if dy.shape != cache.shape:
         raise ShapeError(f"batchnorm_backward: dy {dy.shape} != forward shape {cache.shape}")
-    rows = dy.reshape(cache.x_hat.shape)
-    c = rows.shape[1]
+    rows = dy.reshape(cache.x.shape)
+    m, c = rows.shape
+    dt = rows.dtype
+    sums = np.empty((2, CHUNKS, c))
+    run_chunks(lambda k: _dy_sums(rows, cache.x, *_span(k, m), cache.shift, cache.inv_std, sums[0, k], sums[1, k]),
+               CHUNKS)
+    sum_dy, sum_dy_xhat = _ordered_sum(sums[0]), _ordered_sum(sums[1])
+    scale = cache.gamma * cache.inv_std
     dx = np.empty_like(rows)
-    dgamma, dbeta = np.empty(c, rows.dtype), np.empty(c, rows.dtype)
-    kernel = _bn_backward_train if cache.train else _bn_backward_eval
-    kernel(rows, cache.x_hat, cache.gamma * cache.inv_std, dx, dgamma, dbeta)
-    return dx.reshape(cache.shape), dgamma, dbeta
+    if cache.train:
+        mean_dy, mean_dy_xhat = (sum_dy / m).astype(dt), (sum_dy_xhat / m).astype(dt)
+        run_chunks(lambda k: _dx_train(rows, cache.x, *_span(k, m), cache.shift, cache.inv_std, scale, mean_dy,
+                                       mean_dy_xhat, dx), CHUNKS)
+    else:
+        run_chunks(lambda k: _dx_eval(rows, *_span(k, m), scale, dx), CHUNKS)
+    return dx.reshape(cache.shape), sum_dy_xhat.astype(dt), sum_dy.astype(dt)
 
 
 # ----------------------------------------------------------------------------- naive reference

@@ -5,6 +5,7 @@ written as textbook convolutions of the upstream gradient; tests hold the two
 together.
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -92,7 +93,9 @@ class _WideGeometry(NamedTuple):
     dy_offs: np.ndarray  # (Og*KH*KW,) offset of tap (o, ky, kx) into a group's dy rows
 
 
+@functools.lru_cache(maxsize=256)
 def _wide_geometry(x_shape, w_shape, pad, dilation, groups):
+    """Cached per shape (a training step asks for the same few again and again); callers only read it."""
     _, h, wd, c_in = x_shape
     c_out, kh, kw, cg = w_shape
     (top, bottom, left, right), (dh, dw) = pad, dilation

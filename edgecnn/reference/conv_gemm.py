@@ -9,24 +9,17 @@ cache, so no batch-sized im2col buffer exists. The chunks are a fixed function o
 shapes, never of the thread count, and the weight gradient sums them in order: a run
 repeats bit for bit on any number of threads.
 
-Threads: numpy's OpenBLAS runs single-threaded inside each worker (set per thread, so
-the rest of the process keeps its BLAS threads), and the workers split the chunks.
-Measured on 2 shared cores: OpenBLAS' own threads ran these skinny GEMMs at 7-25
-GMAC/s under load, one thread per chunk at 33-59 GMAC/s per core. Calls from numpy and
-the Numba kernels (nogil) release the GIL, so two Python threads use both cores.
+Threads (workers.py): numpy's OpenBLAS runs single-threaded inside each worker, and the
+workers claim chunks. Measured on 2 shared cores: OpenBLAS' own threads ran these skinny
+GEMMs at 7-25 GMAC/s under load, one thread per chunk at 33-59 GMAC/s per core.
 """
 
 from __future__ import annotations
 
-import ctypes
-import glob
-import itertools
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
-from numba import get_num_threads, njit
+from numba import njit
+
+from edgecnn.reference.workers import run_chunks, scratch
 
 ROWS_PER_CHUNK = 2048  # output pixels per GEMM: the columns of one chunk stay in L2
 MIN_CHUNKS = 4         # at least this many chunks (when the batch allows), so small maps still split
@@ -111,87 +104,6 @@ def col2im_add(dcols, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, dx):
                 r += 1
 
 
-# ----------------------------------------------------------------------------- threads
-
-def _openblas_local_threads():
-    """numpy's OpenBLAS `openblas_set_num_threads_local` (thread-local, OpenBLAS >= 0.3.27), or None."""
-    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*"))
-    for path in libs:
-        try:
-            fn = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-        return fn
-    return None
-
-
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_local = threading.local()
-
-
-def _single_blas_thread():
-    if not getattr(_local, "blas_set", False):
-        fn = _openblas_local_threads()
-        if fn is not None:
-            fn(1)
-        _local.blas_set = True
-
-
-def _workers(n):
-    """A pool of n - 1 threads (the caller is the n-th), each with single-threaded BLAS."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size < n - 1:
-            if _pool is not None:
-                _pool.shutdown(wait=True)
-            _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="edgecnn-gemm",
-                                       initializer=_single_blas_thread)
-            _pool_size = n - 1
-        return _pool
-
-
-def _scratch(name, shape, dtype):
-    """A per-thread buffer reused across calls (contents undefined)."""
-    bufs = getattr(_local, "bufs", None)
-    if bufs is None:
-        bufs = _local.bufs = {}
-    key = (name, dtype)
-    size = int(np.prod(shape))
-    buf = bufs.get(key)
-    if buf is None or buf.size < size:
-        buf = bufs[key] = np.empty(max(size, 1), dtype=dtype)
-    return buf[:size].reshape(shape)
-
-
-def _run(task, n_chunks):
-    """task(c) for every chunk c, on up to get_num_threads() threads (the caller is one of them).
-
-    Threads claim the next chunk as they finish one (next() on a shared counter is atomic
-    under the GIL), so a thread slowed by another process on its core takes fewer chunks.
-    Which thread runs a chunk never changes what the chunk computes."""
-    n = max(1, min(get_num_threads(), n_chunks))
-    _single_blas_thread()
-    if n == 1:
-        for c in range(n_chunks):
-            task(c)
-        return
-    claim = itertools.count()
-
-    def worker():
-        for c in iter(lambda: next(claim), None):
-            if c >= n_chunks:
-                return
-            task(c)
-
-    futures = [_workers(n).submit(worker) for _ in range(1, n)]
-    worker()
-    for f in futures:
-        f.result()
-
-
 def chunks(n_img, pixels):
     """Images per chunk and the number of chunks: a function of the shapes alone."""
     per = max(1, min(-(-ROWS_PER_CHUNK // pixels), -(-n_img // MIN_CHUNKS)))
@@ -213,14 +125,14 @@ def conv_gemm_forward(x, w, b, stride, pad, dilation, oh, ow):
 
     def task(c):
         n0, n1 = c * per, min(n_img, (c + 1) * per)
-        cols = _scratch("cols", ((n1 - n0) * oh * ow, k), x.dtype)
+        cols = scratch("cols", ((n1 - n0) * oh * ow, k), x.dtype)
         im2col(x, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols)
         out = y_rows[n0 * oh * ow:n1 * oh * ow]
         np.matmul(cols, w_t, out=out)
         if b is not None:
             out += b
 
-    _run(task, n_chunks)
+    run_chunks(task, n_chunks)
     return y
 
 
@@ -249,19 +161,19 @@ def conv_gemm_backward(x, w, dy, stride, pad, dilation, need_dx):
 
     def task(c):
         n0, n1 = c * per, min(n_img, (c + 1) * per)
-        cols = _scratch("cols", ((n1 - n0) * oh * ow, k), x.dtype)
+        cols = scratch("cols", ((n1 - n0) * oh * ow, k), x.dtype)
         im2col(x, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols)
         dy_c = dy_rows[n0 * oh * ow:n1 * oh * ow]
         np.matmul(dy_c.T, cols, out=dw_parts[c])
         if transposed:
-            cols_t = _scratch("cols_t", ((n1 - n0) * h * wd, kh * kw * c_out), x.dtype)
+            cols_t = scratch("cols_t", ((n1 - n0) * h * wd, kh * kw * c_out), x.dtype)
             im2col(dy, n0, n1, kh, kw, 1, 1, 1, 1, kh - 1 - top, kw - 1 - left, h, wd, cols_t)
             np.matmul(cols_t, w_t, out=dx_rows[n0 * h * wd:n1 * h * wd])
         elif need_dx:
             dcols = np.matmul(dy_c, w_flat, out=cols)  # cols is spent: reuse it
             col2im_add(dcols, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, dx)
 
-    _run(task, n_chunks)
+    run_chunks(task, n_chunks)
     dw_flat = dw_parts[0].copy()
     for c in range(1, n_chunks):  # fixed order: the same sum whatever thread made each part
         dw_flat += dw_parts[c]
