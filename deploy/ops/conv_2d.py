@@ -152,6 +152,101 @@ EC_NOINLINE void ec_pointwise_pairs_any(const uint32_t *w, const uint32_t *patch
     ec_conv_pairs(w, patch, n4, ch, 0, per_group, out0, out1, mode, offset, act_min, act_max, 1);
 }
 
+#if defined(EC_DSP) && defined(__GNUC__) && defined(__thumb2__)
+/* ec_pointwise_pairs_q for an even number of filters, in assembly (gcc's spilled around the dot loop): per
+   pair the two biases, the dot loop of ec_dot_2x2_q15 (14 instructions per 16 MACs), the four outputs in
+   mode 3 (lsl, SMMLAR, add of the sign, asr, SSAT each) stored through post-incremented out0 / out1.
+   A local symbol (two models in one program do not clash). Arguments: r0 w, r1 patch, r2 n4, r3 ch,
+   stack: pairs, out0, out1. ec_channel offsets: bias 8, multiplier 12, half 24, right 28, 32 bytes each. */
+#define EC_PW_ASM 1
+void ec_pw_pairs_m3(const uint32_t *w, const uint32_t *patch, int n4, const ec_channel *ch, int pairs,
+                    int8_t *out0, int8_t *out1);
+__asm__(".syntax unified\n"
+        ".section .text.ec_pw_pairs_m3,\"ax\",%progbits\n"
+        ".balign 4\n"
+        ".thumb\n"
+        ".thumb_func\n"
+        ".type ec_pw_pairs_m3, %function\n"
+        "ec_pw_pairs_m3:\n"
+        "    push {r1, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n" /* patch at [sp], pairs [sp, #40], outs #44, #48 */
+        "    ldr r8, [sp, #40]\n"
+        "    cmp r8, #0\n"
+        "    ble 3f\n"
+        "    add r2, r1, r2, lsl #2\n"                           /* the patch's end: n4 words */
+        "1:  ldr r4, [r3, #8]\n"
+        "    ldr r6, [r3, #40]\n"
+        "    mov r5, r4\n"
+        "    mov r7, r6\n"
+        "    ldr r1, [sp]\n"
+        "2:  ldrd r8, r9, [r0], #8\n"
+        "    ldrd r12, lr, [r1], #8\n"
+        "    smlad r4, r8, r12, r4\n"
+        "    smlad r4, r9, lr, r4\n"
+        "    ldrd r10, r11, [r0], #8\n"
+        "    smlad r6, r10, r12, r6\n"
+        "    smlad r6, r11, lr, r6\n"
+        "    ldrd r12, lr, [r1], #8\n"
+        "    smlad r5, r8, r12, r5\n"
+        "    smlad r5, r9, lr, r5\n"
+        "    smlad r7, r10, r12, r7\n"
+        "    smlad r7, r11, lr, r7\n"
+        "    cmp r1, r2\n"
+        "    bne 2b\n"
+        "    ldr r8, [r3, #12]\n"
+        "    ldr r9, [r3, #24]\n"
+        "    ldr r10, [r3, #28]\n"
+        "    lsl r12, r4, #1\n"
+        "    smmlar r12, r12, r8, r9\n"
+        "    add r12, r12, r4, asr #31\n"
+        "    asr r12, r12, r10\n"
+        "    ssat r12, #8, r12\n"
+        "    lsl lr, r5, #1\n"
+        "    smmlar lr, lr, r8, r9\n"
+        "    add lr, lr, r5, asr #31\n"
+        "    asr lr, lr, r10\n"
+        "    ssat lr, #8, lr\n"
+        "    ldr r8, [r3, #44]\n"
+        "    ldr r9, [r3, #56]\n"
+        "    ldr r10, [r3, #60]\n"
+        "    lsl r4, r6, #1\n"
+        "    smmlar r4, r4, r8, r9\n"
+        "    add r4, r4, r6, asr #31\n"
+        "    asr r4, r4, r10\n"
+        "    ssat r4, #8, r4\n"
+        "    lsl r5, r7, #1\n"
+        "    smmlar r5, r5, r8, r9\n"
+        "    add r5, r5, r7, asr #31\n"
+        "    asr r5, r5, r10\n"
+        "    ssat r5, #8, r5\n"
+        "    ldrd r8, r9, [sp, #44]\n"
+        "    strb r12, [r8], #1\n"
+        "    strb r4, [r8], #1\n"
+        "    strb lr, [r9], #1\n"
+        "    strb r5, [r9], #1\n"
+        "    strd r8, r9, [sp, #44]\n"
+        "    adds r3, r3, #64\n"
+        "    ldr r8, [sp, #40]\n"
+        "    subs r8, r8, #1\n"
+        "    str r8, [sp, #40]\n"
+        "    bne 1b\n"
+        "3:  pop {r1, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n"
+        ".size ec_pw_pairs_m3, . - ec_pw_pairs_m3\n"
+        ".text\n");
+#endif
+
+/* ec_pointwise_pairs_q, or the assembly above for an even number of filters */
+static void ec_pointwise_pairs_m3(const uint32_t *w, const uint32_t *patch, int n4, const ec_channel *ch,
+                                  int per_group, int8_t *out0, int8_t *out1, int32_t offset)
+{
+#ifdef EC_PW_ASM
+    if (!(per_group & 1)) {
+        ec_pw_pairs_m3(w, patch, n4, ch, per_group / 2, out0, out1);
+        return;
+    }
+#endif
+    ec_pointwise_pairs_q(w, patch, n4, ch, per_group, out0, out1, offset);
+}
+
 /* A 1x1 conv with stride 1, no padding and one group (p->pointwise): the two input pixels go into the patch
    already in 16-bit lanes (per 4 channels the four words ec_dot_2x2_q15 reads; a last partial word of
    channels zero-extended, its weights are 0), so the pass over each filter pair sign-extends nothing:
@@ -188,8 +283,8 @@ static void ec_pointwise(const ec_conv_params *p, const int8_t *input, int8_t *o
             slot[3] = ec_lanes13(v1);
         }
         if (mode == 3)
-            ec_pointwise_pairs_q(p->pairs, patch, n4, p->channel, depth, output + (size_t)pixel0 * depth,
-                                 output + (size_t)pixel1 * depth, offset);
+            ec_pointwise_pairs_m3(p->pairs, patch, n4, p->channel, depth, output + (size_t)pixel0 * depth,
+                                  output + (size_t)pixel1 * depth, offset);
         else
             ec_pointwise_pairs_any(p->pairs, patch, n4, p->channel, depth, output + (size_t)pixel0 * depth,
                                    output + (size_t)pixel1 * depth, mode, offset, act_min, act_max);
@@ -266,8 +361,8 @@ static void ec_conv_runs(const ec_conv_params *p, const int8_t *input, int8_t *o
         ec_conv_run_window(p, input, q, patch);
         ec_conv_run_window(p, input, pixel1, patch + 2);
         if (mode == 3)
-            ec_pointwise_pairs_q(p->pairs, patch, n4, p->channel, depth, output + (size_t)q * depth,
-                                 output + (size_t)pixel1 * depth, offset);
+            ec_pointwise_pairs_m3(p->pairs, patch, n4, p->channel, depth, output + (size_t)q * depth,
+                                  output + (size_t)pixel1 * depth, offset);
         else
             ec_pointwise_pairs_any(p->pairs, patch, n4, p->channel, depth, output + (size_t)q * depth,
                                    output + (size_t)pixel1 * depth, mode, offset, act_min, act_max);
