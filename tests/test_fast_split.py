@@ -78,15 +78,59 @@ def test_pieces():
     assert pieces.max() == 2
 
 
+def _split_alone(graph, x, ctl_job=0):
+    """run_plan_split called directly, with no helper thread: the caller must take every piece."""
+    from edgecnn.deploy.runtime.executor import CTL_JOB, CTL_WORDS, run_plan_split, split_sync
+
+    rt = fast_runtime(graph, KINDS[-1])
+    p = rt.plan
+    arenas, a, c = rt._scratch(numba.config.NUMBA_NUM_THREADS)
+    out = np.empty((1, p.out_row), np.int8)
+    ctl = np.zeros(CTL_WORDS, np.int64)
+    ctl[CTL_JOB] = ctl_job
+    sync = split_sync(p.ops)
+    for _ in range(2):  # a second job on the same counters
+        run_plan_split(p.ops, split_pieces(p.ops), p.i8, p.w8, p.i32, p.i64, p.f64, p.io, x[:1].reshape(-1),
+                       out.reshape(-1), 1, arenas[0], a[0], c[0], rt._gemm, sync, ctl)  # fmt: skip
+        np.testing.assert_array_equal(out.reshape(-1), naive.run_graph(graph, x[:1])[graph.outputs[0]].reshape(-1))
+    assert ctl[CTL_JOB] == ctl_job + 2
+
+
 def test_one_thread_runs_every_piece():
-    """With one worker the claiming loop takes every piece itself: same bytes, no wait on a missing thread."""
-    from edgecnn.deploy.runtime.executor import run_plan_split
+    """Without a helper the claiming loop takes every piece itself: same bytes, no wait on a missing thread."""
+    _split_alone(*mixed_graph(3, 5, -20))
+
+
+def test_stale_helper_claims_nothing():
+    """A helper still on an earlier job (descheduled, late) finds the counters re-tagged and claims nothing."""
+    from edgecnn.deploy.runtime.executor import _claim_ops, split_sync
 
     graph, x = mixed_graph(3, 5, -20)
     rt = fast_runtime(graph, KINDS[-1])
     p = rt.plan
     arenas, a, c = rt._scratch(numba.config.NUMBA_NUM_THREADS)
-    out = np.empty((1, p.out_row), np.int8)
-    run_plan_split(p.ops, split_pieces(p.ops), p.i8, p.w8, p.i32, p.i64, p.f64, p.io, x[:1].reshape(-1),
-                   out.reshape(-1), 1, arenas[0], a, c, rt._gemm, 1, np.zeros(2 * p.ops.shape[0], np.int64))  # fmt: skip
-    np.testing.assert_array_equal(out.reshape(-1), naive.run_graph(graph, x[:1])[graph.outputs[0]].reshape(-1))
+    sync = split_sync(p.ops)
+    sync[:] = 7 << 20  # the counters of job 7, nothing claimed yet
+    pieces = split_pieces(p.ops)
+    before = sync.copy()
+    assert not _claim_ops(p.ops, pieces, arenas[0], 1, a[1], c[1], p.i8, p.w8, p.i32, p.i64, p.f64, rt._gemm, sync, 6)
+    np.testing.assert_array_equal(sync, before)
+
+
+def test_helpers_stop_with_their_runtime():
+    import gc
+    import threading
+
+    graph, x = mixed_graph(3, 5, -20)
+    rt = fast_runtime(graph, KINDS[-1])
+    rt2 = Runtime(graph, num_threads=2)
+    rt2.run(x[:1])
+    names = {t.name for t in threading.enumerate()}
+    assert "edgecnn-split-1" in names
+    helpers = [t for t in threading.enumerate() if t.name == "edgecnn-split-1"]
+    del rt2
+    gc.collect()
+    for t in helpers:
+        t.join(timeout=5)
+    assert not any(t.is_alive() for t in helpers)
+    del rt

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from edgecnn.deploy.runtime import fast_conv, fast_ops
-from edgecnn.deploy.runtime.sync import atomic_add, atomic_read, cpu_yield, spin_pause
+from edgecnn.deploy.runtime.sync import atomic_add, atomic_cas, atomic_read, atomic_store, cpu_yield, nap, spin_pause
 
 # Opcodes (column 0 of the op table).
 OP_GEMM, OP_DEPTHWISE, OP_MAX_POOL, OP_AVERAGE_POOL, OP_COPY, OP_SOFTMAX, OP_ADD_SUB, OP_MEAN_HW, OP_LOOKUP = (
@@ -33,7 +33,7 @@ def _run_group(ops, arena, images, a, c, i8p, w8p, i32p, i64p, f64p, kind):
         if code == OP_GEMM:
             fast_conv.conv_gemm(op, arena, images, a, c, w8p, i32p, i64p, f64p, kind)
         elif code == OP_DEPTHWISE:
-            fast_ops.depthwise(op, arena, images, c, i32p, i64p)
+            fast_ops.depthwise(op, arena, images, c, i32p, i64p, 0, 1, kind)
         elif code == OP_MAX_POOL:
             fast_ops.pool(op, arena, images, c, False)
         elif code == OP_AVERAGE_POOL:
@@ -43,7 +43,7 @@ def _run_group(ops, arena, images, a, c, i8p, w8p, i32p, i64p, f64p, kind):
         elif code == OP_SOFTMAX:
             fast_ops.softmax(op, arena, images)
         elif code == OP_ADD_SUB:
-            fast_ops.add_sub(op, arena, images)
+            fast_ops.add_sub(op, arena, images, i64p)
         elif code == OP_MEAN_HW:
             fast_ops.mean_hw(op, arena, images, c)
         elif code == OP_LOOKUP:
@@ -99,60 +99,105 @@ def _run_piece(ops, i, arena, images, a, c, i8p, w8p, i32p, i64p, f64p, kind, pi
     if code == OP_GEMM:
         fast_conv.conv_gemm(op, arena, images, a, c, w8p, i32p, i64p, f64p, kind, piece, pieces)
     elif code == OP_DEPTHWISE:
-        fast_ops.depthwise(op, arena, images, c, i32p, i64p, piece, pieces)
+        fast_ops.depthwise(op, arena, images, c, i32p, i64p, piece, pieces, kind)
+    elif code == OP_ADD_SUB:
+        fast_ops.add_sub(op, arena, images, i64p, piece, pieces)
     else:
         _run_group(ops[i:i + 1], arena, images, a, c, i8p, w8p, i32p, i64p, f64p, kind)
 
 
 def split_pieces(ops) -> np.ndarray:
     """Pieces per op for run_plan_split: 2 for convolutions with at least 2 output rows (or, on the
-    im2col/1x1 path, 8 output pixels), 1 for everything else (too small to share)."""
+    im2col/1x1 path, 8 output pixels) and for ADD/SUB of at least ADD_SPLIT elements, 1 for
+    everything else (too small to share)."""
     pieces = np.ones(ops.shape[0], np.int64)
     for i, op in enumerate(ops):
         if op[0] == OP_DEPTHWISE and op[fast_conv.F_OUT_H] >= 2:
             pieces[i] = 2
         elif op[0] == OP_GEMM and (op[fast_conv.F_OUT_H] >= 2 or op[fast_conv.F_OUT_W] >= 8):
             pieces[i] = 2
+        elif op[0] == OP_ADD_SUB and op[fast_ops.F_SIZE] >= ADD_SPLIT:
+            pieces[i] = 2
     return pieces
 
 
-@njit(parallel=True, cache=True)
-def run_plan_split(ops, pieces, i8p, w8p, i32p, i64p, f64p, io, x, out, count, arena, a_s, c_s, kind, workers,
-                   sync):  # fmt: skip
-    """Images 0 .. count-1 (count <= the plan's group) through the plan, `workers` threads sharing each op.
+ADD_SPLIT = 2048  # elements per image of an ADD/SUB worth sharing (~1 us of work)
 
-    sync holds two counters per op (pieces claimed, pieces done). A thread claims pieces of
-    op i until none is left, then waits until all are done before it moves to op
-    i+1, whose inputs are then complete (spinning briefly, then yielding the core: on a shared
-    machine the thread waited for may be queued behind this one). Claiming instead of fixed shares means a thread that
-    runs late (or alone, if the pool gives the region fewer threads) takes the pieces still
-    open, so the loop never waits on a thread that is not there. Each thread uses its own
-    scratch (by Numba thread id); every piece writes its own part of the shared arena.
+# The split executor's control words (int64, one cache line each): the job's number, its image count,
+# and the workers' stop flag. Its counters: per op, pieces claimed and pieces done, one cache line
+# each, both tagged with the job's number above TAG_SHIFT so that a worker still looking at an
+# earlier job (descheduled, or just late) can never claim or wait on the current one's pieces.
+CTL_JOB, CTL_COUNT, CTL_STOP, CTL_WORDS = 0, 8, 16, 24
+TAG_SHIFT = 20
+LINE = 8  # int64s per cache line
+IDLE_SPINS = 20_000  # polls with `pause` (~50 ns each, ~1 ms) before an idle worker starts napping
+NAP_POLLS = 2_000  # then polls 50 us apart (~0.1 s), then 1 ms apart
+
+
+def split_sync(ops) -> np.ndarray:
+    """The counters run_plan_split and split_worker share (two cache lines per op)."""
+    return np.zeros(2 * LINE * max(1, ops.shape[0]), np.int64)
+
+
+@njit(cache=True)
+def _claim_ops(ops, pieces, arena, count, a, c, i8p, w8p, i32p, i64p, f64p, kind, sync, job):
+    """Run the pieces of every op this thread can claim, op after op; False if the job ended under it.
+
+    After op i's pieces are all claimed, wait until they are all done (op i+1 reads them): a
+    few `pause` hints, then sched_yield per poll (the thread waited for may be queued behind
+    this one on a shared machine).
+    """
+    tag = job << TAG_SHIFT
+    for i in range(ops.shape[0]):
+        n = pieces[i]
+        claims, dones = 2 * LINE * i, 2 * LINE * i + LINE
+        while True:
+            v = atomic_read(sync, claims)
+            if v - tag >= n or v < tag:  # all claimed, or (v < tag) a later job reset the counters
+                if v < tag or v - tag >= 1 << TAG_SHIFT:
+                    return False
+                break
+            if atomic_cas(sync, claims, v, v + 1):
+                _run_piece(ops, i, arena, count, a, c, i8p, w8p, i32p, i64p, f64p, kind, v - tag, n)
+                atomic_add(sync, dones, 1)
+        spins = 0
+        while True:
+            v = atomic_read(sync, dones)
+            if v - tag >= n:
+                if v - tag >= 1 << TAG_SHIFT:
+                    return False
+                break
+            if v < tag:
+                return False
+            if spins < SPINS:
+                spin_pause()
+                spins += 1
+            else:
+                cpu_yield()
+    return True
+
+
+@njit(cache=True)
+def run_plan_split(ops, pieces, i8p, w8p, i32p, i64p, f64p, io, x, out, count, arena, a, c, kind, sync, ctl):
+    """Images 0 .. count-1 (count <= the plan's group) through the plan, the calling thread and the
+    split_worker threads (if any run) sharing each op's pieces.
+
+    The job is posted by numbering it (ctl[CTL_JOB]) after its counters are reset and its input
+    is in the arena; a worker that sees a new number joins in and claims pieces of the op the
+    job is at; the calling thread claims too, and waits only for pieces a worker has claimed.
+    No thread ever waits for a worker to start, so a worker that is asleep, descheduled or
+    absent (one thread, or a forked child) only means fewer hands. Each thread uses its own
+    scratch; every piece writes its own part of the shared arena.
     """
     in_off, in_size = io[0, 0], io[0, 1]
     for j in range(count * in_size):
         arena[_U(in_off + j)] = x[_U(j)]
+    job = ctl[CTL_JOB] + 1
     for i in range(sync.shape[0]):
-        sync[i] = 0
-    n_ops = ops.shape[0]
-    for _ in prange(workers):
-        thread = numba.get_thread_id()
-        a, c = a_s[thread], c_s[thread]
-        for i in range(n_ops):
-            n = pieces[i]
-            while True:
-                piece = atomic_add(sync, 2 * i, 1)
-                if piece >= n:
-                    break
-                _run_piece(ops, i, arena, count, a, c, i8p, w8p, i32p, i64p, f64p, kind, piece, n)
-                atomic_add(sync, 2 * i + 1, 1)
-            spins = 0
-            while atomic_read(sync, 2 * i + 1) < n:
-                if spins < SPINS:
-                    spin_pause()
-                    spins += 1
-                else:
-                    cpu_yield()
+        atomic_store(sync, i, job << TAG_SHIFT)
+    atomic_store(ctl, CTL_COUNT, count)
+    atomic_store(ctl, CTL_JOB, job)
+    _claim_ops(ops, pieces, arena, count, a, c, i8p, w8p, i32p, i64p, f64p, kind, sync, job)
     out_row = 0
     for k in range(1, io.shape[0]):
         out_row += io[k, 1]
@@ -163,3 +208,29 @@ def run_plan_split(ops, pieces, i8p, w8p, i32p, i64p, f64p, io, x, out, count, a
             src = _U(off + image * size)
             for j in range(size):
                 out[dst + _U(j)] = arena[src + _U(j)]
+
+
+@njit(cache=True, nogil=True)
+def split_worker(ctl, ops, pieces, i8p, w8p, i32p, i64p, f64p, arena, a, c, kind, sync):
+    """A helper thread's loop (run without the GIL): join each job run_plan_split posts, until ctl[CTL_STOP].
+
+    Between jobs it polls: spinning with `pause` for IDLE_SPINS polls (back-to-back calls find
+    it awake), then napping 50 us, then 1 ms between polls (an idle runtime costs ~nothing).
+    """
+    seen = atomic_read(ctl, CTL_JOB)
+    idle = 0
+    while atomic_read(ctl, CTL_STOP) == 0:
+        job = atomic_read(ctl, CTL_JOB)
+        if job != seen:
+            seen = job
+            _claim_ops(ops, pieces, arena, atomic_read(ctl, CTL_COUNT), a, c, i8p, w8p, i32p, i64p, f64p, kind,
+                       sync, job)  # fmt: skip
+            idle = 0
+        elif idle < IDLE_SPINS:
+            spin_pause()
+            idle += 1
+        elif idle < IDLE_SPINS + NAP_POLLS:
+            nap(50)
+            idle += 1
+        else:
+            nap(1000)

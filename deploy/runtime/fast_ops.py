@@ -38,18 +38,81 @@ from edgecnn.deploy.runtime.fast_conv import (
 )
 from edgecnn.deploy.runtime.pooling import divide_rounding_half_away
 from edgecnn.deploy.runtime.softmax import _softmax_row
-from edgecnn.deploy.runtime.vnni import depthwise_row
+from edgecnn.deploy.runtime.cpu import GEMM_VNNI
+from edgecnn.deploy.runtime.vnni import add_sub16, depthwise_pairs_row, depthwise_row
 
 _U = np.uint64
 
-# DEPTHWISE_CONV_2D extra fields (the shape fields are fast_conv's).
+# DEPTHWISE_CONV_2D extra fields (the shape fields are fast_conv's); the pair plane's (depthwise_pairs:
+# its weights in the int32 pool, its tap offsets in the int64 pool, its columns, its tap count; 0 = none).
 F_IN_OFFSET, F_DEPTH_MULT, F_PLANE_H, F_PLANE_W, F_WEXP, F_TAPS = 18, 19, 20, 21, 22, 29
+F_PAIR_W, F_PAIR_TAPS, F_PAIR_COLS, F_PAIR_COUNT = 30, 31, 32, 33
 # Generic fields of the other ops.
 F_IN2, F_SIZE = 2, 4
 
 
 @njit(cache=True)
-def depthwise(op, arena, images, scratch, i32p, i64p, part=0, parts=1):
+def depthwise_pairs(op, arena, images, scratch, i32p, i64p, part, parts):
+    """DEPTHWISE_CONV_2D on AVX-512 VNNI, dilation_w 1, stride_w 1 or 2 (plan.py: 1): two taps per vpdpwssd.
+
+    plane[py][q][oc] is an int32 word holding two int16s: the padded input (x + input_offset, 0
+    in the padding) at padded columns sw*q and sw*q + 1. Filter columns 2m and 2m + 1 of output
+    column ox read exactly those two at q = ox + 2m/sw, so one vnni.depthwise_pairs_row tap (a
+    word of weights (w[2m], w[2m+1]), w[kw] = 0 for odd kw) adds both products; ceil(kw/2) taps
+    per filter row instead of kw. Same sums as `depthwise` (each product < 2^15, int32 wraps).
+    """
+    in_h, in_w, cin = op[F_IN_H], op[F_IN_W], op[F_CIN]
+    out_h, out_w, cout = op[F_OUT_H], op[F_OUT_W], op[F_COUT]
+    kh, sh, sw = op[F_KH], op[F_SH], op[F_SW]
+    pad_t, pad_l = op[F_PAD_T], op[F_PAD_L]
+    in_offset, dm = np.int32(op[F_IN_OFFSET]), op[F_DEPTH_MULT]
+    plane_h, cols, count = op[F_PLANE_H], op[F_PAIR_COLS], op[F_PAIR_COUNT]
+    act_min, act_max, out_zp = op[F_ACT_MIN], op[F_ACT_MAX], op[F_OUT_ZP]
+    row_len = out_w * cout
+    row_stride = -(-row_len // 16) * 16
+    plane = scratch.view(np.int16)
+    bias_row = i32p[op[F_BIAS]:]
+    rqv = i64p[op[F_RQ]:]
+    tap_offsets = i64p[op[F_PAIR_TAPS]:op[F_PAIR_TAPS] + count]
+    weights = i32p[op[F_PAIR_W]:]
+    y0, y1 = out_h * part // parts, out_h * (part + 1) // parts
+    pr0, pr1 = y0 * sh, min(plane_h, (y1 - 1) * sh + (kh - 1) * op[F_DH] + 1)  # plane rows those rows read
+    row_words = cols * cout
+    for image in range(images):
+        src_image = op[F_IN] + image * in_h * in_w * cin
+        dst_image = op[F_OUT] + image * out_h * out_w * cout
+        for py in range(pr0, pr1):
+            y = py - pad_t
+            base = _U(2 * py * row_words)
+            if y < 0 or y >= in_h:
+                for j in range(2 * row_words):
+                    plane[base + _U(j)] = 0
+                continue
+            src_row = src_image + y * in_w * cin
+            for q in range(cols):
+                x0 = sw * q - pad_l
+                dst = base + _U(2 * q * cout)
+                ok0, ok1 = 0 <= x0 < in_w, 0 <= x0 + 1 < in_w
+                s0, s1 = _U(src_row + x0 * cin), _U(src_row + (x0 + 1) * cin)
+                if ok0 and ok1 and dm == 1:
+                    for ch in range(cout):
+                        plane[dst + _U(2 * ch)] = np.int16(np.int32(arena[s0 + _U(ch)]) + in_offset)
+                        plane[dst + _U(2 * ch + 1)] = np.int16(np.int32(arena[s1 + _U(ch)]) + in_offset)
+                else:
+                    for ch in range(cout):
+                        plane[dst + _U(2 * ch)] = np.int16(np.int32(arena[s0 + _U(ch // dm)]) + in_offset) if ok0 else 0
+                        plane[dst + _U(2 * ch + 1)] = (np.int16(np.int32(arena[s1 + _U(ch // dm)]) + in_offset)
+                                                       if ok1 else 0)  # fmt: skip
+        for j in range(2 * plane_h * row_words, 2 * plane_h * row_words + 64):
+            plane[_U(j)] = 0
+        for out_y in range(y0, y1):
+            out_row = arena[dst_image + out_y * row_len:]
+            depthwise_pairs_row(scratch, out_y * sh * row_words, tap_offsets, count, weights, row_stride, bias_row,
+                                rqv, out_row, row_len, out_zp, act_min, act_max)  # fmt: skip
+
+
+@njit(cache=True)
+def depthwise(op, arena, images, scratch, i32p, i64p, part=0, parts=1, kind=0):
     """DEPTHWISE_CONV_2D: a padded int32 plane of x + input_offset, then whole output rows at a time.
 
     plane[phase][py][q][oc] = x[iy][ix][oc // depth_multiplier] + input_offset for the padded
@@ -174,14 +237,33 @@ def softmax(op, arena, images):
 
 
 # ADD/SUB fields: size per image, the three offsets, the common left shift, three sets of
-# requantization constants (M, left, total, round_pos, round_neg), the SUB flag, the clamp.
+# requantization constants (M, left, total, round_pos, round_neg), the SUB flag, the clamp;
+# for vnni.add_sub16: the offset of its three 16-lane constant blocks in the int64 pool, and
+# (in1 offset, in2 offset, out offset, left shift, SUB flag) again, side by side.
 F_AB_IN1_OFF, F_AB_IN2_OFF, F_AB_OUT_OFF, F_AB_LEFT = 5, 6, 7, 8
 F_AB_RQ1, F_AB_RQ2, F_AB_RQO, F_AB_SUB = 9, 14, 19, 24
+F_AB_RQV, F_AB_VEC = 34, 35
 
 
 @njit(cache=True)
-def add_sub(op, arena, images):
+def add_sub(op, arena, images, i64p, part=0, parts=1):
     """ADD / SUB of two same-shape int8 tensors (no broadcast): TFLite's 8-bit add.h arithmetic.
+
+    vnni.add_sub16, 16 lanes at a time (add_sub_scalar is the same arithmetic element by
+    element, kept as its reference). part of parts: that share of the elements (in runs of 64).
+    """
+    n = images * op[F_SIZE]
+    j0 = (n * part // parts) // 64 * 64
+    j1 = n if part == parts - 1 else (n * (part + 1) // parts) // 64 * 64
+    if j1 <= j0:
+        return
+    add_sub16(arena[op[F_IN] + j0:], arena[op[F_IN2] + j0:], arena[op[F_OUT] + j0:], j1 - j0, i64p[op[F_AB_RQV]:],
+              op[F_AB_VEC:F_AB_VEC + 5], op[F_ACT_MIN], op[F_ACT_MAX])  # fmt: skip
+
+
+@njit(cache=True)
+def add_sub_scalar(op, arena, images):
+    """add_sub element by element, in int64 (the reference for add_sub16 in the tests).
 
     Ranges: |x + offset| <= 255, << 20 gives < 2^28 (int32); each input multiplier is <= 1/2,
     so the rescaled terms and their sum stay below 2^28.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
+import weakref
 from contextlib import contextmanager
 
 import numba
@@ -17,9 +19,9 @@ from edgecnn.int8.graph import Int8Graph
 
 DEFAULT_CHUNK = 1024  # images per pass through the graph: bounds memory (~10 kB per LeNet image per tensor)
 SERIAL_BELOW = 16  # smaller batches run on one thread: a parallel region's barrier costs more than they do
-# ... unless one pass (a group of images, plan.py) has at least this many MACs: then the threads share
-# each op (executor.run_plan_split); one parallel region costs ~5-20 us here, a MobileNetV1 0.25 image ~200 us.
-SPLIT_MACS = 4_000_000
+# ... unless one pass (a group of images, plan.py) has at least this many MACs: then the calling thread and
+# helper threads share each op (executor.run_plan_split; ~1 us per op to hand over, DS-CNN's ~13 ops ~60 us).
+SPLIT_MACS = 1_000_000
 TASKS_PER_THREAD = 4
 
 
@@ -65,6 +67,46 @@ def cores_free() -> bool:
     return _load_checked[1]
 
 
+def _stop_helpers(ctl: np.ndarray) -> None:
+    from edgecnn.deploy.runtime.executor import CTL_STOP
+
+    ctl[CTL_STOP] = 1
+
+
+class _Helpers:
+    """threads - 1 daemon threads, each looping in executor.split_worker (no GIL held), for one plan.
+
+    Their scratch is slot 1.. of the Runtime's per-thread buffers (the caller uses slot 0).
+    They stop (within ~1 ms) when this object is collected, i.e. with their Runtime. Started
+    only after split_worker is compiled or loaded from the cache in this thread (a compile in
+    a helper would hold the GIL while the caller waits on it).
+    """
+
+    def __init__(self, plan, gemm, arena, a, c, threads: int):
+        from edgecnn.deploy.runtime.executor import (
+            CTL_STOP,
+            CTL_WORDS,
+            run_plan_split,
+            split_pieces,
+            split_sync,
+            split_worker,
+        )
+
+        self.threads = threads
+        self.run = run_plan_split
+        self.pieces = split_pieces(plan.ops)
+        self.sync = split_sync(plan.ops)
+        self.ctl = np.zeros(CTL_WORDS, np.int64)
+        common = (plan.ops, self.pieces, plan.i8, plan.w8, plan.i32, plan.i64, plan.f64, arena)
+        self.ctl[CTL_STOP] = 1
+        split_worker(self.ctl, *common, a[0], c[0], gemm, self.sync)  # returns at once: compiled, stopped
+        self.ctl[CTL_STOP] = 0
+        for slot in range(1, threads):
+            threading.Thread(target=split_worker, args=(self.ctl, *common, a[slot], c[slot], gemm, self.sync),
+                             name=f"edgecnn-split-{slot}", daemon=True).start()  # fmt: skip
+        weakref.finalize(self, _stop_helpers, self.ctl)
+
+
 class Runtime:
     """Executes an Int8Graph, branches and all, in the order of its ops.
 
@@ -82,9 +124,10 @@ class Runtime:
     num_threads caps the Numba threads (default: Numba's, i.e. all cores);
     batches under SERIAL_BELOW images run on one thread, except on the executor
     path when one pass holds at least SPLIT_MACS multiply-accumulates (a large
-    model): then the threads share each op. Either way, only while the load
-    average is below the core count + 1 (cores_free): on busy cores one thread
-    was faster than two.
+    model): then the calling thread and num_threads - 1 helper threads of this
+    Runtime (_Helpers, started on first use, spinning ~1 ms between calls, then
+    napping) share each op. Either way, only while the load average is below the
+    core count + 1 (cores_free): on busy cores one thread was faster than two.
 
     Two paths, same bytes. When the whole graph is covered (plan.py: CONV_2D,
     DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX/AVERAGE_POOL_2D, RESHAPE, SOFTMAX,
@@ -128,7 +171,7 @@ class Runtime:
         self._gemm = GEMM_VNNI if self.kernels == "vnni" else GEMM_PORTABLE
         self._buffers: dict[int, tuple] = {}  # slices -> (arenas, im2col blocks, int32 scratch), made once
         self._serial = None  # (run_plan, arena, im2col block, int32 scratch) for one thread, bound on first use
-        self._split = None  # (run_plan_split, op pieces, sync counters), bound on first use
+        self._split = None  # _Helpers: the split executor's helper threads, started on first use
         self._output_shapes = [(lambda n, rest=tuple(graph.tensors[t].shape[1:]): (n,) + rest) for t in graph.outputs]
 
     def _shape(self, tensor_index: int, images: int) -> tuple[int, ...]:
@@ -256,17 +299,14 @@ class Runtime:
         return results
 
     def _run_split(self, array: np.ndarray, out: np.ndarray, threads: int) -> None:
-        """One pass, `threads` threads sharing each op (executor.run_plan_split)."""
+        """One pass, the calling thread and threads - 1 helper threads sharing each op (executor.run_plan_split)."""
         p = self.plan
-        if self._split is None:
-            from edgecnn.deploy.runtime.executor import run_plan_split, split_pieces
-
-            self._split = (run_plan_split, split_pieces(p.ops), np.zeros(2 * p.ops.shape[0], np.int64))
-        run, pieces, sync = self._split
-        arenas, a, c = self._scratch(numba.config.NUMBA_NUM_THREADS)  # indexed by Numba's thread id
-        with _numba_threads(threads) if numba.get_num_threads() != threads else _no_change():
-            run(p.ops, pieces, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1), out.reshape(-1),
-                array.shape[0], arenas[0], a, c, self._gemm, threads, sync)  # fmt: skip
+        arenas, a, c = self._scratch(numba.config.NUMBA_NUM_THREADS)
+        if self._split is None or self._split.threads != threads:
+            self._split = _Helpers(p, self._gemm, arenas[0], a, c, threads)
+        h = self._split
+        h.run(p.ops, h.pieces, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1), out.reshape(-1),
+              array.shape[0], arenas[0], a[0], c[0], self._gemm, h.sync, h.ctl)  # fmt: skip
 
     def run_all(self, x) -> list[np.ndarray]:
         """Every graph output, as a list in the graph's output order."""

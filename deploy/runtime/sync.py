@@ -1,11 +1,14 @@
 """Atomic counters for the split executor (executor.run_plan_split): LLVM atomics through numba.extending.intrinsic.
 
 Numba has no atomics of its own. These work on one int64 element of an array:
-`atomic_add` (seq_cst fetch-and-add, returns the old value) and `atomic_read` (an acquire
-load), plus, for wait loops, `spin_pause` (the x86 `pause` hint, nothing elsewhere) and
-`cpu_yield` (libc's sched_yield on Linux and macOS: a waiting thread hands its core to
-whatever is runnable, e.g. the thread it waits for, instead of spinning through a whole
-time slice on a shared machine; nothing elsewhere). Portable LLVM IR apart from those two.
+`atomic_add` (seq_cst fetch-and-add, returns the old value), `atomic_cas` (seq_cst
+compare-and-swap, returns whether it swapped), `atomic_store` (seq_cst) and `atomic_read`
+(an acquire load), plus, for wait loops, `spin_pause` (the x86 `pause` hint, nothing
+elsewhere), `cpu_yield` (libc's sched_yield on Linux and macOS: a waiting thread hands its
+core to whatever is runnable, e.g. the thread it waits for, instead of spinning through a
+whole time slice on a shared machine; nothing elsewhere) and `nap` (libc's usleep on Linux
+and macOS, for an idle worker; sched_yield's nothing elsewhere). Portable LLVM IR apart
+from those three.
 """
 
 from __future__ import annotations
@@ -37,6 +40,37 @@ def atomic_add(typingctx, array, index, value):
         ptr = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1])
         v = context.cast(builder, args[2], signature.args[2], types.int64)
         return builder.atomic_rmw("add", ptr, v, "seq_cst")
+
+    return sig, codegen
+
+
+@intrinsic
+def atomic_cas(typingctx, array, index, expected, new):
+    """If array[index] == expected, set it to new (atomically, sequentially consistent); True if it did."""
+    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+        return None
+    sig = types.boolean(array, index, expected, new)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        old = context.cast(builder, args[2], signature.args[2], types.int64)
+        value = context.cast(builder, args[3], signature.args[3], types.int64)
+        return builder.extract_value(builder.cmpxchg(ptr, old, value, "seq_cst", "seq_cst"), 1)
+
+    return sig, codegen
+
+
+@intrinsic
+def atomic_store(typingctx, array, index, value):
+    """array[index] = value, atomically (sequentially consistent: every earlier write is seen before it)."""
+    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+        return None
+    sig = types.void(array, index, value)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        builder.store_atomic(context.cast(builder, args[2], signature.args[2], types.int64), ptr, "seq_cst", 8)
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -80,6 +114,22 @@ def cpu_yield(typingctx):
         if _SCHED_YIELD:
             fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
             builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def nap(typingctx, microseconds):
+    """usleep(microseconds): an idle worker's poll interval (libc, Linux and macOS; elsewhere sched_yield's nothing)."""
+    sig = types.void(microseconds)
+
+    def codegen(context, builder, signature, args):
+        if _SCHED_YIELD:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32)]),
+                                                "usleep")  # fmt: skip
+            value = context.cast(builder, args[0], signature.args[0], types.int64)
+            builder.call(fn, [builder.trunc(value, ir.IntType(32))])
         return context.get_dummy_value()
 
     return sig, codegen

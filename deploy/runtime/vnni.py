@@ -112,15 +112,14 @@ def _splat(builder, value, vector_type=_V16):
     return builder.shuffle_vector(one, ir.Constant(vector_type, ir.Undefined), mask)
 
 
-def _requantize_ir(builder, acc, bias, rqv, zp, lo, hi):
-    """int8 lanes = clamp(requantize(acc + bias) + zp): fast_conv.requantize_one on 16 int32 lanes.
+def _multiply_ir(builder, x, rqv):
+    """fast_conv.requantize_one on 16 int32 lanes x -> 16 int32 lanes (rqv: the lanes' RQV_* block).
 
-    acc and bias are <16 x i32>; rqv points at the lanes' constant block (RQV_*). The int64
-    products stay in the even and odd int32 lanes' own 64-bit halves (vpmuldq on each, no
-    widening or narrowing shuffles): P = x * M with x = (acc + bias) << left wrapping in
-    int32, then (P + (P < -2^30 ? round_neg : round_pos)) >> total, whose low 32 bits are the
-    result (|result| < 2^31). Both factors of each product are sign-extended 32-bit values,
-    written as ashr(shl(v, 32), 32) so LLVM selects vpmuldq.
+    The int64 products stay in the even and odd int32 lanes' own 64-bit halves (vpmuldq on
+    each, no widening or narrowing shuffles): P = x * M with x << left wrapping in int32, then
+    (P + (P < -2^30 ? round_neg : round_pos)) >> total, whose low 32 bits are the result
+    (|result| < 2^31). Both factors of each product are sign-extended 32-bit values, written
+    as ashr(shl(v, 32), 32) so LLVM selects vpmuldq.
     """
 
     def block(offset, count=8):
@@ -129,7 +128,7 @@ def _requantize_ir(builder, acc, bias, rqv, zp, lo, hi):
 
     c32 = ir.Constant(_V8_I64, [32] * 8)
     left = builder.bitcast(block(RQV_LEFT), _V16)
-    x = builder.bitcast(builder.shl(builder.add(acc, bias), left), _V8_I64)
+    x = builder.bitcast(builder.shl(x, left), _V8_I64)
     halves = []
     for half, xs in ((0, builder.ashr(builder.shl(x, c32), c32)), (8, builder.ashr(x, c32))):
         m = block(RQV_M + half)
@@ -138,11 +137,19 @@ def _requantize_ir(builder, acc, bias, rqv, zp, lo, hi):
         rounding = builder.select(below, block(RQV_NEG + half), block(RQV_POS + half))
         halves.append(builder.ashr(builder.add(p, rounding), block(RQV_TOTAL + half)))
     low = builder.and_(halves[0], ir.Constant(_V8_I64, [0xFFFFFFFF] * 8))
-    v = builder.bitcast(builder.or_(low, builder.shl(halves[1], c32)), _V16)
+    return builder.bitcast(builder.or_(low, builder.shl(halves[1], c32)), _V16)
+
+
+def _clamp_int8_ir(builder, v, zp, lo, hi):
     v = builder.add(v, zp)
     v = builder.select(builder.icmp_signed("<", v, lo), lo, v)
     v = builder.select(builder.icmp_signed(">", v, hi), hi, v)
     return builder.trunc(v, _V16_I8)
+
+
+def _requantize_ir(builder, acc, bias, rqv, zp, lo, hi):
+    """int8 lanes = clamp(requantize(acc + bias) + zp): fast_conv.requantize_one on 16 int32 lanes."""
+    return _clamp_int8_ir(builder, _multiply_ir(builder, builder.add(acc, bias), rqv), zp, lo, hi)
 
 
 def _store_int8(builder, value, ptr, lanes_left):
@@ -250,6 +257,131 @@ def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_s
             rqv = builder.gep(r_p, [builder.mul(loop.index, ir.Constant(intp, RQV_BLOCK))])
             v = _requantize_ir(builder, builder.load(total), load(b_p, base, _V16, 4), rqv, zp, lo, hi)
             _store_int8(builder, v, builder.gep(o_p, [base]), builder.sub(count_v, base))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def add_sub16(typingctx, in1, in2, out, count, rqv, offsets, act_min, act_max):
+    """TFLite's int8 ADD / SUB (no broadcast) on 16 lanes at a time: out[j] for j < count.
+
+    a = (in1[j] + o1) << left, b = (in2[j] + o2) << left; sa, sb = requantize_one(a), (b) with
+    the inputs' constants (rqv blocks 0 and 1); s = sa + sb (or sa - sb when sub); out =
+    clamp(requantize_one(s) (block 2) + out_offset). offsets = (o1, o2, out_offset, left, sub).
+    Ranges: |x + o| <= 255, so a, b < 2^28 in int32; the input multipliers are <= 1/2, so
+    |sa|, |sb| < 2^27 and s fits in int32: the same values as fast_ops.add_sub's int64 scalar code.
+    The last partial group is stored lane by lane (nothing past count). Portable IR.
+    """
+    sig = types.void(in1, in2, out, count, rqv, offsets, act_min, act_max)
+
+    def codegen(context, builder, signature, args):
+        argtys = signature.args
+        intp = context.get_value_type(types.intp)
+        a_p = _array_ptr(context, builder, argtys[0], args[0], _I8)
+        b_p = _array_ptr(context, builder, argtys[1], args[1], _I8)
+        o_p = _array_ptr(context, builder, argtys[2], args[2], _I8)
+        r_p = _array_ptr(context, builder, argtys[4], args[4])
+        f_p = _array_ptr(context, builder, argtys[5], args[5])
+        count_v = context.cast(builder, args[3], argtys[3], types.intp)
+
+        def field(k):
+            return _splat(builder, builder.trunc(builder.load(builder.gep(f_p, [ir.Constant(intp, k)])), _I32))
+
+        o1, o2, oo, left = field(0), field(1), field(2), field(3)
+        sub = builder.icmp_signed("!=", builder.load(builder.gep(f_p, [ir.Constant(intp, 4)])),
+                                  ir.Constant(ir.IntType(64), 0))  # fmt: skip
+        lo, hi = (_splat(builder, builder.trunc(context.cast(builder, args[i], argtys[i], types.int64), _I32))
+                  for i in (6, 7))  # fmt: skip
+        rq1, rq2, rqo = (builder.gep(r_p, [ir.Constant(intp, k * RQV_BLOCK)]) for k in range(3))
+        groups = builder.sdiv(builder.add(count_v, ir.Constant(intp, 15)), ir.Constant(intp, 16))
+
+        def load(ptr, index):
+            v = builder.load(builder.bitcast(builder.gep(ptr, [index]), _V16_I8.as_pointer()), align=1)
+            return builder.sext(v, _V16)
+
+        with cgutils.for_range(builder, groups) as loop:
+            base = builder.mul(loop.index, ir.Constant(intp, 16))
+            a = builder.shl(builder.add(load(a_p, base), o1), left)
+            b = builder.shl(builder.add(load(b_p, base), o2), left)
+            sa, sb = _multiply_ir(builder, a, rq1), _multiply_ir(builder, b, rq2)
+            total = builder.select(sub, builder.sub(sa, sb), builder.add(sa, sb))
+            v = _clamp_int8_ir(builder, _multiply_ir(builder, total, rqo), oo, lo, hi)
+            _store_int8(builder, v, builder.gep(o_p, [base]), builder.sub(count_v, base))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+PAIR_GROUPS = 4  # 16-lane groups per step of depthwise_pairs_row: independent vpdpwssd chains (latency 4-5)
+
+
+@intrinsic
+def depthwise_pairs_row(typingctx, plane, row_base, taps, tap_count, weights, weight_stride, bias, rqv, out, count,
+                        out_zp, act_min, act_max):  # fmt: skip
+    """depthwise_row with two taps per step: acc += vpdpwssd(plane pair words, weight pair words).
+
+    plane and weights are int32 arrays whose words each hold two int16s (fast_ops.depthwise_pairs
+    lays them out); word j of tap t: weights[t*weight_stride + j] and plane[row_base + taps[t] + j].
+    llvm.x86.avx512.vpdpwssd.512 adds both int16 products of each word to the int32 lane, wrapping
+    (each product is at most 32640, so the pair's sum is exact before the add). Requantized in
+    registers and stored as int8, as depthwise_row. AVX-512 VNNI only: on a CPU without it this
+    compiles to nothing, and fast_ops never calls it there (as dpbusd_tile).
+    """
+    sig = types.void(plane, row_base, taps, tap_count, weights, weight_stride, bias, rqv, out, count, out_zp,
+                     act_min, act_max)  # fmt: skip
+
+    def codegen(context, builder, signature, args):
+        if not HAS_VNNI:
+            return context.get_dummy_value()
+        argtys = signature.args
+        intp = context.get_value_type(types.intp)
+        plane_p = _array_ptr(context, builder, argtys[0], args[0])
+        taps_p = _array_ptr(context, builder, argtys[2], args[2])
+        w_p = _array_ptr(context, builder, argtys[4], args[4])
+        b_p = _array_ptr(context, builder, argtys[6], args[6])
+        r_p = _array_ptr(context, builder, argtys[7], args[7])
+        o_p = _array_ptr(context, builder, argtys[8], args[8])
+        row_base = context.cast(builder, args[1], argtys[1], types.intp)
+        tap_count = context.cast(builder, args[3], argtys[3], types.intp)
+        w_stride = context.cast(builder, args[5], argtys[5], types.intp)
+        count_v = context.cast(builder, args[9], argtys[9], types.intp)
+        zp, lo, hi = (_splat(builder, builder.trunc(context.cast(builder, args[i], argtys[i], types.int64), _I32))
+                      for i in (10, 11, 12))  # fmt: skip
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16, _V16, _V16]),
+                                            "llvm.x86.avx512.vpdpwssd.512")  # fmt: skip
+        groups = builder.sdiv(builder.add(count_v, ir.Constant(intp, 15)), ir.Constant(intp, 16))
+        totals = [cgutils.alloca_once_value(builder, ir.Constant(_V16, None)) for _ in range(PAIR_GROUPS)]
+
+        def load(ptr, index):
+            return builder.load(builder.bitcast(builder.gep(ptr, [index]), _V16.as_pointer()), align=4)
+
+        def emit(first_group, n):
+            """n groups of 16 lanes from first_group on, each with its own accumulator chain."""
+            bases = [builder.mul(builder.add(first_group, ir.Constant(intp, g)), ir.Constant(intp, 16))
+                     for g in range(n)]  # fmt: skip
+            for g in range(n):
+                builder.store(ir.Constant(_V16, None), totals[g])
+            with cgutils.for_range(builder, tap_count) as tap_loop:
+                t = tap_loop.index
+                x_start = builder.add(row_base, builder.load(builder.gep(taps_p, [t])))
+                w_start = builder.mul(t, w_stride)
+                for g in range(n):
+                    x = load(plane_p, builder.add(x_start, bases[g]))
+                    w = load(w_p, builder.add(w_start, bases[g]))
+                    builder.store(builder.call(fn, [builder.load(totals[g]), x, w]), totals[g])
+            for g in range(n):
+                group = builder.add(first_group, ir.Constant(intp, g))
+                rqv = builder.gep(r_p, [builder.mul(group, ir.Constant(intp, RQV_BLOCK))])
+                v = _requantize_ir(builder, builder.load(totals[g]), load(b_p, bases[g]), rqv, zp, lo, hi)
+                _store_int8(builder, v, builder.gep(o_p, [bases[g]]), builder.sub(count_v, bases[g]))
+
+        blocks = builder.sdiv(groups, ir.Constant(intp, PAIR_GROUPS))
+        with cgutils.for_range(builder, blocks) as loop:
+            emit(builder.mul(loop.index, ir.Constant(intp, PAIR_GROUPS)), PAIR_GROUPS)
+        done = builder.mul(blocks, ir.Constant(intp, PAIR_GROUPS))
+        with cgutils.for_range(builder, builder.sub(groups, done)) as loop:
+            emit(builder.add(done, loop.index), 1)
         return context.get_dummy_value()
 
     return sig, codegen
