@@ -168,6 +168,101 @@ EC_NOINLINE void ec_depthwise_quads2(const ec_conv_params *p, const int8_t *cons
     ec_depthwise_quads3_body(p, x, y_lo, ny, x_lo, 2, out, offset2);
 }
 
+#if defined(__GNUC__) && defined(__thumb2__)
+/* A run of output pixels whose 3x3 windows lie inside the image (mode 3, channels a multiple of 4), in
+   assembly: per group of four channels the biases, nine taps (LDR, LDRD, two SXTAB16, SMLABB/SMLATT x4 each),
+   four outputs (lsl, SMMLAR, add of the sign, asr, SSAT) and four byte stores; the weights are read in
+   order (depthwise_pairs: [group][tap][2 words]). A local symbol. ec_channel: bias 8, multiplier 12,
+   half 24, right 28, 32 bytes each. */
+#define EC_DW_ASM 1
+typedef struct {
+    const int8_t *x[3];      /* 0, 4, 8: the first pixel's first tap in each window row's input row */
+    int8_t *out;             /* 12 */
+    int32_t depth;           /* 16 */
+    uint32_t offset2;        /* 20: the input offset in both 16-bit lanes */
+    int32_t pixels;          /* 24: >= 1 */
+    int32_t step;            /* 28: bytes between two pixels' windows (stride_w * depth) */
+    const uint32_t *pairs;   /* 32 */
+    const ec_channel *channel; /* 36 */
+} ec_dw_run;
+void ec_dw3x3_run_m3(const ec_dw_run *run);
+#define EC_DW_TAP(x) \
+    "    ldr r12, " x "\n" \
+    "    ldrd r11, r1, [r0], #8\n" \
+    "    sxtab16 lr, r8, r12\n" \
+    "    sxtab16 r12, r8, r12, ror #8\n" \
+    "    smlabb r4, r11, lr, r4\n" \
+    "    smlatt r6, r11, lr, r6\n" \
+    "    smlabb r5, r1, r12, r5\n" \
+    "    smlatt r7, r1, r12, r7\n"
+#define EC_DW_ROW(slot) \
+    "    ldr r10, [sp, #" slot "]\n" \
+    "    add r10, r10, r2\n" \
+    EC_DW_TAP("[r10]") EC_DW_TAP("[r10, r9]") EC_DW_TAP("[r10, r9, lsl #1]")
+#define EC_DW_OUT(acc, m, h, r) \
+    "    ldr r11, [r3, #" m "]\n" \
+    "    ldr r1, [r3, #" h "]\n" \
+    "    ldr r12, [r3, #" r "]\n" \
+    "    lsl lr, " acc ", #1\n" \
+    "    smmlar lr, lr, r11, r1\n" \
+    "    add lr, lr, " acc ", asr #31\n" \
+    "    asr lr, lr, r12\n" \
+    "    ssat " acc ", #8, lr\n"
+__asm__(".syntax unified\n"
+        ".section .text.ec_dw3x3_run_m3,\"ax\",%progbits\n"
+        ".balign 4\n"
+        ".thumb\n"
+        ".thumb_func\n"
+        ".type ec_dw3x3_run_m3, %function\n"
+        "ec_dw3x3_run_m3:\n"
+        "    push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n"
+        "    sub sp, sp, #32\n"                 /* x0 x1 x2 out pixels step pairs channel */
+        "    ldr r1, [r0, #0]\n    str r1, [sp, #0]\n"
+        "    ldr r1, [r0, #4]\n    str r1, [sp, #4]\n"
+        "    ldr r1, [r0, #8]\n    str r1, [sp, #8]\n"
+        "    ldr r1, [r0, #12]\n    str r1, [sp, #12]\n"
+        "    ldr r1, [r0, #24]\n    str r1, [sp, #16]\n"
+        "    ldr r1, [r0, #28]\n    str r1, [sp, #20]\n"
+        "    ldr r1, [r0, #32]\n    str r1, [sp, #24]\n"
+        "    ldr r1, [r0, #36]\n    str r1, [sp, #28]\n"
+        "    ldr r9, [r0, #16]\n"
+        "    ldr r8, [r0, #20]\n"
+        "1:  ldr r0, [sp, #24]\n"
+        "    ldr r3, [sp, #28]\n"
+        "    movs r2, #0\n"
+        "2:  ldr r4, [r3, #8]\n"
+        "    ldr r5, [r3, #40]\n"
+        "    ldr r6, [r3, #72]\n"
+        "    ldr r7, [r3, #104]\n"
+        EC_DW_ROW("0") EC_DW_ROW("4") EC_DW_ROW("8")
+        EC_DW_OUT("r4", "12", "24", "28") EC_DW_OUT("r5", "44", "56", "60")
+        EC_DW_OUT("r6", "76", "88", "92") EC_DW_OUT("r7", "108", "120", "124")
+        "    ldr r10, [sp, #12]\n"
+        "    add r10, r10, r2\n"
+        "    strb r4, [r10]\n"
+        "    strb r5, [r10, #1]\n"
+        "    strb r6, [r10, #2]\n"
+        "    strb r7, [r10, #3]\n"
+        "    adds r3, r3, #128\n"
+        "    adds r2, r2, #4\n"
+        "    cmp r2, r9\n"
+        "    blt 2b\n"
+        "    ldr r1, [sp, #20]\n"
+        "    ldr r10, [sp, #0]\n    add r10, r10, r1\n    str r10, [sp, #0]\n"
+        "    ldr r10, [sp, #4]\n    add r10, r10, r1\n    str r10, [sp, #4]\n"
+        "    ldr r10, [sp, #8]\n    add r10, r10, r1\n    str r10, [sp, #8]\n"
+        "    ldr r10, [sp, #12]\n    add r10, r10, r9\n    str r10, [sp, #12]\n"
+        "    ldr r10, [sp, #16]\n    subs r10, r10, #1\n    str r10, [sp, #16]\n"
+        "    bgt 1b\n"
+        "    add sp, sp, #32\n"
+        "    pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n"
+        ".size ec_dw3x3_run_m3, . - ec_dw3x3_run_m3\n"
+        ".text\n");
+#undef EC_DW_TAP
+#undef EC_DW_ROW
+#undef EC_DW_OUT
+#endif
+
 /* A whole output row of a 3x3 depthwise conv (dilation 1, mode 3, channels a multiple of 4) where every pixel has
    two or three taps per row inside the image: ec_depthwise_quads3_body per pixel, without a call each. */
 EC_NOINLINE void ec_depthwise_row3(const ec_conv_params *p, const int8_t *const *rows, int y_lo, int y_hi,
@@ -176,12 +271,37 @@ EC_NOINLINE void ec_depthwise_row3(const ec_conv_params *p, const int8_t *const 
     const int depth = p->input_depth, output_w = p->output_w, input_w = p->input_w, stride = p->stride_w;
     const int pad_left = p->pad_left, ny = y_hi - y_lo;
     int out_x, k;
+#ifdef EC_DW_ASM
+    /* pixels [inner_lo, inner_hi) have their three columns inside the image: origin >= 0, origin + 3 <= input_w */
+    const int inner_lo = (pad_left + stride - 1) / stride;
+    const int inner_hi = (input_w - 3 + pad_left) / stride + 1 < output_w ? (input_w - 3 + pad_left) / stride + 1
+                                                                           : output_w;
+#endif
     for (out_x = 0; out_x < output_w; ++out_x, out += depth) {
         const int origin = out_x * stride - pad_left;
         const int x_lo = origin < 0 ? -origin : 0;
         const int x_hi = input_w - origin < 3 ? input_w - origin : 3;
         const int8_t *x[3];
         for (k = 0; k < ny; ++k) x[k] = rows[y_lo + k] + (size_t)(origin + x_lo) * (size_t)depth;
+#ifdef EC_DW_ASM
+        if (ny == 3 && out_x == inner_lo && inner_lo < inner_hi) {
+            ec_dw_run run;
+            run.x[0] = x[0];
+            run.x[1] = x[1];
+            run.x[2] = x[2];
+            run.out = out;
+            run.depth = depth;
+            run.offset2 = offset2;
+            run.pixels = inner_hi - inner_lo;
+            run.step = stride * depth;
+            run.pairs = p->pairs;
+            run.channel = p->channel;
+            ec_dw3x3_run_m3(&run);
+            out += (size_t)(inner_hi - inner_lo - 1) * (size_t)depth;
+            out_x = inner_hi - 1;
+            continue;
+        }
+#endif
         if (x_hi - x_lo == 3)
             ec_depthwise_quads3_body(p, x, y_lo, ny, 0, 3, out, offset2);
         else
