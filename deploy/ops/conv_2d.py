@@ -304,7 +304,22 @@ static void ec_conv_run_window(const ec_conv_params *p, const int8_t *input, int
     const int in_y_origin = out_y * p->stride_h - p->pad_top;
     const int in_x_origin = (pixel - out_y * p->output_w) * p->stride_w - p->pad_left;
     const int inside = in_x_origin >= 0 && in_x_origin + p->filter_w <= p->input_w;
+    const int last_y = in_y_origin + p->dilation_h * (p->filter_h - 1);
     int filter_y, j, k;
+    if (inside && in_y_origin >= 0 && last_y < p->input_h
+        && ((size_t)last_y * p->input_w + in_x_origin) * depth + run4 <= (size_t)p->input_h * p->input_w * depth) {
+        /* the whole window inside the image, and whole words of it inside the input: the bytes past a row's
+           run meet zero weights, so every word is read whole */
+        const size_t row_step = (size_t)p->dilation_h * p->input_w * depth;
+        const int8_t *row = input + ((size_t)in_y_origin * p->input_w + in_x_origin) * depth;
+        for (filter_y = 0; filter_y < p->filter_h; ++filter_y, row += row_step)
+            for (j = 0; j < run4; j += 4, slot += 4) {
+                const uint32_t v = ec_load32(row + j);
+                slot[0] = ec_lanes02(v);
+                slot[1] = ec_lanes13(v);
+            }
+        return;
+    }
     for (filter_y = 0; filter_y < p->filter_h; ++filter_y) {
         const int in_y = in_y_origin + p->dilation_h * filter_y;
         const int8_t *row; /* the window row's first byte, at in_x_origin (only formed when inside the image) */
