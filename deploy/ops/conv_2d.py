@@ -154,84 +154,81 @@ EC_NOINLINE void ec_pointwise_pairs_any(const uint32_t *w, const uint32_t *patch
 
 #if defined(EC_DSP) && defined(__GNUC__) && defined(__thumb2__)
 /* ec_pointwise_pairs_q for an even number of filters, in assembly (gcc's spilled around the dot loop): per
-   pair the two biases, the dot loop of ec_dot_2x2_q15 (14 instructions per 16 MACs), the four outputs in
-   mode 3 (lsl, SMMLAR, add of the sign, asr, SSAT each) stored through post-incremented out0 / out1.
-   A local symbol (two models in one program do not clash). Arguments: r0 w, r1 patch, r2 n4, r3 ch,
-   stack: pairs, out0, out1. ec_channel offsets: bias 8, multiplier 12, half 24, right 28, 32 bytes each. */
+   pair the two biases, the dot loop of ec_dot_2x2_q15 (14 instructions per 16 MACs; ec_pw_pairs8_m3 takes
+   8 taps per turn, 26 instructions per 32 MACs, when n4 is a multiple of 8), the four outputs in mode 3
+   (lsl, SMMLAR, add of the sign, asr, SSAT each) stored through post-incremented out0 / out1. Local
+   symbols (two models in one program do not clash). Arguments: r0 w, r1 patch, r2 n4, r3 ch, stack:
+   pairs, out0, out1. ec_channel offsets: bias 8, multiplier 12, half 24, right 28, 32 bytes each. */
 #define EC_PW_ASM 1
 void ec_pw_pairs_m3(const uint32_t *w, const uint32_t *patch, int n4, const ec_channel *ch, int pairs,
                     int8_t *out0, int8_t *out1);
-__asm__(".syntax unified\n"
-        ".section .text.ec_pw_pairs_m3,\"ax\",%progbits\n"
-        ".balign 4\n"
-        ".thumb\n"
-        ".thumb_func\n"
-        ".type ec_pw_pairs_m3, %function\n"
-        "ec_pw_pairs_m3:\n"
-        "    push {r1, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n" /* patch at [sp], pairs [sp, #40], outs #44, #48 */
-        "    ldr r8, [sp, #40]\n"
-        "    cmp r8, #0\n"
-        "    ble 3f\n"
-        "    add r2, r1, r2, lsl #2\n"                           /* the patch's end: n4 words */
-        "1:  ldr r4, [r3, #8]\n"
-        "    ldr r6, [r3, #40]\n"
-        "    mov r5, r4\n"
-        "    mov r7, r6\n"
-        "    ldr r1, [sp]\n"
-        "2:  ldrd r8, r9, [r0], #8\n"
-        "    ldrd r12, lr, [r1], #8\n"
-        "    smlad r4, r8, r12, r4\n"
-        "    smlad r4, r9, lr, r4\n"
-        "    ldrd r10, r11, [r0], #8\n"
-        "    smlad r6, r10, r12, r6\n"
-        "    smlad r6, r11, lr, r6\n"
-        "    ldrd r12, lr, [r1], #8\n"
-        "    smlad r5, r8, r12, r5\n"
-        "    smlad r5, r9, lr, r5\n"
-        "    smlad r7, r10, r12, r7\n"
-        "    smlad r7, r11, lr, r7\n"
-        "    cmp r1, r2\n"
-        "    bne 2b\n"
-        "    ldr r8, [r3, #12]\n"
-        "    ldr r9, [r3, #24]\n"
-        "    ldr r10, [r3, #28]\n"
-        "    lsl r12, r4, #1\n"
-        "    smmlar r12, r12, r8, r9\n"
-        "    add r12, r12, r4, asr #31\n"
-        "    asr r12, r12, r10\n"
-        "    ssat r12, #8, r12\n"
-        "    lsl lr, r5, #1\n"
-        "    smmlar lr, lr, r8, r9\n"
-        "    add lr, lr, r5, asr #31\n"
-        "    asr lr, lr, r10\n"
-        "    ssat lr, #8, lr\n"
-        "    ldr r8, [r3, #44]\n"
-        "    ldr r9, [r3, #56]\n"
-        "    ldr r10, [r3, #60]\n"
-        "    lsl r4, r6, #1\n"
-        "    smmlar r4, r4, r8, r9\n"
-        "    add r4, r4, r6, asr #31\n"
-        "    asr r4, r4, r10\n"
-        "    ssat r4, #8, r4\n"
-        "    lsl r5, r7, #1\n"
-        "    smmlar r5, r5, r8, r9\n"
-        "    add r5, r5, r7, asr #31\n"
-        "    asr r5, r5, r10\n"
-        "    ssat r5, #8, r5\n"
-        "    ldrd r8, r9, [sp, #44]\n"
-        "    strb r12, [r8], #1\n"
-        "    strb r4, [r8], #1\n"
-        "    strb lr, [r9], #1\n"
-        "    strb r5, [r9], #1\n"
-        "    strd r8, r9, [sp, #44]\n"
-        "    adds r3, r3, #64\n"
-        "    ldr r8, [sp, #40]\n"
-        "    subs r8, r8, #1\n"
-        "    str r8, [sp, #40]\n"
-        "    bne 1b\n"
-        "3:  pop {r1, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n"
-        ".size ec_pw_pairs_m3, . - ec_pw_pairs_m3\n"
-        ".text\n");
+void ec_pw_pairs8_m3(const uint32_t *w, const uint32_t *patch, int n4, const ec_channel *ch, int pairs,
+                     int8_t *out0, int8_t *out1);
+#define EC_PW_STEP /* 4 taps of both pixels and both filters */ \
+    "    ldrd r8, r9, [r0], #8\n" \
+    "    ldrd r12, lr, [r1], #8\n" \
+    "    smlad r4, r8, r12, r4\n" \
+    "    smlad r4, r9, lr, r4\n" \
+    "    ldrd r10, r11, [r0], #8\n" \
+    "    smlad r6, r10, r12, r6\n" \
+    "    smlad r6, r11, lr, r6\n" \
+    "    ldrd r12, lr, [r1], #8\n" \
+    "    smlad r5, r8, r12, r5\n" \
+    "    smlad r5, r9, lr, r5\n" \
+    "    smlad r7, r10, r12, r7\n" \
+    "    smlad r7, r11, lr, r7\n"
+#define EC_PW_CHANNEL(m, h, r) /* a channel's multiplier, half and right shift into r8, r9, r10 */ \
+    "    ldr r8, [r3, #" m "]\n" \
+    "    ldr r9, [r3, #" h "]\n" \
+    "    ldr r10, [r3, #" r "]\n"
+#define EC_PW_OUT(acc, to) /* one output of that channel into register `to` */ \
+    "    lsl " to ", " acc ", #1\n" \
+    "    smmlar " to ", " to ", r8, r9\n" \
+    "    add " to ", " to ", " acc ", asr #31\n" \
+    "    asr " to ", " to ", r10\n" \
+    "    ssat " to ", #8, " to "\n"
+#define EC_PW_FUNCTION(name, loop) \
+    ".syntax unified\n" \
+    ".section .text." name ",\"ax\",%progbits\n" \
+    ".balign 4\n" \
+    ".thumb\n" \
+    ".thumb_func\n" \
+    ".type " name ", %function\n" \
+    name ":\n" \
+    "    push {r1, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n" /* patch at [sp], pairs [sp, #40], outs #44, #48 */ \
+    "    ldr r8, [sp, #40]\n" \
+    "    cmp r8, #0\n" \
+    "    ble 3f\n" \
+    "    add r2, r1, r2, lsl #2\n" /* the patch's end: n4 words */ \
+    "1:  ldr r4, [r3, #8]\n" \
+    "    ldr r6, [r3, #40]\n" \
+    "    mov r5, r4\n" \
+    "    mov r7, r6\n" \
+    "    ldr r1, [sp]\n" \
+    "2:\n" loop \
+    "    cmp r1, r2\n" \
+    "    bne 2b\n" \
+    EC_PW_CHANNEL("12", "24", "28") EC_PW_OUT("r4", "r12") EC_PW_OUT("r5", "lr") \
+    EC_PW_CHANNEL("44", "56", "60") EC_PW_OUT("r6", "r4") EC_PW_OUT("r7", "r5") \
+    "    ldrd r8, r9, [sp, #44]\n" \
+    "    strb r12, [r8], #1\n" \
+    "    strb r4, [r8], #1\n" \
+    "    strb lr, [r9], #1\n" \
+    "    strb r5, [r9], #1\n" \
+    "    strd r8, r9, [sp, #44]\n" \
+    "    adds r3, r3, #64\n" \
+    "    ldr r8, [sp, #40]\n" \
+    "    subs r8, r8, #1\n" \
+    "    str r8, [sp, #40]\n" \
+    "    bne 1b\n" \
+    "3:  pop {r1, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n" \
+    ".size " name ", . - " name "\n" \
+    ".text\n"
+__asm__(EC_PW_FUNCTION("ec_pw_pairs_m3", EC_PW_STEP) EC_PW_FUNCTION("ec_pw_pairs8_m3", EC_PW_STEP EC_PW_STEP));
+#undef EC_PW_STEP
+#undef EC_PW_CHANNEL
+#undef EC_PW_OUT
+#undef EC_PW_FUNCTION
 #endif
 
 /* ec_pointwise_pairs_q, or the assembly above for an even number of filters */
@@ -240,7 +237,10 @@ static void ec_pointwise_pairs_m3(const uint32_t *w, const uint32_t *patch, int 
 {
 #ifdef EC_PW_ASM
     if (!(per_group & 1)) {
-        ec_pw_pairs_m3(w, patch, n4, ch, per_group / 2, out0, out1);
+        if (n4 & 4)
+            ec_pw_pairs_m3(w, patch, n4, ch, per_group / 2, out0, out1);
+        else
+            ec_pw_pairs8_m3(w, patch, n4, ch, per_group / 2, out0, out1);
         return;
     }
 #endif
