@@ -365,10 +365,10 @@ typedef struct {
     int64_t round;      /* 2^30 + 2^(30 + r) */
     int32_t bias;
     int32_t multiplier;
+    int32_t half;       /* 2^(r - 1) (+ output offset * 2^r in mode 3); next to multiplier: one LDRD */
+    int32_t right;      /* r */
     int32_t shift;      /* TFLite's: left shift if > 0, right shift r = -shift if < 0 */
     int32_t post;       /* r - 1 */
-    int32_t half;       /* 2^(r - 1) (+ output offset * 2^r in mode 3) */
-    int32_t right;      /* r */
 } ec_channel;
 
 static inline int8_t ec_channel_out_fast(uint32_t acc, const ec_channel *ch, int32_t offset, int32_t lo, int32_t hi)

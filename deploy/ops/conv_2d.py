@@ -158,7 +158,7 @@ EC_NOINLINE void ec_pointwise_pairs_any(const uint32_t *w, const uint32_t *patch
    8 taps per turn, 26 instructions per 32 MACs, when n4 is a multiple of 8), the four outputs in mode 3
    (lsl, SMMLAR, add of the sign, asr, SSAT each) stored through post-incremented out0 / out1. Local
    symbols (two models in one program do not clash). Arguments: r0 w, r1 patch, r2 n4, r3 ch, stack:
-   pairs, out0, out1. ec_channel offsets: bias 8, multiplier 12, half 24, right 28, 32 bytes each. */
+   pairs, out0, out1. ec_channel offsets: bias 8, multiplier 12, half 16, right 20, 32 bytes each. */
 #define EC_PW_ASM 1
 void ec_pw_pairs_m3(const uint32_t *w, const uint32_t *patch, int n4, const ec_channel *ch, int pairs,
                     int8_t *out0, int8_t *out1);
@@ -177,9 +177,8 @@ void ec_pw_pairs8_m3(const uint32_t *w, const uint32_t *patch, int n4, const ec_
     "    smlad r5, r9, lr, r5\n" \
     "    smlad r7, r10, r12, r7\n" \
     "    smlad r7, r11, lr, r7\n"
-#define EC_PW_CHANNEL(m, h, r) /* a channel's multiplier, half and right shift into r8, r9, r10 */ \
-    "    ldr r8, [r3, #" m "]\n" \
-    "    ldr r9, [r3, #" h "]\n" \
+#define EC_PW_CHANNEL(m, r) /* a channel's multiplier and half (one LDRD), right shift into r8, r9, r10 */ \
+    "    ldrd r8, r9, [r3, #" m "]\n" \
     "    ldr r10, [r3, #" r "]\n"
 #define EC_PW_OUT(acc, to) /* one output of that channel into register `to` */ \
     "    lsl " to ", " acc ", #1\n" \
@@ -208,8 +207,8 @@ void ec_pw_pairs8_m3(const uint32_t *w, const uint32_t *patch, int n4, const ec_
     "2:\n" loop \
     "    cmp r1, r2\n" \
     "    bne 2b\n" \
-    EC_PW_CHANNEL("12", "24", "28") EC_PW_OUT("r4", "r12") EC_PW_OUT("r5", "lr") \
-    EC_PW_CHANNEL("44", "56", "60") EC_PW_OUT("r6", "r4") EC_PW_OUT("r7", "r5") \
+    EC_PW_CHANNEL("12", "20") EC_PW_OUT("r4", "r12") EC_PW_OUT("r5", "lr") \
+    EC_PW_CHANNEL("44", "52") EC_PW_OUT("r6", "r4") EC_PW_OUT("r7", "r5") \
     "    ldrd r8, r9, [sp, #44]\n" \
     "    strb r12, [r8], #1\n" \
     "    strb r4, [r8], #1\n" \

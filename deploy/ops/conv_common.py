@@ -172,7 +172,7 @@ def channel_table(emit, name: str, bias, multiplier, shift, offset: int = 0) -> 
         post = int(rr) - 1 if 1 <= rr <= 31 else 0
         half = (1 << (int(rr) - 1)) + (offset << int(rr)) if 1 <= rr <= 31 else 0
         rows.append(f"    {{{emit.int_literal(rounding)}, {emit.int_literal(int(b))}, {emit.int_literal(int(m))}, "
-                    f"{emit.int_literal(int(s))}, {post}, {emit.int_literal(half)}, {post + 1 if 1 <= rr <= 31 else 0}}},")
+                    f"{emit.int_literal(half)}, {post + 1 if 1 <= rr <= 31 else 0}, {emit.int_literal(int(s))}, {post}}},")
     return f"static const ec_channel {name}[{len(rows)}] = {{\n" + "\n".join(rows) + "\n};\n", fast
 
 

@@ -173,7 +173,7 @@ EC_NOINLINE void ec_depthwise_quads2(const ec_conv_params *p, const int8_t *cons
    assembly: per group of four channels the biases, nine taps (LDR, LDRD, two SXTAB16, SMLABB/SMLATT x4 each),
    four outputs (lsl, SMMLAR, add of the sign, asr, SSAT) and four byte stores; the weights are read in
    order (depthwise_pairs: [group][tap][2 words]). A local symbol. ec_channel: bias 8, multiplier 12,
-   half 24, right 28, 32 bytes each. */
+   half 16, right 20, 32 bytes each. */
 #define EC_DW_ASM 1
 typedef struct {
     const int8_t *x[3];      /* 0, 4, 8: the first pixel's first tap in each window row's input row */
@@ -199,9 +199,8 @@ void ec_dw3x3_run_m3(const ec_dw_run *run);
     "    ldr r10, [sp, #" slot "]\n" \
     "    add r10, r10, r2\n" \
     EC_DW_TAP("[r10]") EC_DW_TAP("[r10, r9]") EC_DW_TAP("[r10, r9, lsl #1]")
-#define EC_DW_OUT(acc, m, h, r) \
-    "    ldr r11, [r3, #" m "]\n" \
-    "    ldr r1, [r3, #" h "]\n" \
+#define EC_DW_OUT(acc, m, r) \
+    "    ldrd r11, r1, [r3, #" m "]\n" \
     "    ldr r12, [r3, #" r "]\n" \
     "    lsl lr, " acc ", #1\n" \
     "    smmlar lr, lr, r11, r1\n" \
@@ -235,8 +234,8 @@ __asm__(".syntax unified\n"
         "    ldr r6, [r3, #72]\n"
         "    ldr r7, [r3, #104]\n"
         EC_DW_ROW("0") EC_DW_ROW("4") EC_DW_ROW("8")
-        EC_DW_OUT("r4", "12", "24", "28") EC_DW_OUT("r5", "44", "56", "60")
-        EC_DW_OUT("r6", "76", "88", "92") EC_DW_OUT("r7", "108", "120", "124")
+        EC_DW_OUT("r4", "12", "20") EC_DW_OUT("r5", "44", "52")
+        EC_DW_OUT("r6", "76", "84") EC_DW_OUT("r7", "108", "116")
         "    ldr r10, [sp, #12]\n"
         "    add r10, r10, r2\n"
         "    strb r4, [r10]\n"
