@@ -134,3 +134,19 @@ def test_helpers_stop_with_their_runtime():
         t.join(timeout=5)
     assert not any(t.is_alive() for t in helpers)
     del rt
+
+
+def test_task_images_balances_the_threads():
+    """The batch executor's task size: the busiest thread gets as few images as possible."""
+    from edgecnn.deploy.runtime.interpreter import _task_images
+
+    assert _task_images(64, 2, 5) == 4  # 16 tasks, 32 images each; tasks of 5 would leave 35 on one thread
+    assert _task_images(64, 2, 15) == 8
+    assert _task_images(1000, 2, 32) == 25
+    for images in range(1, 70):
+        for threads in (1, 2, 3):
+            for group in (1, 4, 5, 15, 32):
+                size = _task_images(images, threads, group)
+                assert 1 <= size <= min(group, -(-images // (4 * threads))) or size == 1
+                busiest = -(-(-(-images // size)) // threads) * size
+                assert busiest < -(-images // threads) + size  # within one task of a perfect split

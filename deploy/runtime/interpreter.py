@@ -67,6 +67,20 @@ def cores_free() -> bool:
     return _load_checked[1]
 
 
+def _task_images(images: int, threads: int, group: int) -> int:
+    """Images per task of the parallel executor: at most the plan's group and images / (TASKS_PER_THREAD *
+    threads) (a thread slowed by another process hands its share to the other), and of those sizes the
+    one whose busiest thread has the fewest images (ResNet-8, 64 images, group 5: tasks of 4, 8 per
+    thread = 32 images, not tasks of 5, 7 on one thread = 35), the largest on a tie."""
+    limit = max(1, min(group, -(-images // (TASKS_PER_THREAD * threads))))
+    best, best_load = limit, None
+    for size in range(limit, 0, -1):
+        load = -(-(-(-images // size)) // threads) * size  # tasks per busiest thread x task size
+        if best_load is None or load < best_load:
+            best, best_load = size, load
+    return best
+
+
 def _stop_helpers(ctl: np.ndarray) -> None:
     from edgecnn.deploy.runtime.executor import CTL_STOP
 
@@ -264,9 +278,7 @@ class Runtime:
         threads = self._threads(images)
         if threads > 1 and not cores_free():
             threads = 1  # busy cores: the region's join would wait on a thread that is off its core
-        # Tasks of the parallel executor: at least TASKS_PER_THREAD per thread, so that a thread slowed by
-        # another process hands its share to the other (never more images than the plan's group).
-        task = max(1, min(p.group, -(-images // (TASKS_PER_THREAD * threads))))
+        task = _task_images(images, threads, p.group)
         wanted = int(self.num_threads) if self.num_threads is not None else numba.get_num_threads()
         if images <= p.group and wanted >= 2 and images * p.macs >= SPLIT_MACS and cores_free():
             self._run_split(array, out, wanted)
