@@ -78,3 +78,15 @@ def test_fold_batchnorm_equals_bn_after_the_layer(depthwise):
     out = (w[0] * x).sum(axis=(0, 1)) if depthwise else np.einsum("ohwi,hwi->o", w, x)
     out2 = (w2[0] * x).sum(axis=(0, 1)) if depthwise else np.einsum("ohwi,hwi->o", w2, x)
     np.testing.assert_allclose(out2 + b2, scale * (out + bias) + shift)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_statistics_hold_for_a_large_mean_and_small_spread(dtype):
+    """One-pass shifted sums: no cancellation when the mean dwarfs the standard deviation."""
+    rng = np.random.default_rng(3)
+    x = (1000.0 + 1e-2 * rng.standard_normal((64, 5, 5, 3))).astype(dtype)
+    g, b = np.ones(3, dtype), np.zeros(3, dtype)
+    _, cache = B.batchnorm_forward(x, g, b, None, None, 1e-5, True)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(cache.mean, x64.mean(axis=(0, 1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(cache.var, x64.var(axis=(0, 1, 2)), rtol=1e-9)

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from edgecnn.errors import ShapeError
 from edgecnn.reference import conv_gemm
 from edgecnn.reference.conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive
-from edgecnn.reference.gradcheck import numerical_gradient
 from edgecnn.reference.padding import resolve_padding
+from test_reference_conv import _fd_check  # noqa: E402  (tests import each other by module name)
 
 
 @st.composite
@@ -82,17 +82,8 @@ def test_gemm_path_backward_matches_finite_differences():
     rng = np.random.default_rng(8)
     x, w, b = rng.standard_normal((2, 5, 6, 8)), rng.standard_normal((3, 3, 3, 8)), rng.standard_normal(3)
     for kw in (dict(stride=(2, 2), pad=(1, 1, 0, 1)), dict(pad=(1, 1, 1, 1))):
-        y, cache = conv2d_forward(x, w, b, **kw)
-        assert cache.path == "gemm"
-        r = rng.standard_normal(y.shape)
-
-        def loss():
-            return float(np.sum(conv2d_forward(x, w, b, **kw)[0] * r))
-
-        dx, dw, db = conv2d_backward(r, cache)
-        np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
-        np.testing.assert_allclose(dw, numerical_gradient(loss, w), rtol=1e-6, atol=1e-8)
-        np.testing.assert_allclose(db, numerical_gradient(loss, b), rtol=1e-6, atol=1e-8)
+        assert conv2d_forward(x, w, b, **kw)[1].path == "gemm"
+        _fd_check(x, w, b, kw, rng, conv2d_backward)
 
 
 def test_float32_results_do_not_depend_on_the_thread_count():

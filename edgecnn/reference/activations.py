@@ -9,6 +9,7 @@ from numba import njit
 
 from edgecnn.errors import ShapeError
 from edgecnn.reference.taps import FAST
+from edgecnn.reference.workers import over_spans
 
 # LeCun et al. 1998, appendix A: f(a) = A tanh(S a), chosen so that f(+-1) = +-1.
 SCALED_TANH_A = 1.7159
@@ -18,11 +19,17 @@ SCALED_TANH_S = 2.0 / 3.0
 def relu_forward(x):
     """y = max(x, 0)."""
     x = np.asarray(x)
-    y = np.maximum(x, x.dtype.type(0))
+    zero = x.dtype.type(0)
+    if not x.flags.c_contiguous or x.dtype.kind != "f":
+        y = np.maximum(x, zero)
+        return y, y
+    y = np.empty_like(x)
+    x_flat, y_flat = x.reshape(-1), y.reshape(-1)
+    over_spans(x.size, lambda a, b: np.maximum(x_flat[a:b], zero, out=y_flat[a:b]))
     return y, y
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pass_where(dy, lo, hi, x, out):
     # out = dy where lo < x < hi, else exactly 0 (np.where was 8x slower; dy * mask keeps NaN * 0)
     for i in range(out.shape[0]):
@@ -76,7 +83,8 @@ def _flat_pair(dy, cache):
 
 def _gate(dy, x, lo, hi):
     dy_flat, x_flat, out = _flat_pair(dy, x)
-    _pass_where(dy_flat, lo, hi, x_flat, out.reshape(-1))
+    out_flat = out.reshape(-1)
+    over_spans(out.size, lambda a, b: _pass_where(dy_flat[a:b], lo, hi, x_flat[a:b], out_flat[a:b]))
     return out
 
 

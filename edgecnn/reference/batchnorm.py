@@ -6,7 +6,7 @@ layer can update its running averages. Eval mode is the fixed per-channel affine
 map that the quantizer folds into the preceding conv or dense:
     y = gamma * (x - mean) / sqrt(var + eps) + beta.
 
-The fast path is Numba passes over fixed row chunks (three forward, two backward;
+The fast path is Numba passes over fixed row chunks (two forward, two backward;
 x_hat is recomputed from x rather than stored); `*_naive` is the textbook numpy form.
 Statistics are summed in float64 in a fixed order, so training repeats bit for bit.
 """
@@ -52,26 +52,19 @@ def _span(k, m):
 
 
 @njit(cache=True, nogil=True)
-def _sum_rows(x, r0, r1, out):
-    # out (C,) float64 = sum of rows r0..r1-1 of x (M,C), in row order
-    acc = np.zeros(x.shape[1])
+def _shifted_sums(x, r0, r1, ref, out):
+    # out (2, C) float64 = sums of d and d^2 over rows r0..r1-1, d = x - ref (ref: one row of x).
+    # One pass; the shift keeps d^2's sum free of the cancellation a raw sum of squares suffers.
+    s1 = np.zeros(x.shape[1])
+    s2 = np.zeros(x.shape[1])
     for i in range(r0, r1):
         row = x[i]
         for j in range(x.shape[1]):
-            acc[j] += row[j]
-    out[:] = acc
-
-
-@njit(cache=True, nogil=True)
-def _sum_sq_dev(x, r0, r1, mean, out):
-    # out (C,) float64 = sum of (x - mean)^2 over rows r0..r1-1
-    acc = np.zeros(x.shape[1])
-    for i in range(r0, r1):
-        row = x[i]
-        for j in range(x.shape[1]):
-            d = row[j] - mean[j]
-            acc[j] += d * d
-    out[:] = acc
+            d = np.float64(row[j]) - ref[j]
+            s1[j] += d
+            s2[j] += d * d
+    out[0] = s1
+    out[1] = s2
 
 
 @njit(cache=True, nogil=True)
@@ -115,11 +108,16 @@ def _dx_eval(dy, r0, r1, scale, dx):
             out[j] = scale[j] * g[j]
 
 
-def _chunk_sums(kernel, m, c, *args):
-    """kernel(..., r0, r1, ..., out) per chunk -> (CHUNKS, C) partial sums; the caller adds them in order."""
-    part = np.empty((CHUNKS, c))
-    run_chunks(lambda k: kernel(*args[:1], *_span(k, m), *args[1:], part[k]), CHUNKS)
-    return part
+def _moments(rows):
+    """(mean, biased var) per channel in float64: one pass of shifted sums over fixed chunks,
+    added in chunk order. Measured: BN is memory-bound inside a training step, and the
+    two-pass form read every activation once more."""
+    m, c = rows.shape
+    ref = rows[0].astype(np.float64)
+    part = np.empty((CHUNKS, 2, c))
+    run_chunks(lambda k: _shifted_sums(rows, *_span(k, m), ref, part[k]), CHUNKS)
+    s1, s2 = _ordered_sum(part[:, 0]) / m, _ordered_sum(part[:, 1]) / m
+    return ref + s1, np.maximum(s2 - s1 * s1, 0.0)
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=1e-5, train=False):
@@ -135,8 +133,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=1e-5, train
     if train:
         if m < 2:
             raise ShapeError("batchnorm in train mode needs more than one value per channel")
-        mean = _ordered_sum(_chunk_sums(_sum_rows, m, c, rows)) / m  # two passes: var never goes negative
-        var = _ordered_sum(_chunk_sums(_sum_sq_dev, m, c, rows, mean)) / m
+        mean, var = _moments(rows)
     else:
         mean, var = np.asarray(running_mean, np.float64), np.asarray(running_var, np.float64)
     inv_std = (1.0 / np.sqrt(var + eps)).astype(dt)
