@@ -86,7 +86,7 @@ def q_cases(rng) -> np.ndarray:
 
 
 def test_smmlar_requantization_equals_tflite_steps(tmp_path):
-    """ec_channel_out_q (mode 2: offset added after the shift; mode 3: offset inside half, r <= 22) on the
+    """ec_channel_out_q (mode 2: offset added after the shift; mode 3: 2x given, offset inside half, r <= 22) on the
     host's portable formula, the same arithmetic as the Cortex-M's SMMLAR: equal to TFLite's steps."""
     blocks = all_blocks()
     kernels = "\n".join(blocks[b][1] for b in blocks_in_order({"channel_out"}))
@@ -111,7 +111,8 @@ int main(void)
             const int32_t offset = want >= -127 && want <= 128 ? -want : 0;
             const int32_t v = want + offset;
             ch.half = ((int32_t)1 << (r - 1)) + offset * ((int32_t)1 << r);
-            if (ec_channel_out_q((uint32_t)x, &ch, 0, 0, 0, 1) != (v < -128 ? -128 : v > 127 ? 127 : v)) ++bad;
+            /* and the sum given as 2x (mode 3's doubled weights and bias) */
+            if (ec_channel_out_q((uint32_t)x * 2u, &ch, 0, 0, 0, 1) != (v < -128 ? -128 : v > 127 ? 127 : v)) ++bad;
         }}
         ++n;
     }}

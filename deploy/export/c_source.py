@@ -359,8 +359,8 @@ _block("channel_out", ("from_u32", "shr", "mbqm", "dsp"), r"""
    and take out the multiple of 2^32): one SMMLAR of 2x (needs |x| < 2^29, checked at export time from the
    weights and the bias) with half = 2^(r - 1), ec_channel_out_q. The op's `mode` says which one every
    channel takes: 0 TFLite's steps one by one (ec_mbqm), 1 the SMLAL, 2 the SMMLAR, 3 the SMMLAR with the
-   clamp [-128, 127] (one SSAT) and the output offset inside half (half = 2^(r - 1) + offset * 2^r, r <= 22,
-   so that no sum leaves int32). */
+   clamp [-128, 127] (one SSAT), the output offset inside half (half = 2^(r - 1) + offset * 2^r, r <= 22,
+   so that no sum leaves int32) and the accumulator summed as 2x (weights and bias doubled: no shift). */
 typedef struct {
     int64_t round;      /* 2^30 + 2^(30 + r) */
     int32_t bias;
@@ -383,21 +383,22 @@ static inline int8_t ec_channel_out_fast(uint32_t acc, const ec_channel *ch, int
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-/* |x| < 2^29 (so 2x, and the sum before the last shift, fit in int32); full: lo = -128, hi = 127. */
+/* |x| < 2^29 (so 2x, and the sum before the last shift, fit in int32). full (mode 3): acc is 2x already
+   (the weights and bias doubled at export time), the clamp [-128, 127] and the output offset inside half. */
 static inline int8_t ec_channel_out_q(uint32_t acc, const ec_channel *ch, int32_t offset, int32_t lo, int32_t hi,
                                       int full)
 {
-    const int32_t x = ec_from_u32(acc);
+    const uint32_t x2 = full ? acc : acc << 1;
     int32_t t, v;
 #ifdef EC_DSP
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc << 1), "r"(ch->multiplier), "r"(ch->half));
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(x2), "r"(ch->multiplier), "r"(ch->half));
 #else
-    t = (int32_t)ec_shr((int64_t)ec_from_u32(acc << 1) * ch->multiplier + ((int64_t)1 << 31), 32) + ch->half;
+    t = (int32_t)ec_shr((int64_t)ec_from_u32(x2) * ch->multiplier + ((int64_t)1 << 31), 32) + ch->half;
 #endif
 #if defined(__GNUC__)
-    v = (t + (x >> 31)) >> ch->right; /* >> of a negative value: arithmetic in GCC and Clang */
+    v = (t + (ec_from_u32(x2) >> 31)) >> ch->right; /* >> of a negative value: arithmetic in GCC and Clang */
 #else
-    v = (int32_t)ec_shr(t + (x < 0 ? -1 : 0), ch->right);
+    v = (int32_t)ec_shr(t + (ec_from_u32(x2) < 0 ? -1 : 0), ch->right);
 #endif
     if (full) { /* half holds the output offset too: (t + offset * 2^r) >> r = (t >> r) + offset */
 #ifdef EC_DSP

@@ -156,7 +156,7 @@ EC_NOINLINE void ec_pointwise_pairs_any(const uint32_t *w, const uint32_t *patch
 /* ec_pointwise_pairs_q for an even number of filters, in assembly (gcc's spilled around the dot loop): per
    pair the two biases, the dot loop of ec_dot_2x2_q15 (14 instructions per 16 MACs; ec_pw_pairs8_m3 takes
    8 taps per turn, 26 instructions per 32 MACs, when n4 is a multiple of 8), the four outputs in mode 3
-   (lsl, SMMLAR, add of the sign, asr, SSAT each) stored through post-incremented out0 / out1. Local
+   (SMMLAR of the doubled sum, add of the sign, asr, SSAT each) stored through post-incremented out0 / out1. Local
    symbols (two models in one program do not clash). Arguments: r0 w, r1 patch, r2 n4, r3 ch, stack:
    pairs, out0, out1. ec_channel offsets: bias 8, multiplier 12, half 16, right 20, 32 bytes each. */
 #define EC_PW_ASM 1
@@ -180,9 +180,8 @@ void ec_pw_pairs8_m3(const uint32_t *w, const uint32_t *patch, int n4, const ec_
 #define EC_PW_CHANNEL(m, r) /* a channel's multiplier and half (one LDRD), right shift into r8, r9, r10 */ \
     "    ldrd r8, r9, [r3, #" m "]\n" \
     "    ldr r10, [r3, #" r "]\n"
-#define EC_PW_OUT(acc, to) /* one output of that channel into register `to` */ \
-    "    lsl " to ", " acc ", #1\n" \
-    "    smmlar " to ", " to ", r8, r9\n" \
+#define EC_PW_OUT(acc, to) /* one output of that channel into register `to` (acc = 2x) */ \
+    "    smmlar " to ", " acc ", r8, r9\n" \
     "    add " to ", " to ", " acc ", asr #31\n" \
     "    asr " to ", " to ", r10\n" \
     "    ssat " to ", #8, " to "\n"

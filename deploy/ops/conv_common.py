@@ -203,16 +203,11 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
     _, out_h, out_w, out_depth = emit.shape(step.outputs[0])
     _, filter_h, filter_w, filter_depth = filter_shape
     bias = np.asarray(bias_data, dtype=np.int64) if bias_data.size else np.zeros(out_depth, dtype=np.int64)
-    if depthwise and out_depth == in_depth:
-        words = depthwise_pairs(filter_data, out_depth)
-        data = emit.array("uint32_t", f"{name}_pairs", words)
-        taps4, arranged = 0, words
-    elif depthwise:
-        data = emit.array("int8_t", f"{name}_filter", filter_data)
-        taps4, arranged = 0, filter_data
-    else:
+    weights = np.asarray(filter_data, dtype=np.int64)
+    pointwise = runs = False
+    if not depthwise:
         groups = in_depth // filter_depth
-        arranged, taps4 = conv_filter_pairs(filter_data, out_depth, groups)
+        taps4 = -(-filter_h * filter_w * filter_depth // 4) * 4
         run4 = -(-filter_w * filter_depth // 4) * 4  # a window row's taps, rounded up to 4
         pointwise = (emit.shape(step.inputs[0])[0] == 1 and p.stride_height == p.stride_width == 1
                      and (out_h, out_w) == (in_h, in_w) and filter_h == filter_w == 1 and filter_depth == in_depth)  # fmt: skip
@@ -220,22 +215,36 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
         # with zero weights; its patch (16-bit lanes) takes 4 bytes per tap, so only where that stays small.
         runs = (not pointwise and groups == 1 and p.dilation_width == 1
                 and 4 * filter_h * run4 <= max(2 * taps4, 256))  # fmt: skip
-        if runs:
-            rows = np.zeros((out_depth, filter_h, run4), dtype=np.int64)
-            rows[:, :, : filter_w * filter_depth] = np.asarray(filter_data, dtype=np.int64).reshape(out_depth, filter_h, -1)
-            arranged, taps4 = conv_filter_pairs(rows, out_depth, 1)
-        data = emit.array("uint32_t", f"{name}_pairs", arranged)
         # sum(w * (x + input_offset)) = sum(w * x) + input_offset * sum(w), modulo 2^32: the second term
         # and the bias are where the sum starts.
-        sums = np.asarray(filter_data, dtype=np.int64).reshape(out_depth, -1).sum(axis=1)
-        bias = _wrap_int32(bias + p.input_offset * sums)
+        bias = _wrap_int32(bias + p.input_offset * weights.reshape(out_depth, -1).sum(axis=1))
     # The largest |accumulator|: conv sums w * x (|x| <= 128) onto the folded bias; depthwise w * (x + input_offset)
     # (|x + input_offset| <= 255) onto the bias.
-    w_abs = np.abs(np.asarray(filter_data, dtype=np.int64))
+    w_abs = np.abs(weights)
     w_abs = w_abs.reshape(-1, out_depth).sum(axis=0) if depthwise else w_abs.reshape(out_depth, -1).sum(axis=1)
     bound = np.abs(bias) + (255 if depthwise else 128) * w_abs
     fast = channel_mode(p.output_multiplier, p.output_shift, bound, p.activation_min, p.activation_max)
-    table, _ = channel_table(emit, f"{name}_channel", bias, p.output_multiplier, p.output_shift,
+    if depthwise and out_depth != in_depth:
+        fast = min(fast, 2)  # the int8 filter of a depth multiplier > 1 cannot hold doubled weights
+    # Mode 3 sums twice the accumulator (weights and bias doubled: |2w| <= 254 fits the 16-bit lanes, and
+    # |2 * accumulator| < 2^30), which ec_channel_out_q's SMMLAR then takes without a shift.
+    twice = 2 if fast == 3 else 1
+    if depthwise and out_depth == in_depth:
+        arranged = depthwise_pairs(twice * weights, out_depth)
+        data = emit.array("uint32_t", f"{name}_pairs", arranged)
+        taps4 = 0
+    elif depthwise:
+        data = emit.array("int8_t", f"{name}_filter", filter_data)
+        taps4, arranged = 0, filter_data
+    else:
+        if runs:
+            rows = np.zeros((out_depth, filter_h, run4), dtype=np.int64)
+            rows[:, :, : filter_w * filter_depth] = weights.reshape(out_depth, filter_h, -1)
+            arranged, taps4 = conv_filter_pairs(twice * rows, out_depth, 1)
+        else:
+            arranged, taps4 = conv_filter_pairs(twice * weights, out_depth, groups)
+        data = emit.array("uint32_t", f"{name}_pairs", arranged)
+    table, _ = channel_table(emit, f"{name}_channel", twice * bias, p.output_multiplier, p.output_shift,
                              p.output_offset if fast == 3 else 0)
     data += table
     fields = [
@@ -251,7 +260,7 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
         ("pairs", "NULL" if depthwise and out_depth != in_depth else f"{name}_pairs"),
         ("channel", f"{name}_channel"), ("fast", int(fast)),
     ]  # fmt: skip
-    nbytes = arranged.nbytes + 24 * out_depth
+    nbytes = arranged.nbytes + 32 * out_depth  # + the ec_channel table
     images, in_size, out_size = emit.shape(step.inputs[0])[0], in_h * in_w * in_depth, out_h * out_w * out_depth
     same_grid = (images == 1 and p.stride_height == p.stride_width == 1 and (out_h, out_w) == (in_h, in_w)
                  and p.dilation_height == p.dilation_width == 1)  # fmt: skip

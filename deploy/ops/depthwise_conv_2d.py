@@ -171,7 +171,7 @@ EC_NOINLINE void ec_depthwise_quads2(const ec_conv_params *p, const int8_t *cons
 #if defined(__GNUC__) && defined(__thumb2__)
 /* A run of output pixels whose 3x3 windows lie inside the image (mode 3, channels a multiple of 4), in
    assembly: per group of four channels the biases, nine taps (LDR, LDRD, two SXTAB16, SMLABB/SMLATT x4 each),
-   four outputs (lsl, SMMLAR, add of the sign, asr, SSAT) and four byte stores; the weights are read in
+   four outputs (SMMLAR of the doubled sum, add of the sign, asr, SSAT) and four byte stores; the weights are read in
    order (depthwise_pairs: [group][tap][2 words]). A local symbol. ec_channel: bias 8, multiplier 12,
    half 16, right 20, 32 bytes each. */
 #define EC_DW_ASM 1
@@ -202,8 +202,7 @@ void ec_dw3x3_run_m3(const ec_dw_run *run);
 #define EC_DW_OUT(acc, m, r) \
     "    ldrd r11, r1, [r3, #" m "]\n" \
     "    ldr r12, [r3, #" r "]\n" \
-    "    lsl lr, " acc ", #1\n" \
-    "    smmlar lr, lr, r11, r1\n" \
+    "    smmlar lr, " acc ", r11, r1\n" \
     "    add lr, lr, " acc ", asr #31\n" \
     "    asr lr, lr, r12\n" \
     "    ssat " acc ", #8, lr\n"
