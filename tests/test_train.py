@@ -210,3 +210,24 @@ def test_train_cli_resnet8_takes_the_dataset_shape(tmp_path, mnist_root):
     assert rc == 0, err
     model = load_checkpoint(out)
     assert model.arch == "resnet8" and model.input_shape == (28, 28, 1)
+
+
+def test_resnet8_weights_do_not_depend_on_the_thread_count():
+    """GEMM chunks, BN chunks and elementwise spans are fixed by the shapes: 1 or 2 threads, same weights."""
+    import numba
+
+    rng = np.random.default_rng(5)
+    x = rng.random((40, 12, 12, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 40)
+    cfg = TrainConfig(epochs=1, batch_size=16, seed=3)
+    weights = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            model = build("resnet8", input_shape=(12, 12, 1), classes=10).init_params(3)
+            train(model, (x, y), (x[:0], y[:0]), cfg, progress=False)
+            weights.append([p.tobytes() for _, p in list(model.named_params()) + list(model.named_buffers())])
+    finally:
+        numba.set_num_threads(before)
+    assert weights[0] == weights[1]

@@ -63,6 +63,14 @@ def _threads(n_img):
     return max(1, min(get_num_threads(), n_img))
 
 
+WIDE_BACKWARD_PARTS = 8  # fixed image chunks of the stride-1 backward: its weight gradient sums one
+                         # partial per chunk, so the result must not follow the thread count
+
+
+def _parts(n_img):
+    return max(1, min(WIDE_BACKWARD_PARTS, n_img))
+
+
 # Measured per layer of resnet8 on 28x28x1 at batch 64, one thread (ms fwd/bwd, wide or phases -> gemm):
 # 28x28 3x3 16->16 4.1/8.8 -> 6.3/13.2, stem 1->16 0.8/0.8 -> 1.7/1.4, 14x14 3x3 32->32 4.0/8.3 -> 3.8/8.0,
 # 3x3 s2 16->32 4.4/9.9 -> 2.2/5.5, 32->64 3.9/11.6 -> 1.4/3.1, 7x7 3x3 64->64 5.8/13.6 -> 2.6/6.2.
@@ -204,7 +212,7 @@ def conv2d_backward(dy, cache, need_dx=True):
             w.reshape(groups, og, kh, kw, cg).transpose(0, 4, 1, 2, 3).reshape(c_in, og * kh * kw))
         dw_part, db_part = conv_bwd_wide(
             x, dy, g.x_offs if taps is None else g.x_offs[taps], w_cols, g.dy_offs, groups, top, left, g.hp, g.wp,
-            g.out_len, g.xp_len, g.lead, g.row_len, g.plane_len, need_dx, _threads(n_img), dx if need_dx else x[:0])
+            g.out_len, g.xp_len, g.lead, g.row_len, g.plane_len, need_dx, _parts(n_img), dx if need_dx else x[:0])
         if taps is None:
             dw = dw_part.sum(axis=0).reshape(w.shape)
         else:  # the skipped taps' weights are structural zeros: their gradient is never read
