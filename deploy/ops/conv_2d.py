@@ -198,6 +198,8 @@ void ec_pw_pairs8_m3(const uint32_t *w, const uint32_t *patch, int n4, const ec_
     "    cmp r8, #0\n" \
     "    ble 3f\n" \
     "    add r2, r1, r2, lsl #2\n" /* the patch's end: n4 words */ \
+    "    add r8, r3, r8, lsl #6\n" \
+    "    str r8, [sp, #40]\n" /* the channel table's end (2 channels of 32 bytes per pair) in place of pairs */ \
     "1:  ldr r4, [r3, #8]\n" \
     "    ldr r6, [r3, #40]\n" \
     "    mov r5, r4\n" \
@@ -216,8 +218,7 @@ void ec_pw_pairs8_m3(const uint32_t *w, const uint32_t *patch, int n4, const ec_
     "    strd r8, r9, [sp, #44]\n" \
     "    adds r3, r3, #64\n" \
     "    ldr r8, [sp, #40]\n" \
-    "    subs r8, r8, #1\n" \
-    "    str r8, [sp, #40]\n" \
+    "    cmp r3, r8\n" \
     "    bne 1b\n" \
     "3:  pop {r1, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n" \
     ".size " name ", . - " name "\n" \
@@ -302,22 +303,7 @@ static void ec_conv_run_window(const ec_conv_params *p, const int8_t *input, int
     const int in_y_origin = out_y * p->stride_h - p->pad_top;
     const int in_x_origin = (pixel - out_y * p->output_w) * p->stride_w - p->pad_left;
     const int inside = in_x_origin >= 0 && in_x_origin + p->filter_w <= p->input_w;
-    const int last_y = in_y_origin + p->dilation_h * (p->filter_h - 1);
     int filter_y, j, k;
-    if (inside && in_y_origin >= 0 && last_y < p->input_h
-        && ((size_t)last_y * p->input_w + in_x_origin) * depth + run4 <= (size_t)p->input_h * p->input_w * depth) {
-        /* the whole window inside the image, and whole words of it inside the input: the bytes past a row's
-           run meet zero weights, so every word is read whole */
-        const size_t row_step = (size_t)p->dilation_h * p->input_w * depth;
-        const int8_t *row = input + ((size_t)in_y_origin * p->input_w + in_x_origin) * depth;
-        for (filter_y = 0; filter_y < p->filter_h; ++filter_y, row += row_step)
-            for (j = 0; j < run4; j += 4, slot += 4) {
-                const uint32_t v = ec_load32(row + j);
-                slot[0] = ec_lanes02(v);
-                slot[1] = ec_lanes13(v);
-            }
-        return;
-    }
     for (filter_y = 0; filter_y < p->filter_h; ++filter_y) {
         const int in_y = in_y_origin + p->dilation_h * filter_y;
         const int8_t *row; /* the window row's first byte, at in_x_origin (only formed when inside the image) */
@@ -363,16 +349,59 @@ static void ec_conv_run_window(const ec_conv_params *p, const int8_t *input, int
    pixels' windows go into the patch as 16-bit lanes (ec_conv_run_window), the weights arranged with each
    window row padded to run4 taps, then ec_pointwise's pass over the filter pairs. Pixel order and in-place
    rules as ec_conv_2d. */
+/* ec_conv_run_window for a window wholly inside the image whose last row's words lie inside the input:
+   whole words throughout, the bytes past each row's run meeting zero weights. */
+static inline void ec_conv_run_words(const int8_t *row, int filter_h, int run4, size_t row_step, uint32_t *slot)
+{
+    int filter_y, j;
+    for (filter_y = 0; filter_y < filter_h; ++filter_y, row += row_step)
+        for (j = 0; j < run4; j += 4, slot += 4) {
+            const uint32_t v = ec_load32(row + j);
+            slot[0] = ec_lanes02(v);
+            slot[1] = ec_lanes13(v);
+        }
+}
+
 static void ec_conv_runs(const ec_conv_params *p, const int8_t *input, int8_t *output, uint32_t *patch)
 {
     const int n4 = p->filter_h * p->run4, pixels = p->output_h * p->output_w, depth = p->output_depth;
-    const int mode = p->fast;
+    const int mode = p->fast, filter_h = p->filter_h, run4 = p->run4, output_w = p->output_w;
     const int32_t offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
-    int q;
+    const size_t in_row = (size_t)p->input_w * p->input_depth, row_step = (size_t)p->dilation_h * in_row;
+    const size_t last_row = (size_t)p->dilation_h * (filter_h - 1) * in_row;
+    const size_t in_size = (size_t)p->input_h * in_row;
+    /* output pixels (y, x) whose windows lie inside the image: y in [y_lo, y_hi), x in [x_lo, x_hi) */
+    const int y_room = p->input_h - 1 - p->dilation_h * (filter_h - 1) + p->pad_top;
+    const int x_room = p->input_w - p->filter_w + p->pad_left;
+    const int y_lo = (p->pad_top + p->stride_h - 1) / p->stride_h, y_hi = y_room < 0 ? 0 : y_room / p->stride_h + 1;
+    const int x_lo = (p->pad_left + p->stride_w - 1) / p->stride_w, x_hi = x_room < 0 ? 0 : x_room / p->stride_w + 1;
+    int q, y = 0, x = 0, y1, x1; /* (y, x): pixel q's place, (y1, x1): pixel1's */
     for (q = 0; q < pixels; q += 2) {
         const int pixel1 = q + 1 < pixels ? q + 1 : q; /* a last lone pixel twice */
-        ec_conv_run_window(p, input, q, patch);
-        ec_conv_run_window(p, input, pixel1, patch + 2);
+        size_t at;
+        y1 = y;
+        x1 = x + (pixel1 != q);
+        if (x1 == output_w) {
+            x1 = 0;
+            ++y1;
+        }
+        at = (size_t)(y * p->stride_h - p->pad_top) * in_row + (size_t)(x * p->stride_w - p->pad_left) * p->input_depth;
+        if (y >= y_lo && y < y_hi && x >= x_lo && x < x_hi && at + last_row + run4 <= in_size)
+            ec_conv_run_words(input + at, filter_h, run4, row_step, patch);
+        else
+            ec_conv_run_window(p, input, q, patch);
+        at = (size_t)(y1 * p->stride_h - p->pad_top) * in_row
+             + (size_t)(x1 * p->stride_w - p->pad_left) * p->input_depth;
+        if (y1 >= y_lo && y1 < y_hi && x1 >= x_lo && x1 < x_hi && at + last_row + run4 <= in_size)
+            ec_conv_run_words(input + at, filter_h, run4, row_step, patch + 2);
+        else
+            ec_conv_run_window(p, input, pixel1, patch + 2);
+        y = y1;
+        x = x1 + 1;
+        if (x == output_w) {
+            x = 0;
+            ++y;
+        }
         if (mode == 3)
             ec_pointwise_pairs_m3(p->pairs, patch, n4, p->channel, depth, output + (size_t)q * depth,
                                   output + (size_t)pixel1 * depth, offset);
