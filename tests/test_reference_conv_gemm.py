@@ -44,10 +44,15 @@ def test_gemm_path_matches_naive(case, rows_per_chunk):
         y_ref, cache_ref = conv2d_forward_naive(x, w, b, **kw)
         np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-12)
         dy = rng.standard_normal(y.shape)
-        dx_ref, dw_ref, _ = conv2d_backward_naive(dy, cache_ref)
+        dx_ref, dw_ref, db_ref = conv2d_backward_naive(dy, cache_ref)
         for need_dx in (True, False):
-            dx, dw = conv_gemm.conv_gemm_backward(x, w, dy, kw["stride"], kw["pad"], kw["dilation"], need_dx)
+            dx, dw, db = conv_gemm.conv_gemm_backward(x, w, dy, kw["stride"], kw["pad"], kw["dilation"], need_dx,
+                                                      b is not None)
             np.testing.assert_allclose(dw, dw_ref, rtol=1e-10, atol=1e-12)
+            if b is None:
+                assert db is None
+            else:
+                np.testing.assert_allclose(db, db_ref, rtol=1e-10, atol=1e-12)
             if need_dx:
                 np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-12)
             else:

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from edgecnn.errors import ShapeError
-from edgecnn.reference.workers import run_chunks
+from edgecnn.reference.workers import run_chunks, sum_in_order
 
 
 class BatchNormCache(NamedTuple):
@@ -116,7 +116,7 @@ def _moments(rows):
     ref = rows[0].astype(np.float64)
     part = np.empty((CHUNKS, 2, c))
     run_chunks(lambda k: _shifted_sums(rows, *_span(k, m), ref, part[k]), CHUNKS)
-    s1, s2 = _ordered_sum(part[:, 0]) / m, _ordered_sum(part[:, 1]) / m
+    s1, s2 = sum_in_order(part[:, 0]) / m, sum_in_order(part[:, 1]) / m
     return ref + s1, np.maximum(s2 - s1 * s1, 0.0)
 
 
@@ -143,13 +143,6 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=1e-5, train
     return y.reshape(x.shape), BatchNormCache(rows, inv_std, gamma, train, x.shape, mean, var, shift)
 
 
-def _ordered_sum(part):
-    total = part[0].copy()
-    for k in range(1, part.shape[0]):
-        total += part[k]
-    return total
-
-
 def batchnorm_backward(dy, cache):
     """(dx, dgamma, dbeta) from dy shaped like the forward's x."""
     dy = np.ascontiguousarray(dy, dtype=cache.x.dtype)
@@ -161,7 +154,7 @@ def batchnorm_backward(dy, cache):
     sums = np.empty((2, CHUNKS, c))
     run_chunks(lambda k: _dy_sums(rows, cache.x, *_span(k, m), cache.shift, cache.inv_std, sums[0, k], sums[1, k]),
                CHUNKS)
-    sum_dy, sum_dy_xhat = _ordered_sum(sums[0]), _ordered_sum(sums[1])
+    sum_dy, sum_dy_xhat = sum_in_order(sums[0]), sum_in_order(sums[1])
     scale = cache.gamma * cache.inv_std
     dx = np.empty_like(rows)
     if cache.train:

@@ -193,8 +193,7 @@ def conv2d_backward(dy, cache, need_dx=True):
                                                                              w.reshape(c_out, -1), has_bias))
         return (flat_dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), db
     if path == "gemm":
-        dx, dw = conv_gemm_backward(x, w, dy, stride, pad, dilation, need_dx)
-        return dx, dw, (dy.reshape(-1, c_out).sum(axis=0) if has_bias else None)
+        return conv_gemm_backward(x, w, dy, stride, pad, dilation, need_dx, has_bias)
     if path == "subsampled":
         oh1, ow1 = _out_hw((h, wd), (kh, kw), (1, 1), inner.pad, dilation)
         dy1 = np.zeros((n_img, oh1, ow1, c_out), dtype=dy.dtype)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from edgecnn.reference.workers import run_chunks, scratch
+from edgecnn.reference.workers import run_chunks, scratch, sum_in_order
 
 ROWS_PER_CHUNK = 2048  # output pixels per GEMM: the columns of one chunk stay in L2
 MIN_CHUNKS = 4         # at least this many chunks (when the batch allows), so small maps still split
@@ -139,8 +139,8 @@ def conv_gemm_forward(x, w, b, stride, pad, dilation, oh, ow):
     return y
 
 
-def conv_gemm_backward(x, w, dy, stride, pad, dilation, need_dx):
-    """(dx or None, dw) of conv_gemm_forward from dy (N,OH,OW,O).
+def conv_gemm_backward(x, w, dy, stride, pad, dilation, need_dx, need_db=False):
+    """(dx or None, dw, db or None) of conv_gemm_forward from dy (N,OH,OW,O).
 
     Stride 1, dilation 1: dx is itself a conv (dy with the kernel flipped and its
     channel axes swapped, padded by KH-1-top, KW-1-left), so it runs as im2col + GEMM
@@ -156,6 +156,7 @@ def conv_gemm_backward(x, w, dy, stride, pad, dilation, need_dx):
     dy_rows = dy.reshape(-1, c_out)
     per, n_chunks = chunks(n_img, max(oh * ow, h * wd))
     dw_parts = np.empty((n_chunks, c_out, k), dtype=x.dtype)
+    db_parts = np.empty((n_chunks, c_out), dtype=x.dtype) if need_db else None
     dx = np.empty_like(x) if need_dx else None
     transposed = need_dx and stride == (1, 1) and dilation == (1, 1)
     if transposed:  # w_t[(ky, kx, o), c] = w[o, KH-1-ky, KW-1-kx, c]
@@ -168,6 +169,8 @@ def conv_gemm_backward(x, w, dy, stride, pad, dilation, need_dx):
         im2col(x, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols)
         dy_c = dy_rows[n0 * oh * ow:n1 * oh * ow]
         np.matmul(dy_c.T, cols, out=dw_parts[c])
+        if need_db:
+            np.sum(dy_c, axis=0, out=db_parts[c])
         if transposed:
             cols_t = scratch("cols_t", ((n1 - n0) * h * wd, kh * kw * c_out), x.dtype)
             im2col(dy, n0, n1, kh, kw, 1, 1, 1, 1, kh - 1 - top, kw - 1 - left, h, wd, cols_t)
@@ -177,7 +180,5 @@ def conv_gemm_backward(x, w, dy, stride, pad, dilation, need_dx):
             col2im_add(dcols, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, dx)
 
     run_chunks(task, n_chunks)
-    dw_flat = dw_parts[0].copy()
-    for c in range(1, n_chunks):  # fixed order: the same sum whatever thread made each part
-        dw_flat += dw_parts[c]
-    return dx, dw_flat.reshape(w.shape)
+    return dx, sum_in_order(dw_parts).reshape(w.shape), (sum_in_order(db_parts) if need_db else None)
+

@@ -117,3 +117,11 @@ def over_spans(size, fn):
         return
     run_chunks(lambda k: fn(k * size // ELEMENTWISE_CHUNKS, (k + 1) * size // ELEMENTWISE_CHUNKS),
                ELEMENTWISE_CHUNKS)
+
+
+def sum_in_order(parts):
+    """parts[0] + parts[1] + ... in chunk order: the same sum whatever thread made each part."""
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total
