@@ -150,3 +150,25 @@ def test_task_images_balances_the_threads():
                 assert 1 <= size <= min(group, -(-images // (4 * threads))) or size == 1
                 busiest = -(-(-(-images // size)) // threads) * size
                 assert busiest < -(-images // threads) + size  # within one task of a perfect split
+
+
+def test_batch_job_without_helpers_and_stale_batch_helper():
+    """run_plan_shared with no helper runs every task itself; a helper on an earlier job claims no task."""
+    from edgecnn.deploy.runtime.executor import CTL_WORDS, _claim_tasks, run_plan_shared, split_sync
+
+    graph, x = mixed_graph(3, 5, -20)
+    rt = fast_runtime(graph, KINDS[-1])
+    p = rt.plan
+    arenas, a, c = rt._scratch(numba.config.NUMBA_NUM_THREADS)
+    sync, ctl = split_sync(p.ops), np.zeros(CTL_WORDS, np.int64)
+    expected = naive.run_graph(graph, x)[graph.outputs[0]].reshape(x.shape[0], -1)
+    for task in (1, 3):
+        out = np.zeros((x.shape[0], p.out_row), np.int8)
+        run_plan_shared(p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, x.reshape(-1), out.reshape(-1), x.shape[0],
+                        task, arenas[0], a[0], c[0], rt._gemm, sync, ctl)  # fmt: skip
+        np.testing.assert_array_equal(out, expected)
+    before, out = sync.copy(), np.zeros((x.shape[0], p.out_row), np.int8)
+    assert not _claim_tasks(p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, x.reshape(-1), out.reshape(-1), x.shape[0],
+                            3, arenas[1], a[1], c[1], rt._gemm, sync, 1)  # job 1: two jobs ago  # fmt: skip
+    np.testing.assert_array_equal(sync, before)
+    assert not out.any()

@@ -3,19 +3,31 @@
 `run_plan` walks the op table for a group of up to `group` images at a time (the
 arena holds one group's tensors, laid out once per model), dispatching on each
 row's opcode to the module-level kernels in fast_conv.py and fast_ops.py: no
-Python between ops, no params objects, no allocation. `run_plan_parallel` hands
-out groups of images to the threads as they become free, each thread with its own
-arena and scratch (one parallel region per call; Runtime uses it only for larger batches).
+Python between ops, no params objects, no allocation. With 2+ threads, the
+calling thread and a Runtime's helper threads (`split_worker`, started once, no
+OpenMP region per call) share the work: `run_plan_shared` hands out tasks of
+images (each thread with its own arena and scratch), `run_plan_split` the pieces
+of each op of one pass (small batches of a large model).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from edgecnn.deploy.runtime import fast_conv, fast_ops
-from edgecnn.deploy.runtime.sync import atomic_add, atomic_cas, atomic_read, atomic_store, cpu_yield, nap, spin_pause
+from edgecnn.deploy.runtime.sync import (
+    array_address,
+    atomic_add,
+    atomic_cas,
+    atomic_read,
+    atomic_store,
+    cpu_yield,
+    int8_pointer,
+    nap,
+    spin_pause,
+)
 
 # Opcodes (column 0 of the op table).
 OP_GEMM, OP_DEPTHWISE, OP_MAX_POOL, OP_AVERAGE_POOL, OP_COPY, OP_SOFTMAX, OP_ADD_SUB, OP_MEAN_HW, OP_LOOKUP = (
@@ -76,22 +88,6 @@ def run_plan(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, first, count, group, a
                     out[dst + _U(j)] = arena[s + _U(j)]
 
 
-@njit(parallel=True, cache=True)
-def run_plan_parallel(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, count, group, arenas, a_s, c_s, kind):
-    """run_plan over `count` images, one group per task; each task uses its thread's arena and scratch.
-
-    Runtime sets Numba's parallel chunk size to 1 around this call, so threads take groups
-    as they finish (a thread slowed down by another process on a shared core does not hold
-    the others back, as one fixed half of the batch each would).
-    """
-    tasks = (count + group - 1) // group
-    for task in prange(tasks):
-        thread = numba.get_thread_id()
-        first = task * group
-        run_plan(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, first, min(group, count - first), group,
-                 arenas[thread], a_s[thread], c_s[thread], kind)  # fmt: skip
-
-
 @njit(cache=True)
 def _run_piece(ops, i, arena, images, a, c, i8p, w8p, i32p, i64p, f64p, kind, piece, pieces):
     op = ops[i]
@@ -127,7 +123,11 @@ ADD_SPLIT = 2048  # elements per image of an ADD/SUB worth sharing (~1 us of wor
 # and the workers' stop flag. Its counters: per op, pieces claimed and pieces done, one cache line
 # each, both tagged with the job's number above TAG_SHIFT so that a worker still looking at an
 # earlier job (descheduled, or just late) can never claim or wait on the current one's pieces.
-CTL_JOB, CTL_COUNT, CTL_STOP, CTL_WORDS = 0, 8, 16, 24
+CTL_JOB, CTL_COUNT, CTL_STOP, CTL_WORDS = 0, 8, 16, 32
+# A job is either one pass split op by op (MODE_SPLIT, run_plan_split) or a batch in tasks of images, each
+# thread with its own arena (MODE_BATCH, run_plan_shared: the input's and output's addresses, images per task).
+CTL_MODE, CTL_X, CTL_OUT, CTL_TASK = 17, 18, 19, 20
+MODE_SPLIT, MODE_BATCH = 0, 1
 TAG_SHIFT = 20
 LINE = 8  # int64s per cache line
 IDLE_SPINS = 20_000  # polls with `pause` (~50 ns each, ~1 ms) before an idle worker starts napping
@@ -195,6 +195,7 @@ def run_plan_split(ops, pieces, i8p, w8p, i32p, i64p, f64p, io, x, out, count, a
     job = ctl[CTL_JOB] + 1
     for i in range(sync.shape[0]):
         atomic_store(sync, i, job << TAG_SHIFT)
+    atomic_store(ctl, CTL_MODE, MODE_SPLIT)
     atomic_store(ctl, CTL_COUNT, count)
     atomic_store(ctl, CTL_JOB, job)
     _claim_ops(ops, pieces, arena, count, a, c, i8p, w8p, i32p, i64p, f64p, kind, sync, job)
@@ -210,21 +211,77 @@ def run_plan_split(ops, pieces, i8p, w8p, i32p, i64p, f64p, io, x, out, count, a
                 out[dst + _U(j)] = arena[src + _U(j)]
 
 
+@njit(cache=True)
+def _claim_tasks(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, count, task, arena, a, c, kind, sync, job):
+    """Run tasks of `task` images (run_plan, this thread's arena) while any is unclaimed; False if the job ended."""
+    tag = job << TAG_SHIFT
+    tasks = (count + task - 1) // task
+    while True:
+        v = atomic_read(sync, 0)
+        if v < tag or v - tag >= tasks:
+            return v >= tag and v - tag < 1 << TAG_SHIFT
+        if atomic_cas(sync, 0, v, v + 1):
+            first = (v - tag) * task
+            run_plan(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, first, min(task, count - first), task, arena, a, c,
+                     kind)  # fmt: skip
+            atomic_add(sync, LINE, 1)
+
+
+@njit(cache=True)
+def run_plan_shared(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, count, task, arena, a, c, kind, sync, ctl):
+    """run_plan over `count` images, in tasks of `task` images that the calling thread and the split_worker
+    threads claim as they become free (each with its own arena and scratch); returns when all are done.
+
+    Posted like run_plan_split's jobs (counters tagged with the job's number, then the number), so
+    the caller never waits for a helper to start, only for tasks a helper has claimed.
+    """
+    job = ctl[CTL_JOB] + 1
+    tag = job << TAG_SHIFT
+    atomic_store(sync, 0, tag)  # tasks claimed
+    atomic_store(sync, LINE, tag)  # tasks done
+    atomic_store(ctl, CTL_MODE, MODE_BATCH)
+    atomic_store(ctl, CTL_X, array_address(x))
+    atomic_store(ctl, CTL_OUT, array_address(out))
+    atomic_store(ctl, CTL_TASK, task)
+    atomic_store(ctl, CTL_COUNT, count)
+    atomic_store(ctl, CTL_JOB, job)
+    _claim_tasks(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, count, task, arena, a, c, kind, sync, job)
+    tasks = (count + task - 1) // task
+    spins = 0
+    while atomic_read(sync, LINE) - tag < tasks:
+        if spins < SPINS:
+            spin_pause()
+            spins += 1
+        else:
+            cpu_yield()
+
+
 @njit(cache=True, nogil=True)
-def split_worker(ctl, ops, pieces, i8p, w8p, i32p, i64p, f64p, arena, a, c, kind, sync):
-    """A helper thread's loop (run without the GIL): join each job run_plan_split posts, until ctl[CTL_STOP].
+def split_worker(ctl, ops, pieces, i8p, w8p, i32p, i64p, f64p, io, arena, own_arena, a, c, kind, sync):
+    """A helper thread's loop (run without the GIL): join each job run_plan_split or run_plan_shared posts,
+    until ctl[CTL_STOP]. arena is the one split jobs share, own_arena this thread's for batch jobs.
 
     Between jobs it polls: spinning with `pause` for IDLE_SPINS polls (back-to-back calls find
     it awake), then napping 50 us, then 1 ms between polls (an idle runtime costs ~nothing).
     """
+    in_size = io[0, 1]
+    out_row = 0
+    for k in range(1, io.shape[0]):
+        out_row += io[k, 1]
     seen = atomic_read(ctl, CTL_JOB)
     idle = 0
     while atomic_read(ctl, CTL_STOP) == 0:
         job = atomic_read(ctl, CTL_JOB)
         if job != seen:
             seen = job
-            _claim_ops(ops, pieces, arena, atomic_read(ctl, CTL_COUNT), a, c, i8p, w8p, i32p, i64p, f64p, kind,
-                       sync, job)  # fmt: skip
+            count = atomic_read(ctl, CTL_COUNT)
+            if atomic_read(ctl, CTL_MODE) == MODE_SPLIT:
+                _claim_ops(ops, pieces, arena, count, a, c, i8p, w8p, i32p, i64p, f64p, kind, sync, job)
+            else:
+                x = numba.carray(int8_pointer(atomic_read(ctl, CTL_X)), count * in_size)
+                out = numba.carray(int8_pointer(atomic_read(ctl, CTL_OUT)), count * out_row)
+                _claim_tasks(ops, i8p, w8p, i32p, i64p, f64p, io, x, out, count, atomic_read(ctl, CTL_TASK), own_arena,
+                             a, c, kind, sync, job)  # fmt: skip
             idle = 0
         elif idle < IDLE_SPINS:
             spin_pause()

@@ -36,11 +36,6 @@ def _numba_threads(count: int):
         numba.set_num_threads(previous)
 
 
-@contextmanager
-def _no_change():
-    yield
-
-
 _load_checked = [0.0, True]  # monotonic time of the last look, and its answer
 
 
@@ -90,16 +85,19 @@ def _stop_helpers(ctl: np.ndarray) -> None:
 class _Helpers:
     """threads - 1 daemon threads, each looping in executor.split_worker (no GIL held), for one plan.
 
-    Their scratch is slot 1.. of the Runtime's per-thread buffers (the caller uses slot 0).
-    They stop (within ~1 ms) when this object is collected, i.e. with their Runtime. Started
-    only after split_worker is compiled or loaded from the cache in this thread (a compile in
-    a helper would hold the GIL while the caller waits on it).
+    They join the jobs of executor.run_plan_split (one pass, each op shared, in the arena of
+    slot 0) and executor.run_plan_shared (a batch in tasks of images, each thread in its own
+    slot's arena). Their scratch is slot 1.. of the Runtime's per-thread buffers (the caller
+    uses slot 0). They stop (within ~1 ms) when this object is collected, i.e. with their
+    Runtime. Started only after split_worker is compiled or loaded from the cache in this
+    thread (a compile in a helper would hold the GIL while the caller waits on it).
     """
 
-    def __init__(self, plan, gemm, arena, a, c, threads: int):
+    def __init__(self, plan, gemm, arenas, a, c, threads: int):
         from edgecnn.deploy.runtime.executor import (
             CTL_STOP,
             CTL_WORDS,
+            run_plan_shared,
             run_plan_split,
             split_pieces,
             split_sync,
@@ -107,17 +105,17 @@ class _Helpers:
         )
 
         self.threads = threads
-        self.run = run_plan_split
+        self.run, self.shared = run_plan_split, run_plan_shared
         self.pieces = split_pieces(plan.ops)
         self.sync = split_sync(plan.ops)
         self.ctl = np.zeros(CTL_WORDS, np.int64)
-        common = (plan.ops, self.pieces, plan.i8, plan.w8, plan.i32, plan.i64, plan.f64, arena)
+        common = (plan.ops, self.pieces, plan.i8, plan.w8, plan.i32, plan.i64, plan.f64, plan.io, arenas[0])
         self.ctl[CTL_STOP] = 1
-        split_worker(self.ctl, *common, a[0], c[0], gemm, self.sync)  # returns at once: compiled, stopped
+        split_worker(self.ctl, *common, arenas[0], a[0], c[0], gemm, self.sync)  # returns at once: compiled
         self.ctl[CTL_STOP] = 0
         for slot in range(1, threads):
-            threading.Thread(target=split_worker, args=(self.ctl, *common, a[slot], c[slot], gemm, self.sync),
-                             name=f"edgecnn-split-{slot}", daemon=True).start()  # fmt: skip
+            threading.Thread(target=split_worker, name=f"edgecnn-split-{slot}", daemon=True,
+                             args=(self.ctl, *common, arenas[slot], a[slot], c[slot], gemm, self.sync)).start()
         weakref.finalize(self, _stop_helpers, self.ctl)
 
 
@@ -135,13 +133,15 @@ class Runtime:
     every float computation happen here, in __init__; the first run of each
     kernel compiles it (cached on disk afterwards).
 
-    num_threads caps the Numba threads (default: Numba's, i.e. all cores);
+    num_threads caps the threads (default: Numba's count, i.e. all cores);
     batches under SERIAL_BELOW images run on one thread, except on the executor
     path when one pass holds at least SPLIT_MACS multiply-accumulates (a large
-    model): then the calling thread and num_threads - 1 helper threads of this
-    Runtime (_Helpers, started on first use, spinning ~1 ms between calls, then
-    napping) share each op. Either way, only while the load average is below the
-    core count + 1 (cores_free): on busy cores one thread was faster than two.
+    model): then the threads share each op. On the executor path the threads
+    are the calling one and num_threads - 1 helper threads of this Runtime
+    (_Helpers: started on first use, spinning ~1 ms after each call, then
+    napping; no OpenMP region per call); the per-op path uses Numba's. Either
+    way, only while the load average is below the core count + 1 (cores_free):
+    on busy cores one thread was faster than two.
 
     Two paths, same bytes. When the whole graph is covered (plan.py: CONV_2D,
     DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX/AVERAGE_POOL_2D, RESHAPE, SOFTMAX,
@@ -271,13 +271,13 @@ class Runtime:
         return self._buffers[slices]
 
     def _run_plan(self, array: np.ndarray) -> list[np.ndarray]:
-        """All outputs through the executor: one compiled call (two threads: one parallel region)."""
+        """All outputs through the executor: one compiled call (2+ threads: with this Runtime's helper threads)."""
         p, g = self.plan, self.graph
         images = array.shape[0]
         out = np.empty((images, p.out_row), np.int8)
         threads = self._threads(images)
         if threads > 1 and not cores_free():
-            threads = 1  # busy cores: the region's join would wait on a thread that is off its core
+            threads = 1  # busy cores: a task a helper claimed may wait for a thread that is off its core
         task = _task_images(images, threads, p.group)
         wanted = int(self.num_threads) if self.num_threads is not None else numba.get_num_threads()
         if images <= p.group and wanted >= 2 and images * p.macs >= SPLIT_MACS and cores_free():
@@ -292,16 +292,10 @@ class Runtime:
             run(p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1), out.reshape(-1), 0, images, p.group,
                 arena, a, c, self._gemm)  # fmt: skip
         else:
-            from edgecnn.deploy.runtime.executor import run_plan_parallel
-
-            arenas, a, c = self._scratch(numba.config.NUMBA_NUM_THREADS)  # indexed by Numba's thread id
-            previous_chunk = numba.set_parallel_chunksize(1)  # dynamic: one group of images per task
-            try:
-                with _numba_threads(threads) if numba.get_num_threads() != threads else _no_change():
-                    run_plan_parallel(p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1),
-                                      out.reshape(-1), images, task, arenas, a, c, self._gemm)  # fmt: skip
-            finally:
-                numba.set_parallel_chunksize(previous_chunk)
+            h = self._helpers(threads)
+            arenas, a, c = self._scratch(numba.config.NUMBA_NUM_THREADS)
+            h.shared(p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1), out.reshape(-1), images, task,
+                     arenas[0], a[0], c[0], self._gemm, h.sync, h.ctl)  # fmt: skip
         if len(g.outputs) == 1:
             return [out.reshape(self._output_shapes[0](images))]
         results, position = [], 0
@@ -310,13 +304,18 @@ class Runtime:
             position += size
         return results
 
+    def _helpers(self, threads: int) -> "_Helpers":
+        """This Runtime's threads - 1 helper threads (started on first use, restarted if the count changes)."""
+        if self._split is None or self._split.threads != threads:
+            arenas, a, c = self._scratch(numba.config.NUMBA_NUM_THREADS)
+            self._split = _Helpers(self.plan, self._gemm, arenas, a, c, threads)
+        return self._split
+
     def _run_split(self, array: np.ndarray, out: np.ndarray, threads: int) -> None:
         """One pass, the calling thread and threads - 1 helper threads sharing each op (executor.run_plan_split)."""
         p = self.plan
+        h = self._helpers(threads)
         arenas, a, c = self._scratch(numba.config.NUMBA_NUM_THREADS)
-        if self._split is None or self._split.threads != threads:
-            self._split = _Helpers(p, self._gemm, arenas[0], a, c, threads)
-        h = self._split
         h.run(p.ops, h.pieces, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1), out.reshape(-1),
               array.shape[0], arenas[0], a[0], c[0], self._gemm, h.sync, h.ctl)  # fmt: skip
 

@@ -133,3 +133,29 @@ def nap(typingctx, microseconds):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def array_address(typingctx, array):
+    """The address of array's first element, as an int64 (handed to a helper thread through a control word)."""
+    if not isinstance(array, types.Array):
+        return None
+    sig = types.int64(array)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.ptrtoint(data, ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def int8_pointer(typingctx, address):
+    """array_address's int64 back as an int8 pointer, for numba.carray (the caller keeps the array alive)."""
+    sig = types.CPointer(types.int8)(address)
+
+    def codegen(context, builder, signature, args):
+        value = context.cast(builder, args[0], signature.args[0], types.int64)
+        return builder.inttoptr(value, ir.IntType(8).as_pointer())
+
+    return sig, codegen
