@@ -10,7 +10,8 @@ reach it as raw float32 bytes, so that venv needs no numpy. Both sides train the
 same architecture with Adam (lr 1e-3) on the same images in the same order of
 magnitude of work: one pass over `--limit` images. Rounds alternate edgecnn and
 PyTorch so that load from other processes on a shared machine hits both alike;
-the median and the best (least disturbed) of the rounds are reported. PyTorch runs with its default OpenMP
+the median and the best (least disturbed) of the rounds are reported, with the CPU
+model and the load average before and after. PyTorch runs with its default OpenMP
 settings and with OMP_WAIT_POLICY=PASSIVE (edgecnn's setting), and the faster of
 the two counts.
 """
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from runtime_speed import cpu_description  # the same CPU line as the runtime benchmark
 
 TORCH_SCRIPT = r"""
 import json, sys, time
@@ -163,6 +165,10 @@ def main():
     x, y, what = load_data(args.dataset, args.data, args.arch, args.limit)
     print(f"{args.arch} on {what} {tuple(x.shape[1:])}: {len(x)} images/epoch, batch {args.batch_size}, Adam, "
           f"{args.threads} threads, {args.rounds} round(s)", file=sys.stderr)
+    model, flags, _ = cpu_description()
+    load_before = os.getloadavg()
+    print(f"cpu: {model} ({os.cpu_count()} cpus; {' '.join(f for f in ('fma', 'avx2', 'avx512f') if f in flags)}); "
+          f"load average {' '.join(f'{v:.2f}' for v in load_before)}", file=sys.stderr)
     have_torch = Path(args.torch_python).exists()
     ours, theirs, torch_version = [], [], None
     for r in range(args.rounds):
@@ -183,13 +189,15 @@ def main():
     result = {"arch": args.arch, "dataset": what, "images": len(x), "batch": args.batch_size,
               "threads": args.threads, "edgecnn_seconds": statistics.median(ours), "edgecnn_best": min(ours),
               "pytorch_seconds": statistics.median(theirs) if theirs else None,
-              "pytorch_best": min(theirs) if theirs else None, "torch": torch_version}
+              "pytorch_best": min(theirs) if theirs else None, "torch": torch_version, "cpu": model,
+              "load_average_before": load_before, "load_average_after": os.getloadavg()}
     if theirs:
         result["ratio"] = result["edgecnn_seconds"] / result["pytorch_seconds"]
         result["ratio_best"] = result["edgecnn_best"] / result["pytorch_best"]
     if args.json:
         print(json.dumps(result))
     else:
+        print(f"load average after: {' '.join(f'{v:.2f}' for v in result['load_average_after'])}")
         print(f"edgecnn : {result['edgecnn_seconds']:7.2f} s/epoch median, {result['edgecnn_best']:.2f} best")
         if theirs:
             print(f"pytorch : {result['pytorch_seconds']:7.2f} s/epoch median, {result['pytorch_best']:.2f} best "
