@@ -86,7 +86,8 @@ def build_and_run(models: list[ModelBuild], workdir: Path, opt: str = "-O2", ext
         (workdir / f"out{k}.bin").unlink(missing_ok=True)
         upper = name.upper()
         lines.append((f'#include "{name}.h"',
-                      f'    {{"in{k}.bin", "out{k}.bin", {name}_invoke, {upper}_INPUT_SIZE, {upper}_OUTPUT_SIZE}},',
+                      f'    {{"in{k}.bin", "out{k}.bin", {name}_invoke, {upper}_INPUT_SIZE, {upper}_OUTPUT_SIZE, '
+                      f'{name + "_input_buffer" if m.export.inputs[0].get("in_arena") else "0"}}},',
                       f"{upper}_INPUT_SIZE", f"{upper}_OUTPUT_SIZE"))  # fmt: skip
     max_in = max((m.export.inputs[0]["bytes"] for m in models))
     max_out = max((m.export.outputs[0]["bytes"] for m in models))
