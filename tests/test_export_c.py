@@ -306,12 +306,11 @@ def test_file_format_header_defines_and_labels():
     assert "malloc" not in code and "#include <math.h>" not in code
     # The weights are all there: 61,706 parameters, of which the biases are int32 (a conv's biases are in its
     # op*_channel table, one row per output channel). Weights are two 16-bit lanes per uint32_t word: a conv's
-    # in op*_pairs, padded to a multiple of 4 taps with zeros (the first conv, a small window: each of its 5
-    # rows from 5 to 8 taps, 6 x 15 more; the second 16 x 2 more), a fully connected layer's in op*_lanes,
-    # units padded to a multiple of 4 with zero rows (the last layer: 2 x 84 more).
+    # in op*_pairs, padded to a multiple of 4 taps with zeros (6 x 3 + 16 x 2 more), a fully connected layer's in
+    # op*_lanes, units padded to a multiple of 4 with zero rows (the last layer: 2 x 84 more).
     arrays = re.findall(r"static const (int8_t|int32_t|ec_channel) op\d+_(filter|bias|channel)\[(\d+)\]", source)
     words = re.findall(r"static const uint32_t op\d+_(?:pairs|lanes)\[(\d+)\]", source)
-    assert sum(int(n) for _, _, n in arrays) + 2 * sum(int(n) for n in words) == 61_706 + 6 * 15 + 16 * 2 + 2 * 84
+    assert sum(int(n) for _, _, n in arrays) + 2 * sum(int(n) for n in words) == 61_706 + 6 * 3 + 16 * 2 + 2 * 84
     assert to_c(graph, name="digits") == source  # deterministic
 
 

@@ -5,7 +5,8 @@ Each graph aims at one path of the C conv kernels (docs/mcu.md): the 3x3 depthwi
 fallbacks (channels not a multiple of 4, rows narrower than 3) and every requantization mode,
 the 1x1 conv on 16-bit-lane patches (ec_pointwise: channels not a multiple of 4, an odd number of
 pixels, widening in reverse pixel order, an odd number of filters) and small windows as row runs
-(ec_conv_runs: padding on every side, stride 2, rows not a multiple of 4 bytes). Every graph runs
+(ec_conv_runs: padding on every side, stride 2, rows not a multiple of 4 bytes, padded one by one or
+packed one after the other). Every graph runs
 on QEMU's Cortex-M4 (DSP path and portable, one program each) and through host gcc (portable);
 a hypothesis property adds random shapes on the host.
 """
@@ -116,6 +117,8 @@ def test_kernel_paths_are_taken():
     assert all(".pointwise = 1," in sources[n] for n in ("pw_odd", "pw_wide"))
     assert all(".run4 = " in sources[n] and ".run4 = 0," not in sources[n].split("_params = {")[1].split("};")[0]
                for n in GRAPHS if n.startswith("runs_"))  # fmt: skip
+    assert all(".packed = 1," in sources[n] for n in ("runs_3x3x3", "runs_3x3_s1", "runs_5x5x2"))  # rows packed
+    assert all(".packed = 0," in sources[n] for n in ("runs_10x4", "runs_2x3x5"))  # rows padded one by one
     assert ".fast = 3," in sources["dw_s1_c8"]
     assert [int(m) for m in re.findall(r"\.fast = (\d),", sources["modes"])] == [2, 2, 2, 1, 1, 1, 0, 0, 0]
     assert "ec_depthwise_conv_2d_in_place(" in sources["dw_s1_c8"]

@@ -362,9 +362,39 @@ static inline void ec_conv_run_words(const int8_t *row, int filter_h, int run4, 
         }
 }
 
+/* p->packed: the window's rows one after the other, taps as ec_conv_window orders them (filter_h * run bytes,
+   rounded up to 4, fewer taps than rows padded one by one): gathered into tmp (in whole words when inside,
+   whatever follows a row's run overwritten by the next row or meeting zero weights past the last), then
+   put into the slot as 16-bit lanes. */
+static void ec_conv_packed_window(const ec_conv_params *p, const int8_t *input, int pixel, const int8_t *row,
+                                  size_t row_step, uint32_t *slot, int8_t *tmp)
+{
+    const int run = p->filter_w * p->input_depth, n4 = (p->filter_h * run + 3) & ~3;
+    int filter_y, j;
+    if (row) {
+        for (filter_y = 0; filter_y < p->filter_h; ++filter_y, row += row_step)
+            for (j = 0; j < run; j += 4) ec_store32(tmp + filter_y * run + j, ec_load32(row + j));
+        for (j = 0; j < n4; j += 4, slot += 4) {
+            const uint32_t v = ec_load32(tmp + j);
+            slot[0] = ec_lanes02(v);
+            slot[1] = ec_lanes13(v);
+        }
+        return;
+    }
+    ec_conv_window(p, input, pixel, 0, tmp, n4); /* interleaved: chunk k at tmp + 8k */
+    for (j = 0; j < n4; j += 4, slot += 4) {
+        const uint32_t v = ec_load32(tmp + 2 * j);
+        slot[0] = ec_lanes02(v);
+        slot[1] = ec_lanes13(v);
+    }
+}
+
 static void ec_conv_runs(const ec_conv_params *p, const int8_t *input, int8_t *output, uint32_t *patch)
 {
-    const int n4 = p->filter_h * p->run4, pixels = p->output_h * p->output_w, depth = p->output_depth;
+    const int packed = p->packed;
+    const int n4 = packed ? (p->filter_h * p->filter_w * p->input_depth + 3) & ~3 : p->filter_h * p->run4;
+    int8_t *const tmp = (int8_t *)(void *)(patch + n4); /* packed: 2 * n4 bytes after the patch */
+    const int pixels = p->output_h * p->output_w, depth = p->output_depth;
     const int mode = p->fast, filter_h = p->filter_h, run4 = p->run4, output_w = p->output_w;
     const int32_t offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     const size_t in_row = (size_t)p->input_w * p->input_depth, row_step = (size_t)p->dilation_h * in_row;
@@ -386,13 +416,19 @@ static void ec_conv_runs(const ec_conv_params *p, const int8_t *input, int8_t *o
             ++y1;
         }
         at = (size_t)(y * p->stride_h - p->pad_top) * in_row + (size_t)(x * p->stride_w - p->pad_left) * p->input_depth;
-        if (y >= y_lo && y < y_hi && x >= x_lo && x < x_hi && at + last_row + run4 <= in_size)
+        if (packed)
+            ec_conv_packed_window(p, input, q, y >= y_lo && y < y_hi && x >= x_lo && x < x_hi
+                                  && at + last_row + run4 <= in_size ? input + at : NULL, row_step, patch, tmp);
+        else if (y >= y_lo && y < y_hi && x >= x_lo && x < x_hi && at + last_row + run4 <= in_size)
             ec_conv_run_words(input + at, filter_h, run4, row_step, patch);
         else
             ec_conv_run_window(p, input, q, patch);
         at = (size_t)(y1 * p->stride_h - p->pad_top) * in_row
              + (size_t)(x1 * p->stride_w - p->pad_left) * p->input_depth;
-        if (y1 >= y_lo && y1 < y_hi && x1 >= x_lo && x1 < x_hi && at + last_row + run4 <= in_size)
+        if (packed)
+            ec_conv_packed_window(p, input, pixel1, y1 >= y_lo && y1 < y_hi && x1 >= x_lo && x1 < x_hi
+                                  && at + last_row + run4 <= in_size ? input + at : NULL, row_step, patch + 2, tmp);
+        else if (y1 >= y_lo && y1 < y_hi && x1 >= x_lo && x1 < x_hi && at + last_row + run4 <= in_size)
             ec_conv_run_words(input + at, filter_h, run4, row_step, patch + 2);
         else
             ec_conv_run_window(p, input, pixel1, patch + 2);

@@ -120,6 +120,7 @@ typedef struct {
     int reverse;               /* conv: output pixels last to first (a 1x1 conv widening in place) */
     int pointwise;             /* conv: 1x1, stride 1, no padding, one group (ec_pointwise; 4 bytes of scratch per tap) */
     int run4;                  /* conv through ec_conv_runs: a window row's taps rounded up to 4; else 0 */
+    int packed;                /* ec_conv_runs with the rows one after the other (ec_conv_packed_window) */
 } ec_conv_params;
 """)}
 
@@ -204,7 +205,7 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
     _, filter_h, filter_w, filter_depth = filter_shape
     bias = np.asarray(bias_data, dtype=np.int64) if bias_data.size else np.zeros(out_depth, dtype=np.int64)
     weights = np.asarray(filter_data, dtype=np.int64)
-    pointwise = runs = False
+    pointwise = runs = packed = False
     if not depthwise:
         groups = in_depth // filter_depth
         taps4 = -(-filter_h * filter_w * filter_depth // 4) * 4
@@ -237,7 +238,12 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
         data = emit.array("int8_t", f"{name}_filter", filter_data)
         taps4, arranged = 0, filter_data
     else:
-        if runs:
+        # The rows one after the other when that takes fewer taps than each padded to run4 (MobileNet's 3x3x3:
+        # 28 taps, not 36); the window then goes through a byte buffer first.
+        packed = runs and taps4 < filter_h * run4
+        if packed:
+            arranged, taps4 = conv_filter_pairs(twice * weights, out_depth, 1)
+        elif runs:
             rows = np.zeros((out_depth, filter_h, run4), dtype=np.int64)
             rows[:, :, : filter_w * filter_depth] = weights.reshape(out_depth, filter_h, -1)
             arranged, taps4 = conv_filter_pairs(twice * rows, out_depth, 1)
@@ -284,10 +290,11 @@ def c_conv(emit, step, depthwise: bool) -> CSource:
     fields.append(("reverse", int(pointwise and out_depth > in_depth)))
     fields.append(("pointwise", int(pointwise)))
     fields.append(("run4", run4 if runs else 0))
+    fields.append(("packed", int(packed)))
     data += emit.struct("ec_conv_params", f"{name}_params", fields)
     call = per_image(f"ec_conv_2d(&{name}_params, @IN0@, @OUT0@, (int8_t *)@SCRATCH@);", images, in_size, out_size)
     # two output pixels' windows: int8 (ec_conv_2d), or 16-bit lanes in 32-bit words (ec_pointwise, ec_conv_runs)
-    scratch = 4 * taps4 if pointwise or runs else 2 * taps4
+    scratch = 6 * taps4 if packed else 4 * taps4 if pointwise or runs else 2 * taps4  # packed: + a byte buffer
     # A 1x1 conv copies its two input pixels into the patch before writing their output pixels, so it runs
     # in place. A stride-1 conv keeping the channel count runs in place with its output starting pad_top
     # rows and pad_left pixels before its input: output pixel o then overwrites input pixel o - (pad_top*W +
