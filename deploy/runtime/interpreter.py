@@ -110,6 +110,10 @@ class _Helpers:
         self.sync = split_sync(plan.ops)
         self.ctl = np.zeros(CTL_WORDS, np.int64)
         common = (plan.ops, self.pieces, plan.i8, plan.w8, plan.i32, plan.i64, plan.f64, plan.io, arenas[0])
+        # The calls' arguments, but for the images (bound once: ~1 us less per call than looking them up)
+        self.plan_args = (plan.ops, plan.i8, plan.w8, plan.i32, plan.i64, plan.f64, plan.io)
+        self.split_args = (plan.ops, self.pieces, plan.i8, plan.w8, plan.i32, plan.i64, plan.f64, plan.io)
+        self.caller_args = (arenas[0], a[0], c[0], gemm, self.sync, self.ctl)
         self.ctl[CTL_STOP] = 1
         split_worker(self.ctl, *common, arenas[0], a[0], c[0], gemm, self.sync)  # returns at once: compiled
         self.ctl[CTL_STOP] = 0
@@ -278,7 +282,6 @@ class Runtime:
         threads = self._threads(images)
         if threads > 1 and not cores_free():
             threads = 1  # busy cores: a task a helper claimed may wait for a thread that is off its core
-        task = _task_images(images, threads, p.group)
         wanted = int(self.num_threads) if self.num_threads is not None else numba.get_num_threads()
         if images <= p.group and wanted >= 2 and images * p.macs >= SPLIT_MACS and cores_free():
             self._run_split(array, out, wanted)
@@ -293,9 +296,8 @@ class Runtime:
                 arena, a, c, self._gemm)  # fmt: skip
         else:
             h = self._helpers(threads)
-            arenas, a, c = self._scratch(numba.config.NUMBA_NUM_THREADS)
-            h.shared(p.ops, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1), out.reshape(-1), images, task,
-                     arenas[0], a[0], c[0], self._gemm, h.sync, h.ctl)  # fmt: skip
+            task = _task_images(images, threads, p.group)
+            h.shared(*h.plan_args, array.reshape(-1), out.reshape(-1), images, task, *h.caller_args)
         if len(g.outputs) == 1:
             return [out.reshape(self._output_shapes[0](images))]
         results, position = [], 0
@@ -313,11 +315,8 @@ class Runtime:
 
     def _run_split(self, array: np.ndarray, out: np.ndarray, threads: int) -> None:
         """One pass, the calling thread and threads - 1 helper threads sharing each op (executor.run_plan_split)."""
-        p = self.plan
         h = self._helpers(threads)
-        arenas, a, c = self._scratch(numba.config.NUMBA_NUM_THREADS)
-        h.run(p.ops, h.pieces, p.i8, p.w8, p.i32, p.i64, p.f64, p.io, array.reshape(-1), out.reshape(-1),
-              array.shape[0], arenas[0], a[0], c[0], self._gemm, h.sync, h.ctl)  # fmt: skip
+        h.run(*h.split_args, array.reshape(-1), out.reshape(-1), array.shape[0], *h.caller_args)
 
     def run_all(self, x) -> list[np.ndarray]:
         """Every graph output, as a list in the graph's output order."""
