@@ -1,8 +1,9 @@
 """2-D convolution (NHWC, OHWI filters, groups, dilation), forward and backward.
 
-The fast path is the Numba kernels in conv_kernels.py. The naive path is plain loops
-written as textbook convolutions of the upstream gradient; tests hold the two
-together.
+The fast paths: im2col + BLAS GEMM (conv_gemm.py) for ungrouped convs that are strided
+or have small maps, the Numba kernels in conv_kernels.py for the rest (chosen per
+shape by measurement, see GEMM_MAX_PIXELS). The naive path is plain loops written as
+textbook convolutions of the upstream gradient; tests hold them together.
 """
 
 import functools
