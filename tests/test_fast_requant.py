@@ -2,7 +2,8 @@
 
 The reference is fast_conv.requantize_one, itself proved and tested equal to TFLite's two
 roundings (tests/test_fast_kernels.py); around it, the int32 wrap of acc + bias and of the
-left shift, the output zero point (int32 add) and the clamp, lane by lane.
+left shift, the output zero point (int32 add) and the clamp, lane by lane; vectors with and
+without left shifts, clamps to -128..127 and narrower (the four loop variants vnni._variants picks).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def requant_case(draw):
                        for _ in range(count)], np.int64)  # fmt: skip
     multipliers = [draw(st.one_of(st.sampled_from([2**30, 2**31 - 1]), st.integers(2**30, 2**31 - 1)))
                    for _ in range(count)]  # fmt: skip
-    shifts = [draw(st.integers(-31, 8)) for _ in range(count)]  # both sides of zero
+    top = draw(st.sampled_from([8, 0]))  # both sides of zero, or none left (the loops' no-shift variant)
+    shifts = [draw(st.integers(-31, top)) for _ in range(count)]
     zp = draw(st.one_of(st.sampled_from([-128, 127, 0]), st.integers(-128, 127)))
     lo, hi = draw(st.sampled_from([(-128, 127), (zp, 127), (max(zp, -128), min(zp + 6, 127))]))
     return c, bias, multipliers, shifts, zp, lo, hi

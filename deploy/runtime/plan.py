@@ -96,7 +96,8 @@ def requant_vectors(multipliers, shifts) -> np.ndarray:
         per_group = lanes[index].reshape(groups, 16)
         blocks[:, at:at + 8] = per_group[:, 0::2]
         blocks[:, at + 8:at + 16] = per_group[:, 1::2]
-    blocks[:, vnni.RQV_LEFT:] = lanes[1].astype(np.int32).reshape(groups, 16).view(np.int64)
+    blocks[:, vnni.RQV_LEFT:vnni.RQV_LEFT + 8] = lanes[1].astype(np.int32).reshape(groups, 16).view(np.int64)
+    blocks[:, vnni.RQV_FLAGS] = int(not lanes[1].any())  # no lane shifts left: the loops skip the shift
     return blocks.reshape(-1)
 
 

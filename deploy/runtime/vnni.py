@@ -102,8 +102,9 @@ _V16_I8 = ir.VectorType(_I8, 16)
 
 # One block of requantization constants per 16 lanes, in int64s (plan.requant_vectors writes them):
 # M, total shift, round_pos, round_neg for the even lanes (8) and the odd lanes (8) each, then the
-# 16 int32 left shifts packed in 8 int64s.
-RQV_M, RQV_TOTAL, RQV_POS, RQV_NEG, RQV_LEFT, RQV_BLOCK = 0, 16, 32, 48, 64, 72
+# 16 int32 left shifts packed in 8 int64s, then a flag: 1 when no lane of any block of the vector
+# shifts left (read from the first block; the loops then skip the shift).
+RQV_M, RQV_TOTAL, RQV_POS, RQV_NEG, RQV_LEFT, RQV_FLAGS, RQV_BLOCK = 0, 16, 32, 48, 64, 72, 80
 
 
 def _splat(builder, value, vector_type=_V16):
@@ -112,14 +113,14 @@ def _splat(builder, value, vector_type=_V16):
     return builder.shuffle_vector(one, ir.Constant(vector_type, ir.Undefined), mask)
 
 
-def _multiply_ir(builder, x, rqv):
+def _multiply_ir(builder, x, rqv, no_left=False):
     """fast_conv.requantize_one on 16 int32 lanes x -> 16 int32 lanes (rqv: the lanes' RQV_* block).
 
     The int64 products stay in the even and odd int32 lanes' own 64-bit halves (vpmuldq on
     each, no widening or narrowing shuffles): P = x * M with x << left wrapping in int32, then
     (P + (P < -2^30 ? round_neg : round_pos)) >> total, whose low 32 bits are the result
     (|result| < 2^31). Both factors of each product are sign-extended 32-bit values, written
-    as ashr(shl(v, 32), 32) so LLVM selects vpmuldq.
+    as ashr(shl(v, 32), 32) so LLVM selects vpmuldq. no_left: every left shift is 0 (not emitted).
     """
 
     def block(offset, count=8):
@@ -127,8 +128,9 @@ def _multiply_ir(builder, x, rqv):
         return builder.load(builder.bitcast(p, ir.VectorType(ir.IntType(64), count).as_pointer()), align=8)
 
     c32 = ir.Constant(_V8_I64, [32] * 8)
-    left = builder.bitcast(block(RQV_LEFT), _V16)
-    x = builder.bitcast(builder.shl(x, left), _V8_I64)
+    if not no_left:
+        x = builder.shl(x, builder.bitcast(block(RQV_LEFT), _V16))
+    x = builder.bitcast(x, _V8_I64)
     halves = []
     for half, xs in ((0, builder.ashr(builder.shl(x, c32), c32)), (8, builder.ashr(x, c32))):
         m = block(RQV_M + half)
@@ -140,16 +142,41 @@ def _multiply_ir(builder, x, rqv):
     return builder.bitcast(builder.or_(low, builder.shl(halves[1], c32)), _V16)
 
 
-def _clamp_int8_ir(builder, v, zp, lo, hi):
+def _clamp_int8_ir(builder, v, zp, lo, hi, full_range=False):
+    """int8(clamp(v + zp, lo, hi)); full_range: lo, hi = -128, 127 as constants (x86: one saturating vpmovsdb)."""
+    if full_range:
+        lo, hi = ir.Constant(_V16, [-128] * 16), ir.Constant(_V16, [127] * 16)
     v = builder.add(v, zp)
     v = builder.select(builder.icmp_signed("<", v, lo), lo, v)
     v = builder.select(builder.icmp_signed(">", v, hi), hi, v)
     return builder.trunc(v, _V16_I8)
 
 
-def _requantize_ir(builder, acc, bias, rqv, zp, lo, hi):
-    """int8 lanes = clamp(requantize(acc + bias) + zp): fast_conv.requantize_one on 16 int32 lanes."""
-    return _clamp_int8_ir(builder, _multiply_ir(builder, builder.add(acc, bias), rqv), zp, lo, hi)
+def _requantize_ir(builder, acc, bias, rqv, zp, lo, hi, variant=(False, False)):
+    """int8 lanes = clamp(requantize(acc + bias) + zp): fast_conv.requantize_one on 16 int32 lanes.
+
+    variant = (no_left, full_range), see _variants."""
+    no_left, full_range = variant
+    return _clamp_int8_ir(builder, _multiply_ir(builder, builder.add(acc, bias), rqv, no_left), zp, lo, hi,
+                          full_range)  # fmt: skip
+
+
+def _variants(builder, rqv, lo_scalar, hi_scalar, emit):
+    """Call emit(variant) in four branches chosen once per call, variant = (no_left, full_range): no left
+    shift in the vector (its first block's RQV_FLAGS), and a clamp to -128..127 (act_min, act_max)."""
+    i64 = ir.IntType(64)
+    flag = builder.load(builder.gep(rqv, [ir.Constant(i64, RQV_FLAGS)]))
+    no_left = builder.icmp_signed("!=", flag, ir.Constant(i64, 0))
+    full = builder.and_(builder.icmp_signed("==", lo_scalar, ir.Constant(i64, -128)),
+                        builder.icmp_signed("==", hi_scalar, ir.Constant(i64, 127)))  # fmt: skip
+    with builder.if_else(no_left) as (then, otherwise):
+        for branch, left_flag in ((then, True), (otherwise, False)):
+            with branch:
+                with builder.if_else(full) as (full_then, full_otherwise):
+                    with full_then:
+                        emit((left_flag, True))
+                    with full_otherwise:
+                        emit((left_flag, False))
 
 
 def _store_int8(builder, value, ptr, lanes_left):
@@ -195,11 +222,14 @@ def requantize16(typingctx, c, bias, rqv, out, count, out_zp, act_min, act_max):
         def load(ptr, index):
             return builder.load(builder.bitcast(builder.gep(ptr, [index]), _V16.as_pointer()), align=4)
 
-        with cgutils.for_range(builder, groups) as loop:
-            base = builder.mul(loop.index, ir.Constant(intp, 16))
-            rqv = builder.gep(r_p, [builder.mul(loop.index, ir.Constant(intp, RQV_BLOCK))])
-            v = _requantize_ir(builder, load(c_p, base), load(b_p, base), rqv, zp, lo, hi)
-            _store_int8(builder, v, builder.gep(o_p, [base]), builder.sub(count_v, base))
+        def emit(variant):
+            with cgutils.for_range(builder, groups) as loop:
+                base = builder.mul(loop.index, ir.Constant(intp, 16))
+                rqv = builder.gep(r_p, [builder.mul(loop.index, ir.Constant(intp, RQV_BLOCK))])
+                v = _requantize_ir(builder, load(c_p, base), load(b_p, base), rqv, zp, lo, hi, variant)
+                _store_int8(builder, v, builder.gep(o_p, [base]), builder.sub(count_v, base))
+
+        _variants(builder, r_p, *(context.cast(builder, args[i], argtys[i], types.int64) for i in (6, 7)), emit)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -244,19 +274,22 @@ def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_s
         def load(ptr, index, vector_type=v16_i16, align=2):
             return builder.load(builder.bitcast(builder.gep(ptr, [index]), vector_type.as_pointer()), align=align)
 
-        with cgutils.for_range(builder, groups) as loop:
-            base = builder.mul(loop.index, ir.Constant(intp, 16))
-            builder.store(ir.Constant(_V16, None), total)
-            with cgutils.for_range(builder, tap_count) as tap_loop:
-                t = tap_loop.index
-                tap = builder.load(builder.gep(taps_p, [t]))
-                x = load(plane_p, builder.add(builder.add(row_base, tap), base))
-                w = load(w_p, builder.add(builder.mul(t, w_stride), base))
-                product = builder.sext(builder.mul(w, x), _V16)
-                builder.store(builder.add(builder.load(total), product), total)
-            rqv = builder.gep(r_p, [builder.mul(loop.index, ir.Constant(intp, RQV_BLOCK))])
-            v = _requantize_ir(builder, builder.load(total), load(b_p, base, _V16, 4), rqv, zp, lo, hi)
-            _store_int8(builder, v, builder.gep(o_p, [base]), builder.sub(count_v, base))
+        def emit(variant):
+            with cgutils.for_range(builder, groups) as loop:
+                base = builder.mul(loop.index, ir.Constant(intp, 16))
+                builder.store(ir.Constant(_V16, None), total)
+                with cgutils.for_range(builder, tap_count) as tap_loop:
+                    t = tap_loop.index
+                    tap = builder.load(builder.gep(taps_p, [t]))
+                    x = load(plane_p, builder.add(builder.add(row_base, tap), base))
+                    w = load(w_p, builder.add(builder.mul(t, w_stride), base))
+                    product = builder.sext(builder.mul(w, x), _V16)
+                    builder.store(builder.add(builder.load(total), product), total)
+                rqv = builder.gep(r_p, [builder.mul(loop.index, ir.Constant(intp, RQV_BLOCK))])
+                v = _requantize_ir(builder, builder.load(total), load(b_p, base, _V16, 4), rqv, zp, lo, hi, variant)
+                _store_int8(builder, v, builder.gep(o_p, [base]), builder.sub(count_v, base))
+
+        _variants(builder, r_p, *(context.cast(builder, args[i], argtys[i], types.int64) for i in (11, 12)), emit)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -356,7 +389,7 @@ def depthwise_pairs_row(typingctx, plane, row_base, taps, tap_count, weights, we
         def load(ptr, index):
             return builder.load(builder.bitcast(builder.gep(ptr, [index]), _V16.as_pointer()), align=4)
 
-        def emit(first_group, n):
+        def emit_groups(first_group, n, variant):
             """n groups of 16 lanes from first_group on, each with its own accumulator chain."""
             bases = [builder.mul(builder.add(first_group, ir.Constant(intp, g)), ir.Constant(intp, 16))
                      for g in range(n)]  # fmt: skip
@@ -373,15 +406,19 @@ def depthwise_pairs_row(typingctx, plane, row_base, taps, tap_count, weights, we
             for g in range(n):
                 group = builder.add(first_group, ir.Constant(intp, g))
                 rqv = builder.gep(r_p, [builder.mul(group, ir.Constant(intp, RQV_BLOCK))])
-                v = _requantize_ir(builder, builder.load(totals[g]), load(b_p, bases[g]), rqv, zp, lo, hi)
+                v = _requantize_ir(builder, builder.load(totals[g]), load(b_p, bases[g]), rqv, zp, lo, hi, variant)
                 _store_int8(builder, v, builder.gep(o_p, [bases[g]]), builder.sub(count_v, bases[g]))
 
         blocks = builder.sdiv(groups, ir.Constant(intp, PAIR_GROUPS))
-        with cgutils.for_range(builder, blocks) as loop:
-            emit(builder.mul(loop.index, ir.Constant(intp, PAIR_GROUPS)), PAIR_GROUPS)
         done = builder.mul(blocks, ir.Constant(intp, PAIR_GROUPS))
-        with cgutils.for_range(builder, builder.sub(groups, done)) as loop:
-            emit(builder.add(done, loop.index), 1)
+
+        def emit(variant):
+            with cgutils.for_range(builder, blocks) as loop:
+                emit_groups(builder.mul(loop.index, ir.Constant(intp, PAIR_GROUPS)), PAIR_GROUPS, variant)
+            with cgutils.for_range(builder, builder.sub(groups, done)) as loop:
+                emit_groups(builder.add(done, loop.index), 1, variant)
+
+        _variants(builder, r_p, *(context.cast(builder, args[i], argtys[i], types.int64) for i in (11, 12)), emit)
         return context.get_dummy_value()
 
     return sig, codegen
