@@ -34,10 +34,11 @@ def cases(rng) -> np.ndarray:
     return np.concatenate(rows).astype(np.int64)
 
 
-def test_one_multiply_requantization_equals_tflite_steps(tmp_path):
+def mismatches(tmp_path, check: str, data: np.ndarray) -> tuple[int, int]:
+    """(cases, mismatches) of a C loop body `check` (x, m, shift, r, want = TFLite's result; ++bad on a
+    difference) over the rows of data, built with host gcc around the "channel_out" block."""
     blocks = all_blocks()
     kernels = "\n".join(blocks[b][1] for b in blocks_in_order({"channel_out"}))
-    data = cases(np.random.default_rng(0))
     program = f"""#include <stdint.h>
 #include <stdio.h>
 {kernels}
@@ -48,14 +49,8 @@ int main(void)
     while (scanf("%lld %lld %lld", &x, &m, &shift) == 3) {{
         ec_channel ch;
         const int r = (int)-shift;
-        ch.round = ((int64_t)1 << 30) + ((int64_t)1 << (30 + r));
-        ch.bias = 0;
-        ch.multiplier = (int32_t)m;
-        ch.shift = (int32_t)shift;
-        ch.post = r - 1;
-        /* the output offset cancels TFLite's result, so any difference shows inside the int8 clamp */
-        if (ec_channel_out_fast((uint32_t)x, &ch, -ec_mbqm((int32_t)x, (int32_t)m, (int32_t)shift), -128, 127) != 0)
-            ++bad;
+        const int32_t want = ec_mbqm((int32_t)x, (int32_t)m, (int32_t)shift);
+{check}
         ++n;
     }}
     printf("%ld %ld\\n", n, bad);
@@ -66,7 +61,20 @@ int main(void)
     subprocess.run(["gcc", *CFLAGS, "-Wno-unused-function", "t.c", "-o", "t"], cwd=tmp_path, check=True)
     text = "\n".join(f"{a} {b} {c}" for a, b, c in data.tolist())
     out = subprocess.run([str(tmp_path / "t")], input=text, capture_output=True, text=True, check=True).stdout.split()
-    assert int(out[0]) == len(data) and int(out[1]) == 0
+    return int(out[0]), int(out[1])
+
+
+def test_one_multiply_requantization_equals_tflite_steps(tmp_path):
+    data = cases(np.random.default_rng(0))
+    check = """
+        ch.round = ((int64_t)1 << 30) + ((int64_t)1 << (30 + r));
+        ch.bias = 0;
+        ch.multiplier = (int32_t)m;
+        ch.shift = (int32_t)shift;
+        ch.post = r - 1;
+        /* the output offset cancels TFLite's result, so any difference shows inside the int8 clamp */
+        if (ec_channel_out_fast((uint32_t)x, &ch, -want, -128, 127) != 0) ++bad;"""
+    assert mismatches(tmp_path, check, data) == (len(data), 0)
 
 
 def q_cases(rng) -> np.ndarray:
@@ -88,40 +96,18 @@ def q_cases(rng) -> np.ndarray:
 def test_smmlar_requantization_equals_tflite_steps(tmp_path):
     """ec_channel_out_q (mode 2: offset added after the shift; mode 3: 2x given, offset inside half, r <= 22) on the
     host's portable formula, the same arithmetic as the Cortex-M's SMMLAR: equal to TFLite's steps."""
-    blocks = all_blocks()
-    kernels = "\n".join(blocks[b][1] for b in blocks_in_order({"channel_out"}))
     data = q_cases(np.random.default_rng(1))
-    program = f"""#include <stdint.h>
-#include <stdio.h>
-{kernels}
-int main(void)
-{{
-    long long x, m, shift;
-    long bad = 0, n = 0;
-    while (scanf("%lld %lld %lld", &x, &m, &shift) == 3) {{
-        ec_channel ch;
-        const int r = (int)-shift;
-        const int32_t want = ec_mbqm((int32_t)x, (int32_t)m, (int32_t)shift);
+    check = """
         ch.multiplier = (int32_t)m;
         ch.right = r;
         ch.half = (int32_t)1 << (r - 1);
         /* mode 2: the offset cancels TFLite's result, so any difference shows inside the clamp */
         if (ec_channel_out_q((uint32_t)x, &ch, -want, -128, 127, 0) != 0) ++bad;
-        if (r <= 22) {{ /* mode 3: an offset in [-128, 127] inside half */
+        if (r <= 22) { /* mode 3: an offset in [-128, 127] inside half, and the sum given as 2x */
             const int32_t offset = want >= -127 && want <= 128 ? -want : 0;
             const int32_t v = want + offset;
             ch.half = ((int32_t)1 << (r - 1)) + offset * ((int32_t)1 << r);
-            /* and the sum given as 2x (mode 3's doubled weights and bias) */
             if (ec_channel_out_q((uint32_t)x * 2u, &ch, 0, 0, 0, 1) != (v < -128 ? -128 : v > 127 ? 127 : v)) ++bad;
-        }}
-        ++n;
-    }}
-    printf("%ld %ld\\n", n, bad);
-    return 0;
-}}
-"""
-    (tmp_path / "t.c").write_text(program)
-    subprocess.run(["gcc", *CFLAGS, "-Wno-unused-function", "t.c", "-o", "t"], cwd=tmp_path, check=True)
-    text = "\n".join(f"{a} {b} {c}" for a, b, c in data.tolist())
-    out = subprocess.run([str(tmp_path / "t")], input=text, capture_output=True, text=True, check=True).stdout.split()
-    assert int(out[0]) == len(data) > 50_000 and int(out[1]) == 0
+        }"""
+    n, bad = mismatches(tmp_path, check, data)
+    assert n == len(data) > 50_000 and bad == 0

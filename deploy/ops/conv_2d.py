@@ -246,6 +246,17 @@ static void ec_pointwise_pairs_m3(const uint32_t *w, const uint32_t *patch, int 
     ec_pointwise_pairs_q(w, patch, n4, ch, per_group, out0, out1, offset);
 }
 
+/* Every filter pair of a conv with both pixels' windows in the 16-bit-lane patch, in the op's mode. */
+static inline void ec_pointwise_outputs(const ec_conv_params *p, const uint32_t *patch, int n4, int8_t *out0,
+                                        int8_t *out1)
+{
+    if (p->fast == 3)
+        ec_pointwise_pairs_m3(p->pairs, patch, n4, p->channel, p->output_depth, out0, out1, p->output_offset);
+    else
+        ec_pointwise_pairs_any(p->pairs, patch, n4, p->channel, p->output_depth, out0, out1, p->fast,
+                               p->output_offset, p->act_min, p->act_max);
+}
+
 /* A 1x1 conv with stride 1, no padding and one group (p->pointwise): the two input pixels go into the patch
    already in 16-bit lanes (per 4 channels the four words ec_dot_2x2_q15 reads; a last partial word of
    channels zero-extended, its weights are 0), so the pass over each filter pair sign-extends nothing:
@@ -254,8 +265,7 @@ static void ec_pointwise(const ec_conv_params *p, const int8_t *input, int8_t *o
 {
     const int in_depth = p->input_depth, n4 = (in_depth + 3) & ~3, whole = in_depth & ~3;
     const int pixels = p->output_h * p->output_w;
-    const int depth = p->output_depth, reverse = p->reverse, mode = p->fast;
-    const int32_t offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const int depth = p->output_depth, reverse = p->reverse;
     int q, i, k;
     for (q = 0; q < pixels; q += 2) {
         const int two = q + 1 < pixels;
@@ -281,12 +291,7 @@ static void ec_pointwise(const ec_conv_params *p, const int8_t *input, int8_t *o
             slot[2] = ec_lanes02(v1);
             slot[3] = ec_lanes13(v1);
         }
-        if (mode == 3)
-            ec_pointwise_pairs_m3(p->pairs, patch, n4, p->channel, depth, output + (size_t)pixel0 * depth,
-                                  output + (size_t)pixel1 * depth, offset);
-        else
-            ec_pointwise_pairs_any(p->pairs, patch, n4, p->channel, depth, output + (size_t)pixel0 * depth,
-                                   output + (size_t)pixel1 * depth, mode, offset, act_min, act_max);
+        ec_pointwise_outputs(p, patch, n4, output + (size_t)pixel0 * depth, output + (size_t)pixel1 * depth);
     }
 }
 
@@ -395,8 +400,7 @@ static void ec_conv_runs(const ec_conv_params *p, const int8_t *input, int8_t *o
     const int n4 = packed ? (p->filter_h * p->filter_w * p->input_depth + 3) & ~3 : p->filter_h * p->run4;
     int8_t *const tmp = (int8_t *)(void *)(patch + n4); /* packed: 2 * n4 bytes after the patch */
     const int pixels = p->output_h * p->output_w, depth = p->output_depth;
-    const int mode = p->fast, filter_h = p->filter_h, run4 = p->run4, output_w = p->output_w;
-    const int32_t offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const int filter_h = p->filter_h, run4 = p->run4, output_w = p->output_w;
     const size_t in_row = (size_t)p->input_w * p->input_depth, row_step = (size_t)p->dilation_h * in_row;
     const size_t last_row = (size_t)p->dilation_h * (filter_h - 1) * in_row;
     const size_t in_size = (size_t)p->input_h * in_row;
@@ -438,12 +442,7 @@ static void ec_conv_runs(const ec_conv_params *p, const int8_t *input, int8_t *o
             x = 0;
             ++y;
         }
-        if (mode == 3)
-            ec_pointwise_pairs_m3(p->pairs, patch, n4, p->channel, depth, output + (size_t)q * depth,
-                                  output + (size_t)pixel1 * depth, offset);
-        else
-            ec_pointwise_pairs_any(p->pairs, patch, n4, p->channel, depth, output + (size_t)q * depth,
-                                   output + (size_t)pixel1 * depth, mode, offset, act_min, act_max);
+        ec_pointwise_outputs(p, patch, n4, output + (size_t)q * depth, output + (size_t)pixel1 * depth);
     }
 }
 
