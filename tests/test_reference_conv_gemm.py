@@ -110,3 +110,38 @@ def test_float32_results_do_not_depend_on_the_thread_count():
         numba.set_num_threads(before)
     for a, b_ in zip(*results):
         np.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_gets_its_own_worker_threads():
+    """The pool's threads do not survive fork(); a child that reuses the parent's pool object would hang."""
+    import os
+    import time
+
+    rng = np.random.default_rng(10)
+    x, w = rng.standard_normal((8, 9, 9, 8)), rng.standard_normal((4, 3, 3, 8))
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        y = conv_gemm.conv_gemm_forward(x, w, None, (2, 2), (1, 1, 1, 1), (1, 1), 5, 5)  # the parent's pool runs
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: same call, result back through the pipe
+            try:
+                child = conv_gemm.conv_gemm_forward(x, w, None, (2, 2), (1, 1, 1, 1), (1, 1), 5, 5)
+                os.write(write, b"ok" if np.array_equal(child, y) else b"no")
+            finally:
+                os._exit(0)
+        os.close(write)
+        for _ in range(600):  # up to 60 s, then the child is taken as hung
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the parent's worker pool")
+        assert os.read(read, 2) == b"ok" and status == 0
+    finally:
+        numba.set_num_threads(before)

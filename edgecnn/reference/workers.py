@@ -28,6 +28,7 @@ from numba import get_num_threads
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_pool_pid = 0
 _local = threading.local()
 
 
@@ -54,12 +55,17 @@ def single_blas_thread():
 
 
 def _workers(n):
-    """A pool of n - 1 threads (the caller is the n-th), each with single-threaded BLAS."""
-    global _pool, _pool_size
+    """A pool of n - 1 threads (the caller is the n-th), each with single-threaded BLAS.
+
+    A forked child inherits the pool object but not its threads: it gets a new pool."""
+    global _pool, _pool_size, _pool_pid
     with _pool_lock:
+        if _pool is not None and _pool_pid != os.getpid():
+            _pool = None
         if _pool is None or _pool_size < n - 1:
             if _pool is not None:
                 _pool.shutdown(wait=True)
+            _pool_pid = os.getpid()
             _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="edgecnn-chunks",
                                        initializer=single_blas_thread)
             _pool_size = n - 1
