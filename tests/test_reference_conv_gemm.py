@@ -145,3 +145,18 @@ def test_a_forked_child_gets_its_own_worker_threads():
         assert os.read(read, 2) == b"ok" and status == 0
     finally:
         numba.set_num_threads(before)
+
+
+def test_the_callers_blas_thread_count_comes_back():
+    """The GEMM path makes BLAS single-threaded while it runs; the caller's own setting returns after."""
+    from edgecnn.reference import workers
+
+    before = workers._blas_threads(2)  # None: numpy's BLAS has no per-thread count, nothing to restore
+    try:
+        rng = np.random.default_rng(11)
+        conv_gemm.conv_gemm_forward(rng.standard_normal((4, 6, 6, 8)), rng.standard_normal((3, 3, 3, 8)), None,
+                                    (1, 1), (1, 1, 1, 1), (1, 1), 6, 6)
+        assert workers._blas_threads(2) == (None if before is None else 2)
+    finally:
+        if before is not None:
+            workers._blas_threads(before)

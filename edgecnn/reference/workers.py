@@ -45,12 +45,21 @@ def _openblas_local_threads():
     return None
 
 
+_set_local_threads = None  # resolved on first use: the ctypes function, or False when there is none
+
+
+def _blas_threads(n):
+    """Set numpy's BLAS thread count for the calling thread; returns the previous count (or None)."""
+    global _set_local_threads
+    if _set_local_threads is None:
+        _set_local_threads = _openblas_local_threads() or False
+    return _set_local_threads(n) if _set_local_threads else None
+
+
 def single_blas_thread():
-    """Make numpy's BLAS single-threaded in the calling thread (once per thread)."""
+    """Make numpy's BLAS single-threaded in the calling (worker) thread, for good."""
     if not getattr(_local, "blas_set", False):
-        fn = _openblas_local_threads()
-        if fn is not None:
-            fn(1)
+        _blas_threads(1)
         _local.blas_set = True
 
 
@@ -92,23 +101,27 @@ def run_chunks(task, n_chunks):
     under the GIL), so a thread slowed by another process on its core takes fewer chunks.
     """
     n = max(1, min(get_num_threads(), n_chunks))
-    single_blas_thread()
-    if n == 1:
-        for c in range(n_chunks):
-            task(c)
-        return
-    claim = itertools.count()
+    previous = _blas_threads(1)  # the caller's own BLAS setting comes back afterwards
+    try:
+        if n == 1:
+            for c in range(n_chunks):
+                task(c)
+            return
+        claim = itertools.count()
 
-    def worker():
-        for c in iter(lambda: next(claim), None):
-            if c >= n_chunks:
-                return
-            task(c)
+        def worker():
+            for c in iter(lambda: next(claim), None):
+                if c >= n_chunks:
+                    return
+                task(c)
 
-    futures = [_workers(n).submit(worker) for _ in range(1, n)]
-    worker()
-    for f in futures:
-        f.result()
+        futures = [_workers(n).submit(worker) for _ in range(1, n)]
+        worker()
+        for f in futures:
+            f.result()
+    finally:
+        if previous is not None and previous != 1:
+            _blas_threads(previous)
 
 
 ELEMENTWISE_MIN = 1 << 16  # smaller arrays run in one piece: a dispatch costs ~20-70 us
