@@ -235,6 +235,21 @@ def requantize16(typingctx, c, bias, rqv, out, count, out_zp, act_min, act_max):
     return sig, codegen
 
 
+def _row_operands(context, builder, signature, args, element):
+    """depthwise_row's and depthwise_pairs_row's operands: the array pointers (plane and weights as
+    `element`, None: the arrays' own type), the scalars, the zero point and clamp as 16-lane splats, and
+    the clamp's two int64 values (for _variants)."""
+    argtys = signature.args
+    pointers = [_array_ptr(context, builder, argtys[i], args[i], element if i in (0, 4) else None)
+                for i in (0, 2, 4, 6, 7, 8)]  # fmt: skip
+    scalars = [context.cast(builder, args[i], argtys[i], types.intp) for i in (1, 3, 5, 9)]
+    wide = [context.cast(builder, args[i], argtys[i], types.int64) for i in (10, 11, 12)]
+    splats = [_splat(builder, builder.trunc(v, _I32)) for v in wide]
+    plane_p, taps_p, w_p, b_p, r_p, o_p = pointers
+    row_base, tap_count, w_stride, count_v = scalars
+    return (plane_p, taps_p, w_p, b_p, r_p, o_p, row_base, tap_count, w_stride, count_v, *splats, wide[1:])
+
+
 @intrinsic
 def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_stride, bias, rqv, out, count,
                   out_zp, act_min, act_max):
@@ -252,22 +267,11 @@ def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_s
                      act_min, act_max)  # fmt: skip
 
     def codegen(context, builder, signature, args):
-        argtys = signature.args
         intp = context.get_value_type(types.intp)
         i16 = ir.IntType(16)
         v16_i16 = ir.VectorType(i16, 16)
-        plane_p = _array_ptr(context, builder, argtys[0], args[0], i16)
-        taps_p = _array_ptr(context, builder, argtys[2], args[2])
-        w_p = _array_ptr(context, builder, argtys[4], args[4], i16)
-        b_p = _array_ptr(context, builder, argtys[6], args[6])
-        r_p = _array_ptr(context, builder, argtys[7], args[7])
-        o_p = _array_ptr(context, builder, argtys[8], args[8])
-        row_base = context.cast(builder, args[1], argtys[1], types.intp)
-        tap_count = context.cast(builder, args[3], argtys[3], types.intp)
-        w_stride = context.cast(builder, args[5], argtys[5], types.intp)
-        count_v = context.cast(builder, args[9], argtys[9], types.intp)
-        zp, lo, hi = (_splat(builder, builder.trunc(context.cast(builder, args[i], argtys[i], types.int64), _I32))
-                      for i in (10, 11, 12))  # fmt: skip
+        (plane_p, taps_p, w_p, b_p, r_p, o_p, row_base, tap_count, w_stride, count_v, zp, lo, hi,
+         bounds) = _row_operands(context, builder, signature, args, i16)  # fmt: skip
         groups = builder.sdiv(builder.add(count_v, ir.Constant(intp, 15)), ir.Constant(intp, 16))
         total = cgutils.alloca_once_value(builder, ir.Constant(_V16, None))
 
@@ -289,7 +293,7 @@ def depthwise_row(typingctx, plane, row_base, taps, tap_count, weights, weight_s
                 v = _requantize_ir(builder, builder.load(total), load(b_p, base, _V16, 4), rqv, zp, lo, hi, variant)
                 _store_int8(builder, v, builder.gep(o_p, [base]), builder.sub(count_v, base))
 
-        _variants(builder, r_p, *(context.cast(builder, args[i], argtys[i], types.int64) for i in (11, 12)), emit)
+        _variants(builder, r_p, *bounds, emit)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -367,20 +371,9 @@ def depthwise_pairs_row(typingctx, plane, row_base, taps, tap_count, weights, we
     def codegen(context, builder, signature, args):
         if not HAS_VNNI:
             return context.get_dummy_value()
-        argtys = signature.args
         intp = context.get_value_type(types.intp)
-        plane_p = _array_ptr(context, builder, argtys[0], args[0])
-        taps_p = _array_ptr(context, builder, argtys[2], args[2])
-        w_p = _array_ptr(context, builder, argtys[4], args[4])
-        b_p = _array_ptr(context, builder, argtys[6], args[6])
-        r_p = _array_ptr(context, builder, argtys[7], args[7])
-        o_p = _array_ptr(context, builder, argtys[8], args[8])
-        row_base = context.cast(builder, args[1], argtys[1], types.intp)
-        tap_count = context.cast(builder, args[3], argtys[3], types.intp)
-        w_stride = context.cast(builder, args[5], argtys[5], types.intp)
-        count_v = context.cast(builder, args[9], argtys[9], types.intp)
-        zp, lo, hi = (_splat(builder, builder.trunc(context.cast(builder, args[i], argtys[i], types.int64), _I32))
-                      for i in (10, 11, 12))  # fmt: skip
+        (plane_p, taps_p, w_p, b_p, r_p, o_p, row_base, tap_count, w_stride, count_v, zp, lo, hi,
+         bounds) = _row_operands(context, builder, signature, args, None)  # fmt: skip
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16, _V16, _V16]),
                                             "llvm.x86.avx512.vpdpwssd.512")  # fmt: skip
         groups = builder.sdiv(builder.add(count_v, ir.Constant(intp, 15)), ir.Constant(intp, 16))
@@ -418,7 +411,7 @@ def depthwise_pairs_row(typingctx, plane, row_base, taps, tap_count, weights, we
             with cgutils.for_range(builder, builder.sub(groups, done)) as loop:
                 emit_groups(builder.add(done, loop.index), 1, variant)
 
-        _variants(builder, r_p, *(context.cast(builder, args[i], argtys[i], types.int64) for i in (11, 12)), emit)
+        _variants(builder, r_p, *bounds, emit)
         return context.get_dummy_value()
 
     return sig, codegen
