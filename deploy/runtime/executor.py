@@ -131,7 +131,8 @@ MODE_SPLIT, MODE_BATCH = 0, 1
 TAG_SHIFT = 20
 LINE = 8  # int64s per cache line
 IDLE_SPINS = 20_000  # polls with `pause` (~50 ns each, ~1 ms) before an idle worker starts napping
-NAP_POLLS = 2_000  # then polls 50 us apart (~0.1 s), then 1 ms apart
+NAP_POLLS = 200  # then polls 50 us apart (~20 ms; 2,000 cost ~65 ms of CPU in the first idle second),
+NAP_LONG_POLLS = 100  # then 1 ms apart (~0.1 s), then 10 ms apart (each wake-up costs CPU time on a VM)
 
 
 def split_sync(ops) -> np.ndarray:
@@ -262,7 +263,8 @@ def split_worker(ctl, ops, pieces, i8p, w8p, i32p, i64p, f64p, io, arena, own_ar
     until ctl[CTL_STOP]. arena is the one split jobs share, own_arena this thread's for batch jobs.
 
     Between jobs it polls: spinning with `pause` for IDLE_SPINS polls (back-to-back calls find
-    it awake), then napping 50 us, then 1 ms between polls (an idle runtime costs ~nothing).
+    it awake), then napping 50 us NAP_POLLS times, 1 ms NAP_LONG_POLLS times, then 10 ms (an idle
+    runtime costs little; a job posted meanwhile starts without it, and it joins when it wakes).
     """
     in_size = io[0, 1]
     out_row = 0
@@ -289,5 +291,8 @@ def split_worker(ctl, ops, pieces, i8p, w8p, i32p, i64p, f64p, io, arena, own_ar
         elif idle < IDLE_SPINS + NAP_POLLS:
             nap(50)
             idle += 1
-        else:
+        elif idle < IDLE_SPINS + NAP_POLLS + NAP_LONG_POLLS:
             nap(1000)
+            idle += 1
+        else:
+            nap(10000)

@@ -88,7 +88,7 @@ class _Helpers:
     They join the jobs of executor.run_plan_split (one pass, each op shared, in the arena of
     slot 0) and executor.run_plan_shared (a batch in tasks of images, each thread in its own
     slot's arena). Their scratch is slot 1.. of the Runtime's per-thread buffers (the caller
-    uses slot 0). They stop (within ~1 ms) when this object is collected, i.e. with their
+    uses slot 0). They stop (within ~10 ms) when this object is collected, i.e. with their
     Runtime. Started only after split_worker is compiled or loaded from the cache in this
     thread (a compile in a helper would hold the GIL while the caller waits on it).
     """
