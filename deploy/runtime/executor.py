@@ -132,7 +132,9 @@ TAG_SHIFT = 20
 LINE = 8  # int64s per cache line
 IDLE_SPINS = 20_000  # polls with `pause` (~50 ns each, ~1 ms) before an idle worker starts napping
 NAP_POLLS = 200  # then polls 50 us apart (~20 ms; 2,000 cost ~65 ms of CPU in the first idle second),
-NAP_LONG_POLLS = 100  # then 1 ms apart (~0.1 s), then 10 ms apart (each wake-up costs CPU time on a VM)
+# then 1 ms apart (~1 s: a caller coming back within a second, e.g. a benchmark's next turn after other
+# engines', finds the helper within ~1 ms), then 10 ms apart (each wake-up costs CPU time on a VM).
+NAP_LONG_POLLS = 1_000
 
 
 def split_sync(ops) -> np.ndarray:
@@ -264,7 +266,8 @@ def split_worker(ctl, ops, pieces, i8p, w8p, i32p, i64p, f64p, io, arena, own_ar
 
     Between jobs it polls: spinning with `pause` for IDLE_SPINS polls (back-to-back calls find
     it awake), then napping 50 us NAP_POLLS times, 1 ms NAP_LONG_POLLS times, then 10 ms (an idle
-    runtime costs little; a job posted meanwhile starts without it, and it joins when it wakes).
+    runtime costs little; a job posted meanwhile starts without it, and it joins when it wakes:
+    after a long idle spell the first ~10 ms of calls may run on the caller alone).
     """
     in_size = io[0, 1]
     out_row = 0
