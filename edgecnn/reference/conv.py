@@ -75,8 +75,9 @@ def _parts(n_img):
 # Measured per layer of resnet8 on 28x28x1 at batch 64, one thread (ms fwd/bwd, wide or phases -> gemm):
 # 28x28 3x3 16->16 4.1/8.8 -> 6.3/13.2, stem 1->16 0.8/0.8 -> 1.7/1.4, 14x14 3x3 32->32 4.0/8.3 -> 3.8/8.0,
 # 3x3 s2 16->32 4.4/9.9 -> 2.2/5.5, 32->64 3.9/11.6 -> 1.4/3.1, 7x7 3x3 64->64 5.8/13.6 -> 2.6/6.2.
-# The wide kernels keep long rows busy; GEMM wins on strided convs and small maps.
-GEMM_MAX_PIXELS = 256   # stride-1 convs with at most this many output pixels per image
+# The wide kernels keep long rows busy; GEMM wins on strided convs and small maps. 14x14 was even on
+# one thread but 1-3 ms per step better wide on two (whole-step A/B on a quiet machine), so it stays wide.
+GEMM_MAX_PIXELS = 100   # stride-1 convs with at most this many output pixels per image
 GEMM_MIN_CHANNELS = 8   # narrower inputs (LeNet, the stem) give GEMMs too short a K
 
 
