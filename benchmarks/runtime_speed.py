@@ -242,9 +242,9 @@ def main(argv=None) -> int:
     print(f"CPU flags of note: {' '.join(f for f in wanted if f in flags) or 'none'} ({len(flags)} flags in all)")
     print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; python {platform.python_version()}; "
           + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    print(f"edgecnn kernels: {kernel_choice()}; edgecnn threads: the caller + its own helper threads (executor; "
-          f"one thread while the load average >= cores + 1); OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} "
-          f"(per-op path only)")  # fmt: skip
+    print(f"edgecnn kernels: {kernel_choice()}; edgecnn threads: the caller + its own helper threads (one thread "
+          f"while the load average >= cores + 1 at batch 1, cores + 4 for batches); "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (per-op path only)")  # fmt: skip
     peak_per_core = 64 * mhz / 1e3  # GMAC/s: one 64-MAC vpdpbusd per cycle
     print(f"int8 peak assumed: 64 MAC/cycle/core x {mhz / 1e3:.2f} GHz = {peak_per_core:.0f} GMAC/s per core")
 

@@ -98,7 +98,7 @@ def test_add_sub_executor_equals_naive_and_litert(kind, case, swap):
 def test_large_add_is_split_and_exact(monkeypatch):
     """An ADD above ADD_SPLIT elements per image, run by the split executor (two pieces)."""
     monkeypatch.setattr(interpreter, "SPLIT_MACS", 0)
-    monkeypatch.setattr(interpreter, "cores_free", lambda: True)
+    monkeypatch.setattr(interpreter, "cores_free", lambda margin=1: True)
     case = dict(kind="SUB", shape=(1, 16, 17, 9), q1=(0.05, -128), q2=None, q_out=(0.02, 3), act="RELU",
                 images=1, seed=5)  # fmt: skip
     assert 16 * 17 * 9 >= ADD_SPLIT

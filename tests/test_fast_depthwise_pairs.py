@@ -46,6 +46,6 @@ def test_depthwise_pairs(kind, case):
     split = fast_runtime(graph, kind, num_threads=2)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(interpreter, "SPLIT_MACS", 0)
-        patch.setattr(interpreter, "cores_free", lambda: True)
+        patch.setattr(interpreter, "cores_free", lambda margin=1: True)
         np.testing.assert_array_equal(split.run(x[:1]), expected[: expected.shape[0] // x.shape[0]])
     assert split._split is not None

@@ -267,7 +267,7 @@ def test_every_executor_op_matches_naive_and_litert(kind, in_zp, mid_zp, monkeyp
     from edgecnn.deploy.litert import LiteRTRunner
     from edgecnn.deploy.runtime import interpreter
 
-    monkeypatch.setattr(interpreter, "cores_free", lambda: True)  # the 2-thread executor, whatever the load
+    monkeypatch.setattr(interpreter, "cores_free", lambda margin=1: True)  # the 2-thread executor, whatever the load
     from edgecnn.deploy.tflite.writer import to_bytes
 
     graph, x = mixed_graph(abs(in_zp + 1000 * mid_zp), in_zp, mid_zp)

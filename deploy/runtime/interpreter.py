@@ -36,30 +36,33 @@ def _numba_threads(count: int):
         numba.set_num_threads(previous)
 
 
-_load_checked = [0.0, True]  # monotonic time of the last look, and its answer
+_load_checked = [0.0, 0.0]  # monotonic time of the last look, and the 1-minute load average then
+BATCH_MARGIN = 4  # the batch path keeps its helpers up to a load of cores + 4 (see cores_free)
 
 
-def cores_free() -> bool:
-    """Whether the 1-minute load average is below the core count + 1 (looked up at most once a second).
+def cores_free(margin: int = 1) -> bool:
+    """Whether the 1-minute load average is below the core count + margin (looked up at most once a second).
 
-    The + 1: a process that keeps its own threads busy (a benchmark, a batch job) raises the
-    load average by about one per thread on an otherwise idle machine.
-
-    The split executor makes the threads wait for each other after every op (the batch
-    executor, once per call); when other
+    margin 1 (the split executor): a process that keeps its own threads busy (a benchmark, a
+    batch job) raises the load average by about one per thread on an otherwise idle machine.
+    The split executor makes the threads wait for each other after every op; when other
     processes keep the cores busy, the thread waited for is often off its core for a whole
-    time slice, and one image on one thread is faster (measured: ResNet-8 batch 1 at load
-    ~8 on 2 cores, 2 threads split 513 images/s vs ~1,800-2,500 on one thread). Speed only:
-    both paths give the same bytes.
+    time slice, and one image on one thread is faster (measured: ResNet-8 batch 1, one busy
+    process at nice 0 beside the benchmark: split 2,983 vs one thread 3,598 images/s; with
+    OpenMP at load ~8: 513 vs ~2,000).
+    margin BATCH_MARGIN (the batch path): tasks of whole images, claimed as threads become
+    free, wait for each other once per call; with the same busy process two threads still won
+    (DS-CNN batch 64: 11,453 vs 8,455 images/s; MobileNetV1: 3,016 vs 2,180). Speed only: every
+    path gives the same bytes.
     """
     now = time.monotonic()
     if now - _load_checked[0] > 1.0:
         try:
-            _load_checked[1] = os.getloadavg()[0] < (os.cpu_count() or 1) + 1
+            _load_checked[1] = os.getloadavg()[0]
         except OSError:  # no load average on this platform
-            _load_checked[1] = True
+            _load_checked[1] = 0.0
         _load_checked[0] = now
-    return _load_checked[1]
+    return _load_checked[1] < (os.cpu_count() or 1) + margin
 
 
 def _task_images(images: int, threads: int, group: int) -> int:
@@ -143,9 +146,10 @@ class Runtime:
     model): then the threads share each op. On the executor path the threads
     are the calling one and num_threads - 1 helper threads of this Runtime
     (_Helpers: started on first use, spinning ~1 ms after each call, then
-    napping; no OpenMP region per call); the per-op path uses Numba's. Either
-    way, only while the load average is below the core count + 1 (cores_free):
-    on busy cores one thread was faster than two.
+    napping; no OpenMP region per call); the per-op path uses Numba's. Sharing
+    ops needs a load average below the core count + 1, sharing a batch below
+    the core count + BATCH_MARGIN (cores_free): on busier cores one thread was
+    faster.
 
     Two paths, same bytes. When the whole graph is covered (plan.py: CONV_2D,
     DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX/AVERAGE_POOL_2D, RESHAPE, SOFTMAX,
@@ -280,8 +284,8 @@ class Runtime:
         images = array.shape[0]
         out = np.empty((images, p.out_row), np.int8)
         threads = self._threads(images)
-        if threads > 1 and not cores_free():
-            threads = 1  # busy cores: a task a helper claimed may wait for a thread that is off its core
+        if threads > 1 and not cores_free(BATCH_MARGIN):
+            threads = 1  # very busy cores: a task a helper claimed may wait for a thread that is off its core
         wanted = int(self.num_threads) if self.num_threads is not None else numba.get_num_threads()
         if images <= p.group and wanted >= 2 and images * p.macs >= SPLIT_MACS and cores_free():
             self._run_split(array, out, wanted)
