@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.deploy.npy import ZIP_READ_ERRORS
 from edgecnn.deploy.records import parse_record, short_str, valid_images
 from edgecnn.errors import EdgecnnError
 
@@ -73,7 +74,7 @@ def read_outputs(path) -> tuple[list[np.ndarray], dict]:
             big = next((i for i in z.infolist() if i.file_size > MAX_ARRAY_BYTES), None)
     except FileNotFoundError:
         raise OutputsFileError(f"{path} does not exist") from None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (*ZIP_READ_ERRORS, ValueError) as exc:
         raise OutputsFileError(f"{name}: not an .npz archive ({type(exc).__name__})") from None
     if big is not None:  # a zip bomb, or not a file edgecnn wrote: refuse before inflating it
         raise OutputsFileError(f"{name}: {big.filename} inflates to {big.file_size:,} bytes, "
@@ -94,7 +95,7 @@ def read_outputs(path) -> tuple[list[np.ndarray], dict]:
                 arrays.append(a)
     except OutputsFileError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:  # pickled objects, bad headers
+    except (*ZIP_READ_ERRORS, ValueError, KeyError) as exc:  # pickled objects, bad headers
         raise OutputsFileError(f"{name}: unreadable array ({type(exc).__name__}: {str(exc)[:80]})") from None
     return arrays, record
 

@@ -10,6 +10,8 @@ shape says, within a size limit.
 from __future__ import annotations
 
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,13 @@ _DESCR = re.compile(r"""['"]descr['"]\s*:\s*['"]([<>|=]?[uifb][1248])['"]""")
 _FORTRAN = re.compile(r"""['"]fortran_order['"]\s*:\s*(True|False)""")
 _SHAPE = re.compile(r"""['"]shape['"]\s*:\s*\(\s*((?:\d{1,12}\s*,\s*)*(?:\d{1,12})?\s*,?)\s*\)""")
 _KEYS = re.compile(r"""['"](\w+)['"]\s*:""")
+
+
+# What reading a member of a damaged .npz can raise, besides BadZipFile: a flipped flag bit marks a member
+# encrypted (RuntimeError) or "patched"/strongly encrypted (NotImplementedError); a corrupt offset makes zipfile
+# seek before the start (OSError); a damaged deflate stream is zlib.error; a cut one EOFError.
+ZIP_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error,
+                   OSError)
 
 
 class NpyError(EdgecnnError):

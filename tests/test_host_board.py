@@ -17,6 +17,7 @@ import pytest
 
 from conftest import assert_clean_error, run_cli
 from regression_models import flip_weight, gate_models, untrained_models
+from zip_flags import with_zip_flags
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +167,12 @@ def zip_bomb() -> bytes:
 
 
 HOSTILE["zip bomb"] = (None, "inflates to 2,147,483,648 bytes")
+
+
+# zipfile raises RuntimeError (encrypted, bit 0) and NotImplementedError (strong encryption, bit 6) for these
+HOSTILE["encrypted member"] = (with_zip_flags(with_comment({"output0": A}, record_for(A)), 0x01), "unreadable array")
+HOSTILE["strongly encrypted member"] = (with_zip_flags(with_comment({"output0": A}, record_for(A)), 0x40),
+                                        "unreadable array")
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))

@@ -465,6 +465,20 @@ def test_compare_inputs_reader_raises_only_edgecnn_errors(tmp_path, data, suffix
     assert len(arrays) == 1 and arrays[0].dtype.kind in "biuf"
 
 
+@pytest.mark.parametrize("bits", [0x01, 0x40, 0x20])  # encrypted, strongly encrypted, "compressed patched"
+def test_compare_inputs_with_odd_zip_flags_are_one_clear_error(tmp_path, bits):
+    """zipfile raises RuntimeError / NotImplementedError for these members; --inputs says the file is unreadable."""
+    from edgecnn.cli.compare_cmd import read_inputs
+    from edgecnn.deploy.npy import NpyError
+
+    from zip_flags import with_zip_flags
+
+    path = tmp_path / "x.npz"
+    path.write_bytes(with_zip_flags(NPZ, bits))
+    with pytest.raises(NpyError, match="not a readable .npz"):
+        read_inputs(str(path), 1)
+
+
 def _flip(data: bytes, flips) -> bytearray:
     out = bytearray(data)
     for at, xor in flips:

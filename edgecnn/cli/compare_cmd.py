@@ -114,9 +114,8 @@ def read_inputs(path: str, count: int) -> list:
     import os
     import stat
     import zipfile
-    import zlib
 
-    from edgecnn.deploy.npy import MAX_DATA_BYTES, NpyError, read_npy, read_npy_bytes
+    from edgecnn.deploy.npy import MAX_DATA_BYTES, ZIP_READ_ERRORS, NpyError, read_npy, read_npy_bytes
     from edgecnn.errors import ShapeError
 
     name = Path(path).name
@@ -141,8 +140,7 @@ def read_inputs(path: str, count: int) -> list:
                     raise NpyError(f"{name}: {member} is larger than the {MAX_DATA_BYTES:,} bytes edgecnn reads")
                 arrays.append(read_npy_bytes(z.read(member), f"{name}:{member}"))
             return arrays
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error, OSError) as exc:
-        # OSError: a corrupt offset makes zipfile seek before the start (EINVAL)
+    except ZIP_READ_ERRORS as exc:
         raise NpyError(f"{name}: not a readable .npz file ({str(exc)[:120]})") from None
 
 
