@@ -56,14 +56,15 @@ print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, x.nbytes, elap
 
 def timed_child(cmd: list[str], env: dict) -> tuple[float, float, int]:
     """(wall s, child CPU s, peak RSS KiB) of one process; raises if it fails."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.strip() or out.strip()}")
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a child that writes a lot cannot block wait4
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            log.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {log.read().decode().strip()[-300:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 

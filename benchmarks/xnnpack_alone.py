@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from runtime_speed import CONVERTER_MODELS, converter_models, cpu_description  # noqa: E402
+from runtime_speed import CONVERTER_MODELS, converter_models, cpu_description, time_round  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -51,13 +51,7 @@ def main(argv=None) -> int:
             for batch in args.batches:
                 x = np.random.default_rng(0).integers(-128, 128, size=(batch,) + in_shape, dtype=np.int8)
                 runner.run(x)
-                rates = []
-                for _ in range(args.rounds):
-                    calls, start = 0, time.perf_counter()
-                    while (elapsed := time.perf_counter() - start) < args.window:
-                        runner.run(x)
-                        calls += 1
-                    rates.append(calls * batch / elapsed)
+                rates = [batch / time_round(runner.run, x, args.window) for _ in range(args.rounds)]
                 print(f"{name:18s} threads {threads} batch {batch:4d}: xnnpack alone "
                       f"{statistics.median(rates):9.0f} images/s (median of {args.rounds})")  # fmt: skip
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
