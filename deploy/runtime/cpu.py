@@ -26,7 +26,27 @@ def host_features() -> dict:
         return {}
 
 
-HAS_VNNI = bool(host_features().get("avx512vnni")) and bool(host_features().get("avx512bw"))
+_FEATURES = host_features()
+HAS_VNNI = bool(_FEATURES.get("avx512vnni")) and bool(_FEATURES.get("avx512bw"))
+
+
+def _madd_isa() -> str:
+    """madd.py's multiply-add: 'avx512bw' (vpmaddwd zmm), 'avx2' (vpmaddwd ymm) or 'generic' (any CPU).
+
+    EDGECNN_MADD=avx2|generic narrows it (experiments; use a fresh NUMBA_CACHE_DIR, the
+    cache does not know the choice), never widens it past the host."""
+    isa = "avx512bw" if _FEATURES.get("avx512bw") else "avx2" if _FEATURES.get("avx2") else "generic"
+    order = ("generic", "avx2", "avx512bw")
+    forced = os.environ.get("EDGECNN_MADD", "").strip().lower()
+    if forced in order and order.index(forced) < order.index(isa):
+        return forced
+    return isa
+
+
+MADD_ISA = _madd_isa()
+# The portable GEMM tile (madd.madd_tile): rows x 16-lane tiles of int32 accumulators that stay in registers:
+# 16 zmm of 32 with AVX-512BW; with AVX2 (16 ymm, two per 16 lanes) 4 x 1 = 8; NEON (32 q, four per 16 lanes) 4 x 1 = 16.
+MADD_ROWS, MADD_TILES = (4, 4) if MADD_ISA == "avx512bw" else (4, 1)
 
 
 def kernel_choice() -> str:

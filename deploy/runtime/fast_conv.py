@@ -12,8 +12,9 @@ the fold, i.e. it adds exactly the 0 that TFLite's skipped tap adds. The fold an
 sum wrap in int32 (mod 2^32), so the result is TFLite's int32 accumulator, bit for bit.
 
 Blocks of up to `block_rows` pixels are gathered into A (K padded to a multiple of 4 with
-zero weights), multiplied by the packed weights (vnni.py on AVX-512 VNNI, plain loops
-elsewhere), and requantized straight from the int32 block into the int8 output:
+zero weights), multiplied by the packed weights (vnni.py's vpdpbusd tile on AVX-512 VNNI; on
+every other CPU madd.py's int16-pair tile, with A widened to int16 and the weights packed as
+int16 pairs), and requantized straight from the int32 block into the int8 output:
 - CONV (and FC in "integer" mode): MultiplyByQuantizedMultiplier in one rounding shift,
   see `requantize_one` (proved equal to TFLite's two roundings).
 - FC in "float" mode: round_half_away(float64(acc) * effective_scale), as LiteRT >= 1.3.
@@ -24,8 +25,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from edgecnn.deploy.runtime.cpu import GEMM_VNNI
+from edgecnn.deploy.runtime.cpu import GEMM_VNNI, MADD_TILES
 from edgecnn.deploy.runtime.fully_connected import round_half_away_to_int32
+from edgecnn.deploy.runtime.madd import madd_tile
 from edgecnn.deploy.runtime.vnni import dpbusd_tile, requantize16
 
 _U = np.uint64
@@ -35,11 +37,13 @@ F_IN, F_OUT = 1, 3
 F_IN_H, F_IN_W, F_CIN, F_OUT_H, F_OUT_W, F_COUT = 4, 5, 6, 7, 8, 9
 F_KH, F_KW, F_SH, F_SW, F_DH, F_DW, F_PAD_T, F_PAD_L = 10, 11, 12, 13, 14, 15, 16, 17
 F_PAD_BYTE, F_K, F_KP, F_CP = 18, 19, 20, 21
-F_W8, F_BIAS, F_RQ, F_ACT_MIN, F_ACT_MAX, F_OUT_ZP, F_FLOAT, F_EFF, F_W32, F_BLOCK = (
+# F_PAIRS: the weights as int16 pairs for madd.madd_tile (plan.pack_pairs), in the int32 pool.
+F_W8, F_BIAS, F_RQ, F_ACT_MIN, F_ACT_MAX, F_OUT_ZP, F_FLOAT, F_EFF, F_PAIRS, F_BLOCK = (
     22, 23, 24, 25, 26, 27, 28, 29, 30, 31)
 F_EXPANDED = 32  # length of the expanded per-channel constants (a multiple of cout, see requantize_rows)
-# The direct (no im2col) VNNI convolution: padded plane, k4 per filter row, its packed weights, rows per block.
-F_PLANE_H, F_PLANE_W, F_ROW_K4, F_W_DIRECT, F_DIRECT_ROWS = 33, 34, 35, 36, 37
+# The direct (no im2col) convolution: padded plane, k4 per filter row, its packed weights, rows per block,
+# and its weights as int16 pairs (madd; k2 per filter row = ceil(kw * cin / 2)).
+F_PLANE_H, F_PLANE_W, F_ROW_K4, F_W_DIRECT, F_DIRECT_ROWS, F_PAIRS_DIRECT = 33, 34, 35, 36, 37, 38
 FIELDS = 40
 
 def requant_constants(multiplier: int, shift: int) -> tuple[int, int, int, int, int]:
@@ -178,106 +182,170 @@ def _tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, rows
             dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 1, 1)
 
 
+@njit(cache=True)
+def _madd(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, rows, tiles):
+    """madd.madd_tile with run-time rows (1..4) and tiles (1..MADD_TILES): picks the unrolled variant."""
+    if MADD_TILES == 1:  # AVX2 and NEON tiles (cpu.py): one 16-lane tile, rows 1..4
+        if rows == 4:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 4, 1)
+        elif rows == 3:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 3, 1)
+        elif rows == 2:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 2, 1)
+        else:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 1, 1)
+        return
+    if rows == 4:
+        if tiles == 4:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 4, 4)
+        elif tiles == 3:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 4, 3)
+        elif tiles == 2:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 4, 2)
+        else:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 4, 1)
+    elif rows == 3:
+        if tiles == 4:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 3, 4)
+        elif tiles == 3:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 3, 3)
+        elif tiles == 2:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 3, 2)
+        else:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 3, 1)
+    elif rows == 2:
+        if tiles == 4:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 2, 4)
+        elif tiles == 3:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 2, 3)
+        elif tiles == 2:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 2, 2)
+        else:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 2, 1)
+    else:
+        if tiles == 4:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 1, 4)
+        elif tiles == 3:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 1, 3)
+        elif tiles == 2:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 1, 2)
+        else:
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 1, 1)
+
+
+@njit(cache=True)
+def _any_tile(kind, a, a_start, lda, a_step, steps, w8, w32, w_start, kq, c, c_start, ldc, rows, tiles):
+    """One register tile on this kernel path: vpdpbusd (a uint8, w8 packed weights, kq = k4) or the
+    int16-pair multiply-add (a int16, w32 pair words, kq = k2); offsets in a's and the weights' elements."""
+    if kind == GEMM_VNNI:
+        _tile(a, a_start, lda, a_step, steps, w8, w_start, kq, c, c_start, ldc, rows, tiles)
+    else:
+        _madd(a, a_start, lda, a_step, steps, w32, w_start, kq, c, c_start, ldc, rows, tiles)
+
+
+@njit(cache=True, inline="always")
+def chunk_tiles(kind):
+    """16-lane tiles per weight chunk: 4 (64 channels) for vpdpbusd, MADD_TILES for the pair tile."""
+    return 4 if kind == GEMM_VNNI else MADD_TILES
+
+
+@njit(cache=True, inline="always")
+def chunk_size(kind, kq):
+    """Elements of one full chunk of packed weights per k group (kq = k4 or k2): bytes or pair words."""
+    return kq * 256 if kind == GEMM_VNNI else kq * 16 * MADD_TILES
+
+
 @njit(cache=True, inline="always")
 def c_stride(op, kind):
-    """int32 words between output pixels in the C block: cout when the VNNI tiles cover one 16-channel
-    tile (cout < 16: then rows are contiguous and requantize in one flat pass), else cp."""
-    if kind == GEMM_VNNI and op[F_CP] == 16:
+    """int32 words between output pixels in the C block: cout when the tiles cover one 16-channel
+    tile (cout < 16: then rows are contiguous and requantize in one flat pass), else cp. Both kernel
+    paths store a tile's rows in ascending order, so the overlap is safe (see _gemm_tiles)."""
+    if op[F_CP] == 16:
         return op[F_COUT]
     return op[F_CP]
 
 
 @njit(cache=True)
-def _gemm_vnni(a, rows4, kp, w8, w_start, cp, c, ldc):
+def _gemm_tiles(kind, a, rows4, kp, w8, w32, w_start, cp, c, ldc):
     """c[r*ldc + ch] = sum_k a[r][k] * w[k][ch] for rows4 rows (a multiple of 4), all cp channels.
 
     ldc < cp only with one 16-channel tile (see c_stride): each row's 16 stores run over the
     next row's first lanes, which that row's own store, later, overwrites.
     """
-    k4 = kp // 4
-    for chunk in range((cp + 63) // 64):
-        tiles = min(4, (cp - chunk * 64) // 16)
-        w_chunk = w_start + chunk * k4 * 256  # earlier chunks are full: 4 tiles of 64 bytes per k4
+    kq = kp // 4 if kind == GEMM_VNNI else kp // 2
+    per_chunk = chunk_tiles(kind)
+    for chunk in range((cp + 16 * per_chunk - 1) // (16 * per_chunk)):
+        tiles = min(per_chunk, (cp - chunk * 16 * per_chunk) // 16)
+        w_chunk = w_start + chunk * chunk_size(kind, kq)  # earlier chunks are full
         for r in range(0, rows4, 4):
-            _tile(a, r * kp, kp, 0, 1, w8, w_chunk, k4, c, r * ldc + chunk * 64, ldc, 4, tiles)
+            _any_tile(kind, a, r * kp, kp, 0, 1, w8, w32, w_chunk, kq, c, r * ldc + chunk * 16 * per_chunk, ldc, 4,
+                      tiles)  # fmt: skip
 
 
 @njit(cache=True)
-def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p, y0, y1):
-    """CONV_2D without im2col (VNNI, dilation_w 1): each A row is a window of a padded uint8 image.
+def _fill_plane(op, arena, image, plane, pr0, pr1):
+    """Plane rows pr0 .. pr1-1 of _conv_direct's padded image: x + 128 inside, the pad byte around it.
 
-    plane[py][px][ci] = x + 128 inside the image and the pad byte (zp + 128) around it. For
-    output pixel (oy, ox) and filter row fy, the taps (fx, ci) are the kw*cin contiguous bytes
+    plane is uint8 (VNNI) or int16 (the pair tile): the same values, 0..255, in either."""
+    in_h, in_w, cin = op[F_IN_H], op[F_IN_W], op[F_CIN]
+    pad_t, pad_l, plane_w = op[F_PAD_T], op[F_PAD_L], op[F_PLANE_W]
+    pad = np.uint8(op[F_PAD_BYTE])
+    row_bytes = in_w * cin
+    src_image = op[F_IN] + image * in_h * row_bytes
+    for j in range(pr0 * plane_w * cin, pr1 * plane_w * cin):
+        plane[_U(j)] = pad
+    for y in range(max(0, pr0 - pad_t), min(in_h, pr1 - pad_t)):
+        src = _U(src_image + y * row_bytes)
+        dst = _U(((pad_t + y) * plane_w + pad_l) * cin)
+        for j in range(row_bytes):
+            plane[dst + _U(j)] = np.uint8(np.int32(arena[src + _U(j)]) + 128)
+
+
+@njit(cache=True)
+def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p, y0, y1, kind):
+    """CONV_2D without im2col (dilation_w 1): each A row is a window of a padded image.
+
+    plane[py][px][ci] = x + 128 inside the image and the pad byte (zp + 128) around it (uint8 for
+    vpdpbusd, int16 for the pair tile: `plane` is then the scratch viewed as int16). For
+    output pixel (oy, ox) and filter row fy, the taps (fx, ci) are the kw*cin contiguous values
     at ((oy*sh + fy*dh)*plane_w + ox*sw)*cin: the tile reads them in place, with lda = sw*cin
     between neighbouring pixels and a_step = dh*plane_w*cin between filter rows. The weights
-    are packed per filter row, each row's kw*cin taps padded to a multiple of 4 with zeros (the
-    extra bytes read are the next pixel's, times 0). Output rows y0 .. y1-1 only (the split
-    executor gives each thread a range): the plane is filled in the rows those windows read.
+    are packed per filter row, each row's kw*cin taps padded to a multiple of 4 (VNNI) or 2
+    (pairs) with zeros (the extra values read are the next pixel's, times 0). Output rows
+    y0 .. y1-1 only (the split executor gives each thread a range): the plane is filled in the
+    rows those windows read.
     """
     in_h, in_w, cin = op[F_IN_H], op[F_IN_W], op[F_CIN]
     out_h, out_w, cout = op[F_OUT_H], op[F_OUT_W], op[F_COUT]
-    kh, sh, sw, dh = op[F_KH], op[F_SH], op[F_SW], op[F_DH]
-    pad_t, pad_l = op[F_PAD_T], op[F_PAD_L]
-    plane_h, plane_w, k4, w_direct = op[F_PLANE_H], op[F_PLANE_W], op[F_ROW_K4], op[F_W_DIRECT]
+    kh, kw, sh, sw, dh = op[F_KH], op[F_KW], op[F_SH], op[F_SW], op[F_DH]
+    plane_h, plane_w = op[F_PLANE_H], op[F_PLANE_W]
+    if kind == GEMM_VNNI:
+        kq, w_direct = op[F_ROW_K4], op[F_W_DIRECT]
+    else:
+        kq, w_direct = (kw * cin + 1) // 2, op[F_PAIRS_DIRECT]
+    per_chunk = chunk_tiles(kind)
     cp, block_rows = op[F_CP], op[F_DIRECT_ROWS]
-    ldc = c_stride(op, GEMM_VNNI)
-    pad = np.uint8(op[F_PAD_BYTE])
+    ldc = c_stride(op, kind)
     bias, rq, expanded = op[F_BIAS], op[F_RQ], op[F_EXPANDED]
     act_min, act_max, out_zp = op[F_ACT_MIN], op[F_ACT_MAX], op[F_OUT_ZP]
-    row_bytes = in_w * cin
-    # Plane rows the output rows read (the bytes past the last row are k padding, times 0 weights).
+    # Plane rows the output rows read (the values past the last row are k padding, times 0 weights).
     pr0, pr1 = y0 * sh, min(plane_h, (y1 - 1) * sh + (kh - 1) * dh + 1)
     for image in range(images):
-        src_image = op[F_IN] + image * in_h * row_bytes
-        for j in range(pr0 * plane_w * cin, pr1 * plane_w * cin):
-            plane[_U(j)] = pad
-        for y in range(max(0, pr0 - pad_t), min(in_h, pr1 - pad_t)):
-            src = _U(src_image + y * row_bytes)
-            dst = _U(((pad_t + y) * plane_w + pad_l) * cin)
-            for j in range(row_bytes):
-                plane[dst + _U(j)] = np.uint8(np.int32(arena[src + _U(j)]) + 128)
+        _fill_plane(op, arena, image, plane, pr0, pr1)
         out_image = op[F_OUT] + image * out_h * out_w * cout
         for first_y in range(y0, y1, block_rows):
             rows_y = min(block_rows, y1 - first_y)
-            for chunk in range((cp + 63) // 64):
-                tiles = min(4, (cp - chunk * 64) // 16)
-                w_chunk = w_direct + chunk * kh * k4 * 256
+            for chunk in range((cp + 16 * per_chunk - 1) // (16 * per_chunk)):
+                tiles = min(per_chunk, (cp - chunk * 16 * per_chunk) // 16)
+                w_chunk = w_direct + chunk * kh * chunk_size(kind, kq)
                 for yi in range(rows_y):
                     a_row = (first_y + yi) * sh * plane_w * cin
                     for x0 in range(0, out_w, 4):
-                        _tile(plane, a_row + x0 * sw * cin, sw * cin, dh * plane_w * cin, kh, w8p, w_chunk, k4, c,
-                              (yi * out_w + x0) * ldc + chunk * 64, ldc, min(4, out_w - x0), tiles)  # fmt: skip
+                        _any_tile(kind, plane, a_row + x0 * sw * cin, sw * cin, dh * plane_w * cin, kh, w8p, i32p,
+                                  w_chunk, kq, c, (yi * out_w + x0) * ldc + chunk * 16 * per_chunk, ldc,
+                                  min(4, out_w - x0), tiles)  # fmt: skip
             requantize_rows(c, ldc, rows_y * out_w, cout, i32p[bias:], i64p[rq:], expanded, act_min, act_max, out_zp,
                             arena, out_image + first_y * out_w * cout)  # fmt: skip
-
-
-@njit(cache=True)
-def _gemm_portable(a, rows4, k, kp, w32, w_start, cp, c):
-    """The same product with plain loops: 4 rows at a time, channels innermost (LLVM vectorizes them).
-
-    Overflow: |a * w| <= 255 * 128 < 2^15; np.int32 keeps each product and sum in wrapping int32.
-    """
-    for r in range(0, rows4, 4):
-        c0, c1, c2, c3 = _U(r * cp), _U((r + 1) * cp), _U((r + 2) * cp), _U((r + 3) * cp)
-        for ch in range(cp):
-            q = _U(ch)
-            c[c0 + q] = 0
-            c[c1 + q] = 0
-            c[c2 + q] = 0
-            c[c3 + q] = 0
-        for t in range(k):
-            x0 = np.int32(a[_U(r * kp + t)])
-            x1 = np.int32(a[_U((r + 1) * kp + t)])
-            x2 = np.int32(a[_U((r + 2) * kp + t)])
-            x3 = np.int32(a[_U((r + 3) * kp + t)])
-            wrow = _U(w_start + t * cp)
-            for ch in range(cp):
-                q = _U(ch)
-                w = w32[wrow + q]
-                c[c0 + q] += np.int32(x0 * w)
-                c[c1 + q] += np.int32(x1 * w)
-                c[c2 + q] += np.int32(x2 * w)
-                c[c3 + q] += np.int32(x3 * w)
 
 
 @njit(cache=True)
@@ -328,26 +396,38 @@ def conv_gemm(op, arena, images, a, c, w8p, i32p, i64p, f64p, kind, part=0, part
     range of output pixels otherwise), for the split executor; the default is all of it.
     """
     in_base, out_base = op[F_IN], op[F_OUT]
-    k, kp, cp = op[F_K], op[F_KP], op[F_CP]
+    kp, cp = op[F_KP], op[F_CP]
     total = images * op[F_OUT_H] * op[F_OUT_W]
     block = op[F_BLOCK]
     ldc = c_stride(op, kind)
     direct = (op[F_KH] == 1 and op[F_KW] == 1 and op[F_SH] == 1 and op[F_SW] == 1 and op[F_PAD_T] == 0
               and op[F_PAD_L] == 0 and op[F_IN_H] == op[F_OUT_H] and op[F_IN_W] == op[F_OUT_W])  # fmt: skip
-    if kind == GEMM_VNNI and op[F_DIRECT_ROWS] > 0 and not direct:
+    if op[F_DIRECT_ROWS] > 0 and not direct:
         out_h = op[F_OUT_H]
-        _conv_direct(op, arena, images, a, c, w8p, i32p, i64p, out_h * part // parts, out_h * (part + 1) // parts)
+        y0, y1 = out_h * part // parts, out_h * (part + 1) // parts
+        if kind == GEMM_VNNI:
+            _conv_direct(op, arena, images, a, c, w8p, i32p, i64p, y0, y1, kind)
+        else:
+            _conv_direct(op, arena, images, a.view(np.int16), c, w8p, i32p, i64p, y0, y1, kind)
         return
     p0, p1 = total * part // parts, total * (part + 1) // parts
     for first in range(p0, p1, block):
         rows = min(block, p1 - first)
-        rows4 = (rows + 3) // 4 * 4  # padding rows: computed from stale bytes, never stored
-        if direct:
-            _rows_copy(op, arena, in_base, first, rows, a)
-        else:
-            _im2col(op, arena, in_base, first, rows, a)
+        rows4 = (rows + 3) // 4 * 4  # padding rows: computed from stale values, never stored
         if kind == GEMM_VNNI:
-            _gemm_vnni(a, rows4, kp, w8p, op[F_W8], cp, c, ldc)
-        else:
-            _gemm_portable(a, rows4, k, kp, i32p, op[F_W32], cp, c)
+            _gather(op, arena, in_base, first, rows, a, direct)
+            _gemm_tiles(kind, a, rows4, kp, w8p, i32p, op[F_W8], cp, c, ldc)
+        else:  # A widened to int16 for the pair tile (the scratch holds twice the bytes, plan.py)
+            a16 = a.view(np.int16)
+            _gather(op, arena, in_base, first, rows, a16, direct)
+            _gemm_tiles(kind, a16, rows4, kp, w8p, i32p, op[F_PAIRS], cp, c, ldc)
         _epilogue(op, c, ldc, rows, first, arena, out_base, i32p, i64p, f64p)
+
+
+@njit(cache=True)
+def _gather(op, arena, in_base, first, rows, a, direct):
+    """A's rows for output pixels first .. first+rows-1 (a uint8 or int16: the same values, x + 128)."""
+    if direct:
+        _rows_copy(op, arena, in_base, first, rows, a)
+    else:
+        _im2col(op, arena, in_base, first, rows, a)

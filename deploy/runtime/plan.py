@@ -2,8 +2,8 @@
 
 Built once per model (Runtime.__init__), from the registry's prepared ops (prepare.py),
 so every check and every float computation stays where it was. What this adds:
-- weights packed for the GEMM (vnni.py's [k4][tiles][16][4] bytes, and [K][Cp] int32 for
-  the portable loops), the (128 + zp) * sum(w) fold in the conv/FC bias (fast_conv.py),
+- weights packed for the GEMM (vnni.py's [k4][tiles][16][4] bytes, and madd.py's int16 pairs
+  [k2][tiles][16][2] for the portable tile: both, so either kernel path runs the plan), the (128 + zp) * sum(w) fold in the conv/FC bias (fast_conv.py),
   depthwise weights expanded along an output row (fast_ops.py);
 - per-channel requantization constants for the one-shift form (fast_conv.requant_constants);
 - an arena: every activation tensor gets an offset for `group` images, tensors whose
@@ -23,6 +23,7 @@ from edgecnn.deploy.runtime import executor as ex
 from edgecnn.deploy.runtime import fast_conv as fc
 from edgecnn.deploy.runtime import fast_ops as fo
 from edgecnn.deploy.runtime import vnni
+from edgecnn.deploy.runtime.cpu import MADD_TILES
 from edgecnn.deploy.runtime.params import RESCALE_FLOAT
 
 ALIGN = 64
@@ -42,13 +43,13 @@ class Plan:
     ops: np.ndarray  # int64 [n_ops, FIELDS]
     i8: np.ndarray  # int8 pool (lookup tables)
     w8: np.ndarray  # int8 pool (VNNI-packed weights)
-    i32: np.ndarray  # int32 pool (folded biases, portable and depthwise weights)
+    i32: np.ndarray  # int32 pool (folded biases, int16-pair and depthwise weights)
     i64: np.ndarray  # int64 pool (requantization constants)
     f64: np.ndarray  # float64 pool (FC effective scales)
     io: np.ndarray  # int64 [1 + outputs, 3]: arena offset, bytes per image, position in an output row
     group: int  # images per pass
     arena_bytes: int
-    a_bytes: int  # im2col scratch (uint8)
+    a_bytes: int  # im2col scratch (uint8; int16 on the portable path: twice the values' bytes)
     c_words: int  # int32 scratch
     out_row: int  # int8 bytes of all outputs of one image
     output_sizes: tuple  # per output: bytes per image
@@ -114,6 +115,21 @@ def pack_vnni(w_kc: np.ndarray, kp: int, cp: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def pack_pairs(w_kc: np.ndarray, kp: int, cp: int, tiles: int = MADD_TILES) -> np.ndarray:
+    """[K][C] int8 -> madd.py's layout, int32 words: per chunk of `tiles` 16-channel tiles, [k2][tiles][16 lanes]
+    words of two int16s (w[2*k2][c] in the low half, w[2*k2 + 1][c] in the high one). kp, cp: K and C padded
+    (kp even, cp a multiple of 16) with zero weights."""
+    k, c = w_kc.shape
+    padded = np.zeros((kp, cp), np.int16)
+    padded[:k, :c] = w_kc
+    parts = []
+    for chunk in range(-(-cp // (16 * tiles))):
+        n = min(tiles, (cp - 16 * tiles * chunk) // 16)
+        block = padded[:, 16 * tiles * chunk:16 * tiles * chunk + 16 * n]
+        parts.append(np.ascontiguousarray(block.reshape(kp // 2, 2, n, 16).transpose(0, 2, 3, 1)).reshape(-1))
+    return np.concatenate(parts).view(np.int32)
+
+
 def _gemm_row(pools, row, w_kc, bias, in_zp, rescale):
     """Fill the GEMM fields shared by CONV_2D and FULLY_CONNECTED (weights as [K][C])."""
     k, cout = w_kc.shape
@@ -124,12 +140,10 @@ def _gemm_row(pools, row, w_kc, bias, in_zp, rescale):
     # Per-channel constants repeated: long flat requantization loops, in whole groups of 16.
     reps = -(-EXPAND_TO // cout)
     reps = -(-reps // (16 // np.gcd(cout, 16))) * (16 // np.gcd(cout, 16))
-    w32 = np.zeros((kp, cp), np.int32)
-    w32[:k, :cout] = w_kc
     row[fc.F_PAD_BYTE] = in_zp + 128
     row[fc.F_K], row[fc.F_KP], row[fc.F_CP] = k, kp, cp
     row[fc.F_W8] = pools.add("w8", pack_vnni(w_kc, kp, cp))
-    row[fc.F_W32] = pools.add("i32", w32)
+    row[fc.F_PAIRS] = pools.add("i32", pack_pairs(w_kc, kp, cp))
     row[fc.F_BIAS] = pools.add("i32", np.tile(folded, reps))
     row[fc.F_EXPANDED] = reps * cout
     kind, values = rescale
@@ -145,7 +159,7 @@ def _gemm_row(pools, row, w_kc, bias, in_zp, rescale):
 
 
 def _direct_row(pools, row, w, in_shape, out_shape, p, scratch):
-    """Fields and weights of fast_conv._conv_direct: per filter row, kw*cin taps padded to 4."""
+    """Fields and weights of fast_conv._conv_direct: per filter row, kw*cin taps padded to 4 (VNNI) or 2 (pairs)."""
     cout, kh, kw, cin = w.shape
     out_h, out_w = out_shape[1], out_shape[2]
     row_k = kw * cin
@@ -158,8 +172,12 @@ def _direct_row(pools, row, w, in_shape, out_shape, p, scratch):
     row[fc.F_PLANE_H], row[fc.F_PLANE_W] = plane_h, plane_w
     row[fc.F_ROW_K4] = row_kp // 4
     row[fc.F_W_DIRECT] = pools.add("w8", pack_vnni(w_rows.reshape(kh * row_kp, cout), kh * row_kp, cp))
+    row_k2 = -(-row_k // 2) * 2
+    pairs = np.zeros((kh, row_k2, cout), np.int8)
+    pairs[:, :row_k, :] = w.reshape(cout, kh, row_k).transpose(1, 2, 0)
+    row[fc.F_PAIRS_DIRECT] = pools.add("i32", pack_pairs(pairs.reshape(kh * row_k2, cout), kh * row_k2, cp))
     row[fc.F_DIRECT_ROWS] = max(1, C_BLOCK_BYTES // (4 * cp * out_w))
-    scratch["a"] = max(scratch["a"], plane_h * plane_w * cin + 64)
+    scratch["a"] = max(scratch["a"], 2 * (plane_h * plane_w * cin + 64))  # int16 on the portable path
     scratch["c"] = max(scratch["c"], row[fc.F_DIRECT_ROWS] * out_w * cp)
 
 
@@ -202,7 +220,7 @@ def _op_row(graph, op, pools, scratch):
                       ("integer", (p.output_multiplier, p.output_shift)))  # fmt: skip
             if p.dilation_width == 1:
                 _direct_row(pools, row, w, in_shape, out_shape, p, scratch)
-            scratch["a"] = max(scratch["a"], row[fc.F_BLOCK] * row[fc.F_KP])
+            scratch["a"] = max(scratch["a"], 2 * row[fc.F_BLOCK] * row[fc.F_KP])
             scratch["c"] = max(scratch["c"], row[fc.F_BLOCK] * row[fc.F_CP])
         else:
             row[0] = ex.OP_DEPTHWISE
@@ -258,7 +276,7 @@ def _op_row(graph, op, pools, scratch):
         rescale = ("float", p.effective_scale) if p.rescale == RESCALE_FLOAT else (
             "integer", (p.output_multiplier, p.output_shift))
         _gemm_row(pools, row, w.T, np.asarray(bias), -p.input_offset, rescale)
-        scratch["a"] = max(scratch["a"], row[fc.F_BLOCK] * row[fc.F_KP])
+        scratch["a"] = max(scratch["a"], 2 * row[fc.F_BLOCK] * row[fc.F_KP])
         scratch["c"] = max(scratch["c"], row[fc.F_BLOCK] * row[fc.F_CP])
     elif kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
         in_shape, out_shape = shape(inputs[0]), shape(out)
@@ -404,8 +422,8 @@ def build_plan(graph, prepared_ops) -> Plan:
             macs += int(row[fc.F_OUT_H] * row[fc.F_OUT_W] * row[fc.F_COUT] * row[fc.F_K])
         elif row[0] == ex.OP_DEPTHWISE:
             macs += int(row[fc.F_OUT_H] * row[fc.F_OUT_W] * row[fc.F_COUT] * row[fc.F_KH] * row[fc.F_KW])
-    # GEMM blocks are computed in rows of 4 (padding rows included): room for 3 more rows.
-    a_bytes = int(scratch["a"]) + 4 * 4096
+    # GEMM blocks are computed in rows of 4 (padding rows included): room for 3 more rows (int16).
+    a_bytes = int(scratch["a"]) + 8 * 4096
     return Plan(table, pools.array("i8"), pools.array("w8"), pools.array("i32"), pools.array("i64"),
                 pools.array("f64"), np.asarray(io, np.int64), group, int(arena_bytes), a_bytes,
                 int(scratch["c"]) + 4096, position, tuple(size(t) for t in graph.outputs), macs)  # fmt: skip

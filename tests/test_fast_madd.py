@@ -1,0 +1,95 @@
+"""madd.py's int16-pair tile (the portable GEMM micro-kernel) against an int64 matmul, exactly.
+
+The tile runs on every CPU, so it is tested on every machine; a subprocess also compiles it
+with EDGECNN_MADD=generic (the IR an ARM CPU gets, no x86 intrinsic) in a cache of its own.
+Cases: every rows x tiles shape of the host, several filter-row steps (the direct conv's
+windows), k pairs from 1, A at 0 and 255 and weights at -128 and 127 (the largest products),
+strides (lda, ldc) wider than the tile.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from numba import njit
+
+from edgecnn.deploy.runtime.cpu import MADD_TILES
+from edgecnn.deploy.runtime.fast_conv import _madd
+from edgecnn.deploy.runtime.plan import pack_pairs
+
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@njit(cache=True)
+def _run_tile(a, lda, a_step, steps, w, k2, c, ldc, rows, tiles):
+    _madd(a, 3, lda, a_step, steps, w, 0, k2, c, 5, ldc, rows, tiles)
+
+
+def tile_case(rng, rows, tiles, k2, steps, extreme):
+    """(A int16, lda, a_step, packed weights, expected C) for one tile call, A starting at offset 3."""
+    lda = 2 * k2 + int(rng.integers(0, 3))
+    a_step = rows * lda + int(rng.integers(0, 5))
+    size = 3 + (steps - 1) * a_step + (rows - 1) * lda + 2 * k2 + 8
+    if extreme:
+        a = rng.choice(np.array([0, 255], np.int16), size)
+        w = rng.choice(np.array([-128, 127], np.int8), (steps * 2 * k2, 16 * tiles))
+    else:
+        a = rng.integers(0, 256, size).astype(np.int16)
+        w = rng.integers(-128, 128, (steps * 2 * k2, 16 * tiles)).astype(np.int8)
+    expected = np.zeros((rows, 16 * tiles), np.int64)
+    for s in range(steps):
+        for r in range(rows):
+            start = 3 + s * a_step + r * lda
+            expected[r] += a[start:start + 2 * k2].astype(np.int64) @ w[s * 2 * k2:(s + 1) * 2 * k2].astype(np.int64)
+    return a, lda, a_step, pack_pairs(w, steps * 2 * k2, 16 * tiles, tiles), expected
+
+
+def check_tile(rows, tiles, k2, steps, extreme, seed):
+    rng = np.random.default_rng(seed)
+    a, lda, a_step, packed, expected = tile_case(rng, rows, tiles, k2, steps, extreme)
+    ldc = 16 * tiles + 7
+    c = np.full(5 + rows * ldc + 16, -7, np.int32)
+    _run_tile(a, lda, a_step, steps, packed, k2, c, ldc, rows, tiles)
+    got = np.stack([c[5 + r * ldc:5 + r * ldc + 16 * tiles] for r in range(rows)])
+    np.testing.assert_array_equal(got, expected.astype(np.int32))
+    assert (c[:5] == -7).all() and (c[5 + (rows - 1) * ldc + 16 * tiles:] == -7).all()  # nothing written outside
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(rows=st.integers(1, 4), tiles=st.integers(1, MADD_TILES), k2=st.integers(1, 40), steps=st.integers(1, 3),
+       extreme=st.booleans(), seed=st.integers(0, 2**31))  # fmt: skip
+def test_madd_tile_equals_matmul(rows, tiles, k2, steps, extreme, seed):
+    check_tile(rows, tiles, k2, steps, extreme, seed)
+
+
+def test_madd_tile_worst_case_sums():
+    """Every product at its largest magnitude, 255 * -128, over a long K: the int32 sums are exact."""
+    a = np.full(3 + 4 * 2048 + 8, 255, np.int16)
+    w = np.full((2048, 16 * MADD_TILES), -128, np.int8)
+    c = np.zeros(5 + 4 * 16 * MADD_TILES + 16, np.int32)
+    _run_tile(a, 2048, 0, 1, pack_pairs(w, 2048, 16 * MADD_TILES, MADD_TILES), 1024, c, 16 * MADD_TILES, 4,
+              MADD_TILES)  # fmt: skip
+    assert (c[5:5 + 4 * 16 * MADD_TILES] == 255 * -128 * 2048).all()
+
+
+def test_generic_ir_is_exact():
+    """The generic multiply-add IR (what ARM compiles; on x86 only if forced) gives the same sums."""
+    code = (
+        "import tests.test_fast_madd as t\n"
+        "from edgecnn.deploy.runtime.cpu import MADD_ISA\n"
+        "assert MADD_ISA == 'generic', MADD_ISA\n"
+        "for i, (rows, tiles, k2, steps, extreme) in enumerate([(4, 1, 7, 1, True), (3, 1, 1, 3, False),"
+        " (1, 1, 33, 2, True), (2, 1, 16, 1, False)]):\n"
+        "    t.check_tile(rows, tiles, k2, steps, extreme, i)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, EDGECNN_MADD="generic", NUMBA_CACHE_DIR=os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                                                 f"edgecnn-madd-generic-{os.getuid()}"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
