@@ -57,6 +57,9 @@ class Layer:
     kind = "layer"
     has_activation = False
     arity = 1
+    # activations the layer's own kernels apply in the same pass (its _forward/_backward read
+    # self.activation); an execution detail: config, checkpoint and quantizer see the same layer
+    fused_activations: tuple[str, ...] = ()
 
     def __init__(self, name: str | None = None, activation: str = "none"):
         if activation not in ACTIVATIONS:
@@ -114,11 +117,15 @@ class Layer:
     def forward(self, x, train: bool = False):
         self.training = train
         y, self._cache = self._forward(x)
+        if self.activation in self.fused_activations:
+            self._act_cache = None
+            return y
         y, self._act_cache = _activation_forward(self.activation, y)
         return y
 
     def backward(self, dy, need_dx: bool = True):
-        dy = _activation_backward(self.activation, dy, self._act_cache)
+        if self.activation not in self.fused_activations:
+            dy = _activation_backward(self.activation, dy, self._act_cache)
         self._need_dx = need_dx
         return self._backward(dy)
 

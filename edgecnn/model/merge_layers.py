@@ -11,6 +11,7 @@ class Add(Layer):
 
     kind = "add"
     arity = None
+    fused_activations = ("relu",)  # Add-ReLU in one pass (reference/merge.py)
 
     def _infer(self, shapes):
         if len(shapes) < 2 or any(s != shapes[0] for s in shapes):
@@ -20,7 +21,7 @@ class Add(Layer):
     def _forward(self, xs):
         from edgecnn.reference.merge import add_forward
 
-        return add_forward(xs)
+        return add_forward(xs, relu=self.activation in self.fused_activations)
 
     def _backward(self, dy):
         from edgecnn.reference.merge import add_backward

@@ -26,6 +26,7 @@ class BatchNorm(Layer):
     """
 
     kind = "batchnorm"
+    fused_activations = ("relu",)  # BN-ReLU in one pass each way (reference/batchnorm.py)
 
     def __init__(self, momentum=0.1, eps=1e-5, name=None, activation="none"):
         super().__init__(name, activation)
@@ -59,7 +60,8 @@ class BatchNorm(Layer):
         from edgecnn.reference.batchnorm import batchnorm_forward
 
         p, b = self.params, self.buffers
-        y, cache = batchnorm_forward(x, p["gamma"], p["beta"], b["mean"], b["var"], self.eps, self.training)
+        y, cache = batchnorm_forward(x, p["gamma"], p["beta"], b["mean"], b["var"], self.eps, self.training,
+                                     relu=self.activation in self.fused_activations)
         if self.training:
             m = x.size // self.channels
             unbiased = cache.var * (m / (m - 1))

@@ -9,6 +9,12 @@ map that the quantizer folds into the preceding conv or dense:
 The fast path is Numba passes over fixed row chunks (two forward, two backward;
 x_hat is recomputed from x rather than stored); `*_naive` is the textbook numpy form.
 Statistics are summed in float64 in a fixed order, so training repeats bit for bit.
+
+`relu=True` applies a ReLU inside the same passes (BN-ReLU is most of a ResNet's
+elementwise work, memory-bound in a training step): the forward writes max(y, 0),
+the backward gates dy by y > 0 with y recomputed from x, so neither y nor the gated
+dy is ever written out. The results are bit-identical to relu_forward/_backward
+after the plain op.
 """
 
 from typing import NamedTuple
@@ -17,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from edgecnn.errors import ShapeError
+from edgecnn.reference.activations import relu_backward
 from edgecnn.reference.workers import run_chunks, sum_in_order
 
 
@@ -29,6 +36,8 @@ class BatchNormCache(NamedTuple):
     mean: np.ndarray     # (C,) statistics used: the batch's (train) or the running ones (eval), float64
     var: np.ndarray      # (C,) biased variance
     shift: np.ndarray    # (C,) mean in x's dtype: x_hat = (x - shift) * inv_std
+    beta: np.ndarray     # (C,) in x's dtype
+    relu: bool           # a ReLU follows inside the op
 
 
 def _rows(x, gamma, beta):
@@ -68,12 +77,17 @@ def _shifted_sums(x, r0, r1, ref, out):
 
 
 @njit(cache=True, nogil=True)
-def _normalize(x, r0, r1, shift, inv_std, gamma, beta, y):
-    # y = gamma * (x - shift) * inv_std + beta on rows r0..r1-1; (C,) vectors in x's dtype
+def _normalize(x, r0, r1, shift, inv_std, gamma, beta, relu, y):
+    # y = gamma * (x - shift) * inv_std + beta on rows r0..r1-1; (C,) vectors in x's dtype.
+    # relu: 0 where y < 0 (y itself otherwise, NaN and -0.0 included: np.maximum(y, 0)'s bytes)
     for i in range(r0, r1):
         row, out = x[i], y[i]
         for j in range(x.shape[1]):
-            out[j] = gamma[j] * ((row[j] - shift[j]) * inv_std[j]) + beta[j]
+            v = gamma[j] * ((row[j] - shift[j]) * inv_std[j]) + beta[j]
+            if relu and v < 0:
+                out[j] = 0
+            else:
+                out[j] = v
 
 
 @njit(cache=True, nogil=True)
@@ -91,12 +105,42 @@ def _dy_sums(dy, x, r0, r1, shift, inv_std, out_dy, out_dy_xhat):
 
 
 @njit(cache=True, nogil=True)
+def _dy_sums_relu(dy, x, r0, r1, shift, inv_std, gamma, beta, zero, out_dy, out_dy_xhat):
+    # _dy_sums of dy through the ReLU: dy kept where 0 < y < inf (relu_backward's test on its
+    # output), y = gamma * x_hat + beta recomputed exactly as the forward computed it
+    a = np.zeros(dy.shape[1])
+    b = np.zeros(dy.shape[1])
+    for i in range(r0, r1):
+        g, row = dy[i], x[i]
+        for j in range(dy.shape[1]):
+            xh = (row[j] - shift[j]) * inv_std[j]
+            v = gamma[j] * xh + beta[j]
+            gj = g[j] if (v > 0) & (v < np.inf) else zero
+            a[j] += gj
+            b[j] += gj * xh
+    out_dy[:] = a
+    out_dy_xhat[:] = b
+
+
+@njit(cache=True, nogil=True)
 def _dx_train(dy, x, r0, r1, shift, inv_std, scale, mean_dy, mean_dy_xhat, dx):
     # dx = scale * (dy - mean(dy) - x_hat * mean(dy * x_hat)), scale = gamma * inv_std
     for i in range(r0, r1):
         g, row, out = dy[i], x[i], dx[i]
         for j in range(dy.shape[1]):
             out[j] = scale[j] * (g[j] - mean_dy[j] - ((row[j] - shift[j]) * inv_std[j]) * mean_dy_xhat[j])
+
+
+@njit(cache=True, nogil=True)
+def _dx_train_relu(dy, x, r0, r1, shift, inv_std, gamma, beta, zero, scale, mean_dy, mean_dy_xhat, dx):
+    # _dx_train of dy through the ReLU (the gate as in _dy_sums_relu)
+    for i in range(r0, r1):
+        g, row, out = dy[i], x[i], dx[i]
+        for j in range(dy.shape[1]):
+            xh = (row[j] - shift[j]) * inv_std[j]
+            v = gamma[j] * xh + beta[j]
+            gj = g[j] if (v > 0) & (v < np.inf) else zero
+            out[j] = scale[j] * (gj - mean_dy[j] - xh * mean_dy_xhat[j])
 
 
 @njit(cache=True, nogil=True)
@@ -120,8 +164,8 @@ def _moments(rows):
     return ref + s1, np.maximum(s2 - s1 * s1, 0.0)
 
 
-def batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=1e-5, train=False):
-    """y = gamma * (x - mean) / sqrt(var + eps) + beta over the last axis.
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=1e-5, train=False, relu=False):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta over the last axis (then max(y, 0) if relu).
 
     x (N,...,C), gamma, beta, running_mean, running_var (C,) -> y like x, in x's dtype.
     train=True uses the batch's mean and biased variance (returned in the cache as
@@ -139,8 +183,9 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=1e-5, train
     inv_std = (1.0 / np.sqrt(var + eps)).astype(dt)
     shift, gamma, beta = mean.astype(dt), np.asarray(gamma, dt), np.asarray(beta, dt)
     y = np.empty_like(rows)
-    run_chunks(lambda k: _normalize(rows, *_span(k, m), shift, inv_std, gamma, beta, y), CHUNKS)
-    return y.reshape(x.shape), BatchNormCache(rows, inv_std, gamma, train, x.shape, mean, var, shift)
+    relu = bool(relu)
+    run_chunks(lambda k: _normalize(rows, *_span(k, m), shift, inv_std, gamma, beta, relu, y), CHUNKS)
+    return y.reshape(x.shape), BatchNormCache(rows, inv_std, gamma, train, x.shape, mean, var, shift, beta, relu)
 
 
 def batchnorm_backward(dy, cache):
@@ -152,16 +197,30 @@ def batchnorm_backward(dy, cache):
     m, c = rows.shape
     dt = rows.dtype
     sums = np.empty((2, CHUNKS, c))
-    run_chunks(lambda k: _dy_sums(rows, cache.x, *_span(k, m), cache.shift, cache.inv_std, sums[0, k], sums[1, k]),
-               CHUNKS)
+    x, shift, inv_std = cache.x, cache.shift, cache.inv_std
+    gate = (cache.gamma, cache.beta, dt.type(0))  # the ReLU's gate: y recomputed from x
+    if cache.relu:
+        run_chunks(lambda k: _dy_sums_relu(rows, x, *_span(k, m), shift, inv_std, *gate, sums[0, k], sums[1, k]),
+                   CHUNKS)
+    else:
+        run_chunks(lambda k: _dy_sums(rows, x, *_span(k, m), shift, inv_std, sums[0, k], sums[1, k]), CHUNKS)
     sum_dy, sum_dy_xhat = sum_in_order(sums[0]), sum_in_order(sums[1])
     scale = cache.gamma * cache.inv_std
     dx = np.empty_like(rows)
     if cache.train:
         mean_dy, mean_dy_xhat = (sum_dy / m).astype(dt), (sum_dy_xhat / m).astype(dt)
-        run_chunks(lambda k: _dx_train(rows, cache.x, *_span(k, m), cache.shift, cache.inv_std, scale, mean_dy,
-                                       mean_dy_xhat, dx), CHUNKS)
+        if cache.relu:
+            run_chunks(lambda k: _dx_train_relu(rows, x, *_span(k, m), shift, inv_std, *gate, scale, mean_dy,
+                                                mean_dy_xhat, dx), CHUNKS)
+        else:
+            run_chunks(lambda k: _dx_train(rows, x, *_span(k, m), shift, inv_std, scale, mean_dy, mean_dy_xhat, dx),
+                       CHUNKS)
     else:
+        if cache.relu:  # eval mode (gradient checks, not training): the gate as a pass of its own
+            y = np.empty_like(rows)
+            run_chunks(lambda k: _normalize(x, *_span(k, m), shift, inv_std, cache.gamma, cache.beta, True, y),
+                       CHUNKS)
+            rows = relu_backward(rows, y)
         run_chunks(lambda k: _dx_eval(rows, *_span(k, m), scale, dx), CHUNKS)
     return dx.reshape(cache.shape), sum_dy_xhat.astype(dt), sum_dy.astype(dt)
 
