@@ -26,45 +26,47 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @njit(cache=True)
-def _run_tile(a, lda, a_step, steps, w, k2, c, ldc, rows, tiles):
-    _madd(a, 3, lda, a_step, steps, w, 0, k2, c, 5, ldc, rows, tiles)
+def _run_tile(a, lda, a_step, steps, w, k2, c, ldc, count, a_next, c_next, rows, tiles):
+    _madd(a, 3, lda, a_step, steps, w, 0, k2, c, 5, ldc, count, a_next, c_next, rows, tiles)
 
 
-def tile_case(rng, rows, tiles, k2, steps, extreme):
-    """(A int16, lda, a_step, packed weights, expected C) for one tile call, A starting at offset 3."""
+def check_tile(rows, tiles, k2, steps, extreme, seed, count=1):
+    """`count` tiles in one call (A from offset 3, C from 5, each tile further on) == int64 matmuls; nothing
+    written outside the tiles' rows."""
+    rng = np.random.default_rng(seed)
     lda = 2 * k2 + int(rng.integers(0, 3))
     a_step = rows * lda + int(rng.integers(0, 5))
-    size = 3 + (steps - 1) * a_step + (rows - 1) * lda + 2 * k2 + 8
+    a_next = int(rng.integers(1, 3 * lda + 2))
+    size = 3 + max(count - 1, 0) * a_next + (steps - 1) * a_step + (rows - 1) * lda + 2 * k2 + 8
     if extreme:
         a = rng.choice(np.array([0, 255], np.int16), size)
         w = rng.choice(np.array([-128, 127], np.int8), (steps * 2 * k2, 16 * tiles))
     else:
         a = rng.integers(0, 256, size).astype(np.int16)
         w = rng.integers(-128, 128, (steps * 2 * k2, 16 * tiles)).astype(np.int8)
-    expected = np.zeros((rows, 16 * tiles), np.int64)
-    for s in range(steps):
-        for r in range(rows):
-            start = 3 + s * a_step + r * lda
-            expected[r] += a[start:start + 2 * k2].astype(np.int64) @ w[s * 2 * k2:(s + 1) * 2 * k2].astype(np.int64)
-    return a, lda, a_step, pack_pairs(w, steps * 2 * k2, 16 * tiles, tiles), expected
-
-
-def check_tile(rows, tiles, k2, steps, extreme, seed):
-    rng = np.random.default_rng(seed)
-    a, lda, a_step, packed, expected = tile_case(rng, rows, tiles, k2, steps, extreme)
     ldc = 16 * tiles + 7
-    c = np.full(5 + rows * ldc + 16, -7, np.int32)
-    _run_tile(a, lda, a_step, steps, packed, k2, c, ldc, rows, tiles)
-    got = np.stack([c[5 + r * ldc:5 + r * ldc + 16 * tiles] for r in range(rows)])
-    np.testing.assert_array_equal(got, expected.astype(np.int32))
-    assert (c[:5] == -7).all() and (c[5 + (rows - 1) * ldc + 16 * tiles:] == -7).all()  # nothing written outside
+    c_next = rows * ldc + int(rng.integers(0, 9))
+    c = np.full(5 + count * c_next + rows * ldc + 16, -7, np.int32)
+    _run_tile(a, lda, a_step, steps, pack_pairs(w, steps * 2 * k2, 16 * tiles, tiles), k2, c, ldc, count, a_next,
+              c_next, rows, tiles)  # fmt: skip
+    written = np.zeros(c.size, bool)
+    for i in range(count):
+        for r in range(rows):
+            expected = np.zeros(16 * tiles, np.int64)
+            for s in range(steps):
+                start = 3 + i * a_next + s * a_step + r * lda
+                expected += a[start:start + 2 * k2].astype(np.int64) @ w[s * 2 * k2:(s + 1) * 2 * k2].astype(np.int64)
+            at = 5 + i * c_next + r * ldc
+            np.testing.assert_array_equal(c[at:at + 16 * tiles], expected.astype(np.int32))
+            written[at:at + 16 * tiles] = True
+    assert (c[~written] == -7).all()
 
 
 @settings(max_examples=60, **SETTINGS)
 @given(rows=st.integers(1, 4), tiles=st.integers(1, MADD_TILES), k2=st.integers(1, 40), steps=st.integers(1, 3),
-       extreme=st.booleans(), seed=st.integers(0, 2**31))  # fmt: skip
-def test_madd_tile_equals_matmul(rows, tiles, k2, steps, extreme, seed):
-    check_tile(rows, tiles, k2, steps, extreme, seed)
+       extreme=st.booleans(), seed=st.integers(0, 2**31), count=st.integers(0, 3))  # fmt: skip
+def test_madd_tile_equals_matmul(rows, tiles, k2, steps, extreme, seed, count):
+    check_tile(rows, tiles, k2, steps, extreme, seed, count)
 
 
 def test_madd_tile_worst_case_sums():
@@ -72,7 +74,7 @@ def test_madd_tile_worst_case_sums():
     a = np.full(3 + 4 * 2048 + 8, 255, np.int16)
     w = np.full((2048, 16 * MADD_TILES), -128, np.int8)
     c = np.zeros(5 + 4 * 16 * MADD_TILES + 16, np.int32)
-    _run_tile(a, 2048, 0, 1, pack_pairs(w, 2048, 16 * MADD_TILES, MADD_TILES), 1024, c, 16 * MADD_TILES, 4,
+    _run_tile(a, 2048, 0, 1, pack_pairs(w, 2048, 16 * MADD_TILES, MADD_TILES), 1024, c, 16 * MADD_TILES, 1, 0, 0, 4,
               MADD_TILES)  # fmt: skip
     assert (c[5:5 + 4 * 16 * MADD_TILES] == 255 * -128 * 2048).all()
 
@@ -85,7 +87,7 @@ def test_generic_ir_is_exact():
         "assert MADD_ISA == 'generic', MADD_ISA\n"
         "for i, (rows, tiles, k2, steps, extreme) in enumerate([(4, 1, 7, 1, True), (3, 1, 1, 3, False),"
         " (1, 1, 33, 2, True), (2, 1, 16, 1, False)]):\n"
-        "    t.check_tile(rows, tiles, k2, steps, extreme, i)\n"
+        "    t.check_tile(rows, tiles, k2, steps, extreme, i, count=2)\n"
         "print('ok')\n"
     )
     env = dict(os.environ, EDGECNN_MADD="generic", NUMBA_CACHE_DIR=os.path.join(os.environ.get("TMPDIR", "/tmp"),

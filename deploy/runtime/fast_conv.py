@@ -142,105 +142,109 @@ def _rows_copy(op, arena, in_base, first, rows, a):
 
 
 @njit(cache=True)
-def _tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, rows, tiles):
+def _tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, rows, tiles):
     """vnni.dpbusd_tile with run-time rows (1..4) and tiles (1..4): picks the unrolled variant."""
     if rows == 4:
         if tiles == 4:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 4, 4)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 4, 4)
         elif tiles == 3:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 4, 3)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 4, 3)
         elif tiles == 2:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 4, 2)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 4, 2)
         else:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 4, 1)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 4, 1)
     elif rows == 3:
         if tiles == 4:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 3, 4)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 3, 4)
         elif tiles == 3:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 3, 3)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 3, 3)
         elif tiles == 2:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 3, 2)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 3, 2)
         else:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 3, 1)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 3, 1)
     elif rows == 2:
         if tiles == 4:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 2, 4)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 2, 4)
         elif tiles == 3:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 2, 3)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 2, 3)
         elif tiles == 2:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 2, 2)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 2, 2)
         else:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 2, 1)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 2, 1)
     else:
         if tiles == 4:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 1, 4)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 1, 4)
         elif tiles == 3:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 1, 3)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 1, 3)
         elif tiles == 2:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 1, 2)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 1, 2)
         else:
-            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, 1, 1)
+            dpbusd_tile(a, a_start, lda, a_step, steps, w8, w_start, k4, c, c_start, ldc, count, a_next, c_next, 1, 1)
 
 
 @njit(cache=True)
-def _madd(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, rows, tiles):
+def _madd(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, rows, tiles):
     """madd.madd_tile with run-time rows (1..4) and tiles (1..MADD_TILES): picks the unrolled variant."""
     if MADD_TILES == 1:  # AVX2 and NEON tiles (cpu.py): one 16-lane tile, rows 1..4
         if rows == 4:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 4, 1)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 4, 1)
         elif rows == 3:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 3, 1)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 3, 1)
         elif rows == 2:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 2, 1)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 2, 1)
         else:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 1, 1)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 1, 1)
         return
     if rows == 4:
         if tiles == 4:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 4, 4)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 4, 4)
         elif tiles == 3:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 4, 3)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 4, 3)
         elif tiles == 2:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 4, 2)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 4, 2)
         else:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 4, 1)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 4, 1)
     elif rows == 3:
         if tiles == 4:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 3, 4)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 3, 4)
         elif tiles == 3:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 3, 3)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 3, 3)
         elif tiles == 2:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 3, 2)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 3, 2)
         else:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 3, 1)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 3, 1)
     elif rows == 2:
         if tiles == 4:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 2, 4)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 2, 4)
         elif tiles == 3:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 2, 3)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 2, 3)
         elif tiles == 2:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 2, 2)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 2, 2)
         else:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 2, 1)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 2, 1)
     else:
         if tiles == 4:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 1, 4)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 1, 4)
         elif tiles == 3:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 1, 3)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 1, 3)
         elif tiles == 2:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 1, 2)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 1, 2)
         else:
-            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, 1, 1)
+            madd_tile(a, a_start, lda, a_step, steps, w, w_start, k2, c, c_start, ldc, count, a_next, c_next, 1, 1)
 
 
 @njit(cache=True)
-def _any_tile(kind, a, a_start, lda, a_step, steps, w8, w32, w_start, kq, c, c_start, ldc, rows, tiles):
-    """One register tile on this kernel path: vpdpbusd (a uint8, w8 packed weights, kq = k4) or the
-    int16-pair multiply-add (a int16, w32 pair words, kq = k2); offsets in a's and the weights' elements."""
+def _any_tile(kind, a, a_start, lda, a_step, steps, w8, w32, w_start, kq, c, c_start, ldc, count, a_next, c_next, rows,
+              tiles):  # fmt: skip
+    """`count` register tiles on this kernel path (the i-th at a_start + i*a_next, c_start + i*c_next):
+    vpdpbusd (a uint8, w8 packed weights, kq = k4) or the int16-pair multiply-add (a int16, w32 pair
+    words, kq = k2); offsets in a's and the weights' elements."""
+    if count <= 0:
+        return
     if kind == GEMM_VNNI:
-        _tile(a, a_start, lda, a_step, steps, w8, w_start, kq, c, c_start, ldc, rows, tiles)
+        _tile(a, a_start, lda, a_step, steps, w8, w_start, kq, c, c_start, ldc, count, a_next, c_next, rows, tiles)
     else:
-        _madd(a, a_start, lda, a_step, steps, w32, w_start, kq, c, c_start, ldc, rows, tiles)
+        _madd(a, a_start, lda, a_step, steps, w32, w_start, kq, c, c_start, ldc, count, a_next, c_next, rows, tiles)
 
 
 @njit(cache=True, inline="always")
@@ -277,9 +281,8 @@ def _gemm_tiles(kind, a, rows4, kp, w8, w32, w_start, cp, c, ldc):
     for chunk in range((cp + 16 * per_chunk - 1) // (16 * per_chunk)):
         tiles = min(per_chunk, (cp - chunk * 16 * per_chunk) // 16)
         w_chunk = w_start + chunk * chunk_size(kind, kq)  # earlier chunks are full
-        for r in range(0, rows4, 4):
-            _any_tile(kind, a, r * kp, kp, 0, 1, w8, w32, w_chunk, kq, c, r * ldc + chunk * 16 * per_chunk, ldc, 4,
-                      tiles)  # fmt: skip
+        _any_tile(kind, a, 0, kp, 0, 1, w8, w32, w_chunk, kq, c, chunk * 16 * per_chunk, ldc, rows4 // 4, 4 * kp,
+                  4 * ldc, 4, tiles)  # fmt: skip
 
 
 @njit(cache=True)
@@ -338,12 +341,15 @@ def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p, y0, y1, kind):
             for chunk in range((cp + 16 * per_chunk - 1) // (16 * per_chunk)):
                 tiles = min(per_chunk, (cp - chunk * 16 * per_chunk) // 16)
                 w_chunk = w_direct + chunk * kh * chunk_size(kind, kq)
+                full = out_w // 4  # tiles of 4 pixels per output row, then the row's 1-3 leftover pixels
                 for yi in range(rows_y):
                     a_row = (first_y + yi) * sh * plane_w * cin
-                    for x0 in range(0, out_w, 4):
-                        _any_tile(kind, plane, a_row + x0 * sw * cin, sw * cin, dh * plane_w * cin, kh, w8p, i32p,
-                                  w_chunk, kq, c, (yi * out_w + x0) * ldc + chunk * 16 * per_chunk, ldc,
-                                  min(4, out_w - x0), tiles)  # fmt: skip
+                    c_row = yi * out_w * ldc + chunk * 16 * per_chunk
+                    _any_tile(kind, plane, a_row, sw * cin, dh * plane_w * cin, kh, w8p, i32p, w_chunk, kq, c, c_row,
+                              ldc, full, 4 * sw * cin, 4 * ldc, 4, tiles)  # fmt: skip
+                    _any_tile(kind, plane, a_row + 4 * full * sw * cin, sw * cin, dh * plane_w * cin, kh, w8p, i32p,
+                              w_chunk, kq, c, c_row + 4 * full * ldc, ldc, min(1, out_w % 4), 0, 0, out_w % 4,
+                              tiles)  # fmt: skip
             requantize_rows(c, ldc, rows_y * out_w, cout, i32p[bias:], i64p[rq:], expanded, act_min, act_max, out_zp,
                             arena, out_image + first_y * out_w * cout)  # fmt: skip
 

@@ -39,7 +39,6 @@ from edgecnn.deploy.runtime.fast_conv import (
 from edgecnn.deploy.runtime.pooling import divide_rounding_half_away
 from edgecnn.deploy.runtime.softmax import _softmax_row
 from edgecnn.deploy.runtime.cpu import GEMM_VNNI
-from edgecnn.deploy.runtime.madd import depthwise_pairs_row as madd_pairs_row
 from edgecnn.deploy.runtime.vnni import add_sub16, depthwise_pairs_row, depthwise_row
 
 _U = np.uint64
@@ -53,9 +52,8 @@ F_IN2, F_SIZE = 2, 4
 
 
 @njit(cache=True)
-def depthwise_pairs(op, arena, images, scratch, i32p, i64p, part, parts, kind):
-    """DEPTHWISE_CONV_2D, dilation_w 1, stride_w 1 or 2 (plan.py: 1): two taps per vpdpwssd (VNNI) or per
-    int16-pair multiply-add (madd.depthwise_pairs_row: vpmaddwd + vpaddd, or NEON's widening multiplies).
+def depthwise_pairs(op, arena, images, scratch, i32p, i64p, part, parts):
+    """DEPTHWISE_CONV_2D on AVX-512 VNNI, dilation_w 1, stride_w 1 or 2 (plan.py: 1): two taps per vpdpwssd.
 
     plane[py][q][oc] is an int32 word holding two int16s: the padded input (x + input_offset, 0
     in the padding) at padded columns sw*q and sw*q + 1. Filter columns 2m and 2m + 1 of output
@@ -109,12 +107,8 @@ def depthwise_pairs(op, arena, images, scratch, i32p, i64p, part, parts, kind):
             plane[_U(j)] = 0
         for out_y in range(y0, y1):
             out_row = arena[dst_image + out_y * row_len:]
-            if kind == GEMM_VNNI:
-                depthwise_pairs_row(scratch, out_y * sh * row_words, tap_offsets, count, weights, row_stride,
-                                    bias_row, rqv, out_row, row_len, out_zp, act_min, act_max)  # fmt: skip
-            else:
-                madd_pairs_row(scratch, out_y * sh * row_words, tap_offsets, count, weights, row_stride, bias_row,
-                               rqv, out_row, row_len, out_zp, act_min, act_max)  # fmt: skip
+            depthwise_pairs_row(scratch, out_y * sh * row_words, tap_offsets, count, weights, row_stride, bias_row,
+                                rqv, out_row, row_len, out_zp, act_min, act_max)  # fmt: skip
 
 
 @njit(cache=True)
@@ -129,12 +123,8 @@ def depthwise(op, arena, images, scratch, i32p, i64p, part=0, parts=1, kind=0):
     along the row at plan time, requantizes them in registers and stores int8 (no int32 row).
     Overflow: |w| <= 128, |x + offset| <= 255: each product < 2^15; int32 sums wrap like TFLite's.
     part of parts: only that share of each image's output rows (the split executor), with the
-    plane filled in the rows they read. Layers with pair data (plan.py: stride_w 1, dilation_w 1)
-    go to depthwise_pairs instead.
+    plane filled in the rows they read.
     """
-    if op[F_PAIR_COUNT] > 0:
-        depthwise_pairs(op, arena, images, scratch, i32p, i64p, part, parts, kind)
-        return
     in_h, in_w, cin = op[F_IN_H], op[F_IN_W], op[F_CIN]
     out_h, out_w, cout = op[F_OUT_H], op[F_OUT_W], op[F_COUT]
     kh, kw, sh, sw = op[F_KH], op[F_KW], op[F_SH], op[F_SW]

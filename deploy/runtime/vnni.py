@@ -31,9 +31,79 @@ _I32 = ir.IntType(32)
 _V16 = ir.VectorType(_I32, 16)
 
 
+def tile_codegen(n_rows, n_tiles, combine):
+    """Codegen of a register tile (dpbusd_tile, madd.madd_tile): `count` tiles one after another, the
+    i-th reading A from a_start + i*a_next and writing C at c_start + i*c_next (one call covers a
+    block of rows or a row of pixels: a call per tile cost ~50 ns of argument passing and
+    reference counting, more than a small tile's work).
+
+    Per k group (4 bytes of A, or 2 int16s: one 32-bit word either way) the tile broadcasts each
+    A row's word and does acc = combine(builder, acc, broadcast, weights) for each 16-lane
+    tile of B (64 bytes per tile per group). Offsets count the arrays' own elements.
+    """
+
+    def codegen(context, builder, signature, args):
+        argtys = signature.args
+        intp = context.get_value_type(types.intp)
+        (a_start_v, lda_v, a_step_v, steps_v, b_start_v, kq_v, c_start_v, ldc_v, count_v, a_next_v,
+         c_next_v) = (context.cast(builder, args[i], argtys[i], types.intp)
+                      for i in (1, 2, 3, 4, 6, 7, 9, 10, 11, 12, 13))  # fmt: skip
+
+        def byte_ptr(i):
+            return builder.bitcast(context.make_array(argtys[i])(context, builder, args[i]).data, _I8.as_pointer())
+
+        def scaled(v, i):
+            return builder.mul(v, ir.Constant(intp, context.get_abi_sizeof(context.get_data_type(argtys[i].dtype))))
+
+        a_ptr, b_ptr, c_ptr = byte_ptr(0), byte_ptr(5), byte_ptr(8)
+        a_start_v, lda_v, a_step_v, a_next_v = (scaled(v, 0) for v in (a_start_v, lda_v, a_step_v, a_next_v))
+        b_start_v = scaled(b_start_v, 5)
+        c_start_v, ldc_v, c_next_v = (scaled(v, 8) for v in (c_start_v, ldc_v, c_next_v))
+        accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V16, None)) for _ in range(n_tiles)]
+                for _ in range(n_rows)]  # fmt: skip
+        group_bytes = ir.Constant(intp, 64 * n_tiles)
+        mask = ir.Constant(ir.VectorType(_I32, 16), [0] * 16)
+        with cgutils.for_range(builder, count_v) as repeat:
+            a_base = builder.add(a_start_v, builder.mul(repeat.index, a_next_v))
+            c_base = builder.add(c_start_v, builder.mul(repeat.index, c_next_v))
+            for row in accs:
+                for acc in row:
+                    builder.store(ir.Constant(_V16, None), acc)
+            with cgutils.for_range(builder, steps_v) as outer:
+                s = outer.index
+                step_start = builder.add(a_base, builder.mul(s, a_step_v))
+                row_starts = [builder.add(step_start, builder.mul(lda_v, ir.Constant(intp, r))) for r in range(n_rows)]
+                b_outer = builder.add(b_start_v, builder.mul(builder.mul(s, kq_v), group_bytes))
+                with cgutils.for_range(builder, kq_v) as loop:
+                    k = loop.index
+                    k_bytes = builder.mul(k, ir.Constant(intp, 4))
+                    b_step = builder.add(b_outer, builder.mul(k, group_bytes))
+                    weights = []
+                    for j in range(n_tiles):
+                        p = builder.gep(b_ptr, [builder.add(b_step, ir.Constant(intp, 64 * j))])
+                        weights.append(builder.load(builder.bitcast(p, _V16.as_pointer()), align=1))
+                    for r in range(n_rows):
+                        p = builder.gep(a_ptr, [builder.add(row_starts[r], k_bytes)])
+                        word = builder.load(builder.bitcast(p, _I32.as_pointer()), align=1)
+                        one = builder.insert_element(ir.Constant(_V16, ir.Undefined), word, ir.Constant(_I32, 0))
+                        broadcast = builder.shuffle_vector(one, ir.Constant(_V16, ir.Undefined), mask)
+                        for j in range(n_tiles):
+                            builder.store(combine(builder, builder.load(accs[r][j]), broadcast, weights[j]), accs[r][j])
+            for r in range(n_rows):
+                row = builder.add(c_base, builder.mul(ldc_v, ir.Constant(intp, r)))
+                for j in range(n_tiles):
+                    p = builder.gep(c_ptr, [builder.add(row, ir.Constant(intp, 64 * j))])
+                    builder.store(builder.load(accs[r][j]), builder.bitcast(p, _V16.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return codegen
+
+
 @intrinsic
-def dpbusd_tile(typingctx, a, a_start, lda, a_step, steps, b, b_start, k4, c, c_start, ldc, rows, tiles):
-    """C[c_start + r*ldc + 16*j + l] = sum over s < steps, k < 4*k4 of A[a_start + r*lda + s*a_step + k] * B[...].
+def dpbusd_tile(typingctx, a, a_start, lda, a_step, steps, b, b_start, k4, c, c_start, ldc, count, a_next, c_next,
+                rows, tiles):  # fmt: skip
+    """C[c_start + r*ldc + 16*j + l] = sum over s < steps, k < 4*k4 of A[a_start + r*lda + s*a_step + k] * B[...],
+    for `count` tiles, the i-th with a_start + i*a_next and c_start + i*c_next (tile_codegen).
 
     With steps = 1 this is a plain GEMM tile; with steps = filter height and a_step = one
     padded image row, each A row is a sliding window (fast_conv.py's direct convolution).
@@ -41,60 +111,17 @@ def dpbusd_tile(typingctx, a, a_start, lda, a_step, steps, b, b_start, k4, c, c_
     """
     if not (isinstance(rows, types.IntegerLiteral) and isinstance(tiles, types.IntegerLiteral)):
         return None
-    n_rows, n_tiles = rows.literal_value, tiles.literal_value
-    sig = types.void(a, a_start, lda, a_step, steps, b, b_start, k4, c, c_start, ldc, rows, tiles)
+    sig = types.void(a, a_start, lda, a_step, steps, b, b_start, k4, c, c_start, ldc, count, a_next, c_next, rows,
+                     tiles)  # fmt: skip
+    if not HAS_VNNI:
+        return sig, lambda context, builder, signature, args: context.get_dummy_value()
 
-    def codegen(context, builder, signature, args):
-        if not HAS_VNNI:
-            return context.get_dummy_value()
-        a_arr, a_start_v, lda_v, a_step_v, steps_v, b_arr, b_start_v, k4_v, c_arr, c_start_v, ldc_v = args[:11]
-        argtys = signature.args
-        intp = context.get_value_type(types.intp)
-
-        def as_intp(value, ty):
-            return context.cast(builder, value, ty, types.intp)
-
-        a_start_v, lda_v = as_intp(a_start_v, argtys[1]), as_intp(lda_v, argtys[2])
-        a_step_v, steps_v = as_intp(a_step_v, argtys[3]), as_intp(steps_v, argtys[4])
-        b_start_v, k4_v = as_intp(b_start_v, argtys[6]), as_intp(k4_v, argtys[7])
-        c_start_v, ldc_v = as_intp(c_start_v, argtys[9]), as_intp(ldc_v, argtys[10])
-        a_ptr = builder.bitcast(context.make_array(argtys[0])(context, builder, a_arr).data, _I8.as_pointer())
-        b_ptr = builder.bitcast(context.make_array(argtys[5])(context, builder, b_arr).data, _I8.as_pointer())
-        c_ptr = builder.bitcast(context.make_array(argtys[8])(context, builder, c_arr).data, _I32.as_pointer())
+    def combine(builder, acc, broadcast, weights):
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16, _V16, _V16]),
                                             "llvm.x86.avx512.vpdpbusd.512")  # fmt: skip
-        zero = ir.Constant(_V16, None)
-        accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(n_tiles)] for _ in range(n_rows)]
-        mask = ir.Constant(ir.VectorType(_I32, 16), [0] * 16)
-        with cgutils.for_range(builder, steps_v) as outer:
-            s = outer.index
-            step_start = builder.add(a_start_v, builder.mul(s, a_step_v))
-            row_starts = [builder.add(step_start, builder.mul(lda_v, ir.Constant(intp, r))) for r in range(n_rows)]
-            b_outer = builder.add(b_start_v, builder.mul(builder.mul(s, k4_v), ir.Constant(intp, 64 * n_tiles)))
-            with cgutils.for_range(builder, k4_v) as loop:
-                k = loop.index
-                k_bytes = builder.mul(k, ir.Constant(intp, 4))
-                b_step = builder.add(b_outer, builder.mul(k, ir.Constant(intp, 64 * n_tiles)))
-                weights = []
-                for j in range(n_tiles):
-                    p = builder.gep(b_ptr, [builder.add(b_step, ir.Constant(intp, 64 * j))])
-                    weights.append(builder.load(builder.bitcast(p, _V16.as_pointer()), align=1))
-                for r in range(n_rows):
-                    p = builder.gep(a_ptr, [builder.add(row_starts[r], k_bytes)])
-                    word = builder.load(builder.bitcast(p, _I32.as_pointer()), align=1)
-                    one = builder.insert_element(ir.Constant(_V16, ir.Undefined), word, ir.Constant(_I32, 0))
-                    broadcast = builder.shuffle_vector(one, ir.Constant(_V16, ir.Undefined), mask)
-                    for j in range(n_tiles):
-                        acc = builder.load(accs[r][j])
-                        builder.store(builder.call(fn, [acc, broadcast, weights[j]]), accs[r][j])
-        for r in range(n_rows):
-            row = builder.add(c_start_v, builder.mul(ldc_v, ir.Constant(intp, r)))
-            for j in range(n_tiles):
-                p = builder.gep(c_ptr, [builder.add(row, ir.Constant(intp, 16 * j))])
-                builder.store(builder.load(accs[r][j]), builder.bitcast(p, _V16.as_pointer()), align=4)
-        return context.get_dummy_value()
+        return builder.call(fn, [acc, broadcast, weights])
 
-    return sig, codegen
+    return sig, tile_codegen(rows.literal_value, tiles.literal_value, combine)
 
 
 _V8_I64 = ir.VectorType(ir.IntType(64), 8)
