@@ -10,7 +10,6 @@ import functools
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads
 
 from edgecnn.errors import ShapeError
 from edgecnn.reference.conv_gemm import conv_gemm_backward, conv_gemm_forward
@@ -24,6 +23,7 @@ from edgecnn.reference.conv_kernels import (
 )
 from edgecnn.reference.dense import DenseCache, dense_backward, dense_forward
 from edgecnn.reference.padding import as_pair, normalize_pad
+from edgecnn.reference.workers import run_chunks
 
 
 class Conv2dCache(NamedTuple):
@@ -60,16 +60,18 @@ def _out_hw(in_hw, k_hw, stride, pad, dilation):
     return out_h, out_w
 
 
-def _threads(n_img):
-    return max(1, min(get_num_threads(), n_img))
-
-
-WIDE_BACKWARD_PARTS = 8  # fixed image chunks of the stride-1 backward: its weight gradient sums one
-                         # partial per chunk, so the result must not follow the thread count
+WIDE_BACKWARD_PARTS = 8  # fixed image chunks of the stride-1 kernels, run on workers.py's threads: the
+                         # backward's weight gradient sums one partial per chunk, so the chunks must not
+                         # follow the thread count
 
 
 def _parts(n_img):
     return max(1, min(WIDE_BACKWARD_PARTS, n_img))
+
+
+def _images(t, parts, n_img):
+    """Images [n0, n1) of chunk t of `parts`."""
+    return t * n_img // parts, (t + 1) * n_img // parts
 
 
 # Measured per layer of resnet8 on 28x28x1 at batch 64, one thread (ms fwd/bwd, wide or phases -> gemm):
@@ -167,8 +169,9 @@ def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), gr
         w_flat, x_offs = w.reshape(c_out, -1), g.x_offs
         if _taps is not None:
             w_flat, x_offs = np.ascontiguousarray(w_flat[:, _taps]), x_offs[_taps]
-        conv_fwd_wide(x, w_flat, bias, x_offs, groups, top, left, g.hp, g.wp, g.out_len, g.xp_len,
-                      _threads(n_img), y)
+        parts = _parts(n_img)
+        run_chunks(lambda t: conv_fwd_wide(x, w_flat, bias, x_offs, groups, top, left, g.hp, g.wp, g.out_len,
+                                           g.xp_len, *_images(t, parts, n_img), y), parts)
         path = "wide"
     else:
         conv_fwd_direct(x, w, bias, groups, *stride, *dilation, top, left, y)
@@ -211,9 +214,14 @@ def conv2d_backward(dy, cache, need_dx=True):
         # taps (o, ky, kx) of input channel c: w_cols[c] lists w[group*Og + o, ky, kx, c % Cg]
         w_cols = np.ascontiguousarray(
             w.reshape(groups, og, kh, kw, cg).transpose(0, 4, 1, 2, 3).reshape(c_in, og * kh * kw))
-        dw_part, db_part = conv_bwd_wide(
-            x, dy, g.x_offs if taps is None else g.x_offs[taps], w_cols, g.dy_offs, groups, top, left, g.hp, g.wp,
-            g.out_len, g.xp_len, g.lead, g.row_len, g.plane_len, need_dx, _parts(n_img), dx if need_dx else x[:0])
+        x_offs = g.x_offs if taps is None else g.x_offs[taps]
+        n_parts = _parts(n_img)
+        dw_part = np.zeros((n_parts, c_out, x_offs.shape[0]), dtype=x.dtype)
+        db_part = np.zeros((n_parts, c_out), dtype=x.dtype)
+        dx_or_empty = dx if need_dx else x[:0]
+        run_chunks(lambda t: conv_bwd_wide(x, dy, x_offs, w_cols, g.dy_offs, groups, top, left, g.hp, g.wp, g.out_len,
+                                           g.xp_len, g.lead, g.row_len, g.plane_len, need_dx,
+                                           *_images(t, n_parts, n_img), dw_part[t], db_part[t], dx_or_empty), n_parts)
         if taps is None:
             dw = dw_part.sum(axis=0).reshape(w.shape)
         else:  # the skipped taps' weights are structural zeros: their gradient is never read

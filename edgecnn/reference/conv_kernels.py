@@ -12,15 +12,18 @@ keeps the vector loops free of scalar tails.
 
 Traps found by measuring (2-core Xeon, LeNet-5 at batch 64):
 - The tap loops (taps.py) are the only shape Numba vectorizes well.
-- Everything stays on Numba's threads. Calling BLAS between Numba parallel regions
-  made the two spinning thread pools fight over the 2 cores (3x slower).
+- Calling BLAS between Numba parallel regions made two spinning thread pools fight over
+  the 2 cores (3x slower). The stride-1 kernels therefore run per chunk of images on
+  workers.py's threads, the same ones as the GEMM convs and BatchNorm (one pool, which
+  spins briefly between calls: an OpenMP region per call slept and woke its vCPU ~50
+  times per resnet8 step). The direct kernels below still use Numba's threads.
 - get_num_threads() inside a kernel makes it uncacheable, so callers pass n_threads.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from edgecnn.reference.taps import FAST, chunk, dot_taps, dot_taps2, same_group, stream_taps, stream_taps2
+from edgecnn.reference.taps import FAST, dot_taps, dot_taps2, same_group, stream_taps, stream_taps2
 
 VECTOR = 8  # row lengths are padded to a multiple of this
 
@@ -51,96 +54,93 @@ def _dy_to_rows(dy, n, wp, row_len, lead, dyz):
 
 # ----------------------------------------------------------------------------- stride-1 kernels
 
-@njit(cache=True, parallel=True, fastmath=FAST)
-def conv_fwd_wide(x, w_flat, b, x_offs, groups, top, left, hp, wp, out_len, xp_len, n_threads, y):
-    """x (N,H,W,C), w_flat (O, KH*KW*Cg), b (O,), x_offs (KH*KW*Cg,) -> y (N,OH,OW,O)."""
-    n_img, _, _, c_in = x.shape
+@njit(cache=True, nogil=True, fastmath=FAST)
+def conv_fwd_wide(x, w_flat, b, x_offs, groups, top, left, hp, wp, out_len, xp_len, n0, n1, y):
+    """Images [n0, n1) of x (N,H,W,C), w_flat (O, KH*KW*Cg), b (O,), x_offs (KH*KW*Cg,) -> y (N,OH,OW,O).
+
+    One call per chunk of images, on workers.py's threads (each image's result is the same
+    whatever the chunks)."""
+    _, _, _, c_in = x.shape
     _, oh, ow, c_out = y.shape
     og, cg = c_out // groups, c_in // groups
     plane = hp * wp
-    for t in prange(n_threads):
-        xp = np.zeros(xp_len, dtype=x.dtype)
-        yw = np.empty((c_out, out_len), dtype=x.dtype)
-        n0, n1 = chunk(t, n_threads, n_img)
-        for n in range(n0, n1):
-            _to_wide_planar(x, n, top, left, plane, wp, xp)
-            o = 0
-            while o < c_out:
-                shift = (o // og) * cg * plane
-                yw[o, :] = b[o]
-                if o + 1 < c_out and same_group(o, og):
-                    yw[o + 1, :] = b[o + 1]
-                    stream_taps2(yw[o], yw[o + 1], xp, x_offs, shift, w_flat[o], w_flat[o + 1], out_len)
-                    o += 2
-                else:
-                    stream_taps(yw[o], xp, x_offs, shift, w_flat[o], out_len)
-                    o += 1
-            for oy in range(oh):
-                y_row = y[n, oy]
-                for o in range(c_out):
-                    src = yw[o, oy * wp:]
-                    for ox in range(ow):
-                        y_row[ox, o] = src[ox]
+    xp = np.zeros(xp_len, dtype=x.dtype)
+    yw = np.empty((c_out, out_len), dtype=x.dtype)
+    for n in range(n0, n1):
+        _to_wide_planar(x, n, top, left, plane, wp, xp)
+        o = 0
+        while o < c_out:
+            shift = (o // og) * cg * plane
+            yw[o, :] = b[o]
+            if o + 1 < c_out and same_group(o, og):
+                yw[o + 1, :] = b[o + 1]
+                stream_taps2(yw[o], yw[o + 1], xp, x_offs, shift, w_flat[o], w_flat[o + 1], out_len)
+                o += 2
+            else:
+                stream_taps(yw[o], xp, x_offs, shift, w_flat[o], out_len)
+                o += 1
+        for oy in range(oh):
+            y_row = y[n, oy]
+            for o in range(c_out):
+                src = yw[o, oy * wp:]
+                for ox in range(ow):
+                    y_row[ox, o] = src[ox]
     return y
 
 
-@njit(cache=True, parallel=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def conv_bwd_wide(x, dy, x_offs, w_cols, dy_offs, groups, top, left, hp, wp, out_len, xp_len,
-                  lead, row_len, plane_len, need_dx, n_threads, dx):
-    """Gradients of conv_fwd_wide, one pass over the batch.
+                  lead, row_len, plane_len, need_dx, n0, n1, dw_part, db_part, dx):
+    """Gradients of conv_fwd_wide for images [n0, n1): one call per fixed chunk of images.
 
-    x (N,H,W,C), dy (N,OH,OW,O) -> per-thread partial sums dw (T, O, KH*KW*Cg) and db (T, O);
-    and, if need_dx, dx (N,H,W,C) as the gather form of the transposed conv:
+    x (N,H,W,C), dy (N,OH,OW,O) -> adds the chunk's weight and bias gradients to dw_part
+    (O, KH*KW*Cg) and db_part (O,) (the caller sums the chunks' parts in order); and, if
+    need_dx, dx (N,H,W,C) as the gather form of the transposed conv:
     dxp[c, q] = sum over (o, ky, kx) of w * dyz[o, lead + q - (ky*dh*Wp + kx*dw)],
     where each dyz row holds dy's wide rows after `lead` zeros, so no index goes negative.
     w_cols (C, Og*KH*KW) and dy_offs (Og*KH*KW,) list those taps per input channel.
     """
-    n_img, h, w, c_in = x.shape
+    _, h, w, c_in = x.shape
     _, oh, ow, c_out = dy.shape
     og, cg = c_out // groups, c_in // groups
     plane = hp * wp
-    dw_part = np.zeros((n_threads, c_out, x_offs.shape[0]), dtype=x.dtype)
-    db_part = np.zeros((n_threads, c_out), dtype=x.dtype)
-    for t in prange(n_threads):
-        xp = np.zeros(xp_len, dtype=x.dtype)
-        dyz = np.zeros(c_out * row_len, dtype=x.dtype)
-        dxp = np.empty((c_in, plane_len), dtype=x.dtype)
-        n0, n1 = chunk(t, n_threads, n_img)
-        for n in range(n0, n1):
-            _to_wide_planar(x, n, top, left, plane, wp, xp)
-            _dy_to_rows(dy, n, wp, row_len, lead, dyz)
-            o = 0
-            while o < c_out:
-                shift = (o // og) * cg * plane
-                dy_a = dyz[o * row_len + lead:]
-                db_part[t, o] += dy_a[:out_len].sum()
-                if o + 1 < c_out and same_group(o, og):
-                    dy_b = dyz[(o + 1) * row_len + lead:]
-                    db_part[t, o + 1] += dy_b[:out_len].sum()
-                    dot_taps2(dw_part[t, o], dw_part[t, o + 1], dy_a, dy_b, xp, x_offs, shift, out_len)
-                    o += 2
-                else:
-                    dot_taps(dw_part[t, o], dy_a, xp, x_offs, shift, out_len)
-                    o += 1
-            if not need_dx:
-                continue
-            dxp[:, :] = 0.0
-            c = 0
-            while c < c_in:
-                shift = (c // cg) * og * row_len
-                if c + 1 < c_in and same_group(c, cg):
-                    stream_taps2(dxp[c], dxp[c + 1], dyz, dy_offs, shift, w_cols[c], w_cols[c + 1], plane_len)
-                    c += 2
-                else:
-                    stream_taps(dxp[c], dyz, dy_offs, shift, w_cols[c], plane_len)
-                    c += 1
-            for iy in range(h):
-                dx_row = dx[n, iy]
-                for c in range(c_in):
-                    src = dxp[c, (iy + top) * wp + left:]
-                    for ix in range(w):
-                        dx_row[ix, c] = src[ix]
-    return dw_part, db_part
+    xp = np.zeros(xp_len, dtype=x.dtype)
+    dyz = np.zeros(c_out * row_len, dtype=x.dtype)
+    dxp = np.empty((c_in, plane_len), dtype=x.dtype)
+    for n in range(n0, n1):
+        _to_wide_planar(x, n, top, left, plane, wp, xp)
+        _dy_to_rows(dy, n, wp, row_len, lead, dyz)
+        o = 0
+        while o < c_out:
+            shift = (o // og) * cg * plane
+            dy_a = dyz[o * row_len + lead:]
+            db_part[o] += dy_a[:out_len].sum()
+            if o + 1 < c_out and same_group(o, og):
+                dy_b = dyz[(o + 1) * row_len + lead:]
+                db_part[o + 1] += dy_b[:out_len].sum()
+                dot_taps2(dw_part[o], dw_part[o + 1], dy_a, dy_b, xp, x_offs, shift, out_len)
+                o += 2
+            else:
+                dot_taps(dw_part[o], dy_a, xp, x_offs, shift, out_len)
+                o += 1
+        if not need_dx:
+            continue
+        dxp[:, :] = 0.0
+        c = 0
+        while c < c_in:
+            shift = (c // cg) * og * row_len
+            if c + 1 < c_in and same_group(c, cg):
+                stream_taps2(dxp[c], dxp[c + 1], dyz, dy_offs, shift, w_cols[c], w_cols[c + 1], plane_len)
+                c += 2
+            else:
+                stream_taps(dxp[c], dyz, dy_offs, shift, w_cols[c], plane_len)
+                c += 1
+        for iy in range(h):
+            dx_row = dx[n, iy]
+            for c in range(c_in):
+                src = dxp[c, (iy + top) * wp + left:]
+                for ix in range(w):
+                    dx_row[ix, c] = src[ix]
 
 
 # ----------------------------------------------------------------------------- any stride

@@ -22,12 +22,6 @@ FAST = {"reassoc", "contract"}  # lets LLVM vectorize sums and fuse FMAs; NaN/in
 
 
 @njit(cache=True, inline="always")
-def chunk(t, n_threads, n_img):
-    """Images [n0, n1) of thread t: one static chunk per thread, so scratch is allocated once."""
-    return t * n_img // n_threads, (t + 1) * n_img // n_threads
-
-
-@njit(cache=True, inline="always")
 def same_group(o, og):
     """Can outputs o and o+1 share a pass (same group, so same input channels)?"""
     return (o + 1) % og != 0

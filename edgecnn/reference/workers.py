@@ -4,8 +4,8 @@ Numba's own parallel regions cannot call BLAS, and OpenBLAS' threads and Numba's
 OpenMP threads fight over a 2-core machine when both are active. So kernels that
 mix the two (conv_gemm) or that are short enough for a parallel region's set-up to
 matter (batchnorm) split their work into chunks fixed by the shapes and run them
-here: the caller plus get_num_threads() - 1 workers, each claiming the next chunk as
-it finishes one. Inside a worker numpy's OpenBLAS runs on that one thread (set per
+here: the caller plus get_num_threads() - 1 helper threads, each claiming the next
+chunk as it finishes one; helpers spin briefly between calls (see _Helpers). Inside a worker numpy's OpenBLAS runs on that one thread (set per
 thread, so the rest of the process keeps its BLAS threads). numpy's matmul and
 `nogil=True` Numba kernels release the GIL, so the threads run at once.
 
@@ -20,14 +20,14 @@ import glob
 import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 
 import numpy as np
-from numba import get_num_threads
+from numba import get_num_threads, njit, types
+from numba.extending import intrinsic
 
 _pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
+_pool = None  # _Helpers
 _pool_pid = 0
 _local = threading.local()
 
@@ -63,24 +63,6 @@ def single_blas_thread():
         _local.blas_set = True
 
 
-def _workers(n):
-    """A pool of n - 1 threads (the caller is the n-th), each with single-threaded BLAS.
-
-    A forked child inherits the pool object but not its threads: it gets a new pool."""
-    global _pool, _pool_size, _pool_pid
-    with _pool_lock:
-        if _pool is not None and _pool_pid != os.getpid():
-            _pool = None
-        if _pool is None or _pool_size < n - 1:
-            if _pool is not None:
-                _pool.shutdown(wait=True)
-            _pool_pid = os.getpid()
-            _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="edgecnn-chunks",
-                                       initializer=single_blas_thread)
-            _pool_size = n - 1
-        return _pool
-
-
 def scratch(name, shape, dtype):
     """A per-thread buffer reused across calls (contents undefined)."""
     bufs = getattr(_local, "bufs", None)
@@ -94,31 +76,147 @@ def scratch(name, shape, dtype):
     return buf[:size].reshape(shape)
 
 
+# ----------------------------------------------------------------------------- helper threads
+#
+# Why not a ThreadPoolExecutor: its workers sleep on a futex between calls, and waking a sleeping
+# vCPU is slow (issue 9's runtime measured the same of OpenMP's PASSIVE wait). A training step makes
+# ~50 short parallel calls, ~50-170 us apart, so each helper spins (no GIL: a nogil njit loop of
+# atomic loads) for SPIN_LOADS reads (~0.3 ms) after each call before it sleeps on a Condition.
+# Only while the machine has a core to spare: a helper spinning on the core the caller needs
+# (another process holding the other one) made steps slower, so above SPIN_MAX_LOAD it sleeps
+# at once.
+
+SPIN_LOADS = 1 << 20
+SPIN_MAX_LOAD = 0.5  # spin while the 1-minute load average < cores + this (we are ~2 of it ourselves)
+_spin_check = [0.0, True]  # when last looked at, and the verdict
+
+
+def _may_spin():
+    """Is a core likely free for a spinning helper? The load average, looked up at most once a second."""
+    now = time.monotonic()
+    if now - _spin_check[0] > 1.0:
+        try:
+            _spin_check[1] = os.getloadavg()[0] < (os.cpu_count() or 1) + SPIN_MAX_LOAD
+        except OSError:
+            _spin_check[1] = True
+        _spin_check[0] = now
+    return _spin_check[1]
+
+
+@intrinsic
+def _load_acquire(typingctx, flags):
+    """flags[0] read with an atomic acquire load (a plain load could be hoisted out of a spin loop)."""
+    if not (isinstance(flags, types.Array) and flags.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.load_atomic(ary.data, ordering="acquire", align=8)
+
+    return types.int64(flags), codegen
+
+
+@njit(cache=True, nogil=True)
+def _spin_while(flags, value, max_loads):
+    """Spin without the GIL while flags[0] == value, at most max_loads reads; returns flags[0]."""
+    v = value
+    for _ in range(max_loads):
+        v = _load_acquire(flags)
+        if v != value:
+            break
+    return v
+
+
+class _Job:
+    def __init__(self, task, n_chunks):
+        self.task, self.n_chunks = task, n_chunks
+        self.claim = itertools.count()
+        self.finished = np.zeros(1, np.int64)  # chunks done (written under `lock`, read by a spinning caller)
+        self.lock = threading.Lock()
+        self.error = None
+
+    def work(self):
+        for c in iter(lambda: next(self.claim), None):
+            if c >= self.n_chunks:
+                return
+            try:
+                if self.error is None:
+                    self.task(c)
+            except BaseException as exc:  # re-raised by the caller
+                self.error = exc
+            with self.lock:
+                self.finished[0] += 1
+
+
+class _Helpers:
+    """n daemon threads that run the chunks of posted jobs beside the caller."""
+
+    def __init__(self, n):
+        self.pid = os.getpid()
+        self.posted = np.zeros(1, np.int64)  # job number, bumped by post()
+        self.cond = threading.Condition()
+        self.job = None
+        self.busy = threading.Lock()  # one job at a time; a concurrent caller runs its chunks alone
+        self.size = n
+        for _ in range(n):
+            threading.Thread(target=self._loop, name="edgecnn-chunks", daemon=True).start()
+
+    def _loop(self):
+        single_blas_thread()
+        _local.helper = True
+        seen = 0
+        while True:
+            if _spin_while(self.posted, seen, SPIN_LOADS if _may_spin() else 0) == seen:
+                with self.cond:
+                    while self.posted[0] == seen:
+                        self.cond.wait()
+            seen = int(self.posted[0])
+            self.job.work()
+
+    def run(self, job):
+        self.job = job
+        with self.cond:
+            self.posted[0] += 1
+            self.cond.notify_all()
+        job.work()
+        while True:  # wait only for chunks a helper has claimed
+            done = int(job.finished[0])
+            if done >= job.n_chunks:
+                break
+            if _spin_while(job.finished, done, SPIN_LOADS) == done:
+                os.sched_yield()
+
+
+def _helpers(n):
+    """n helper threads, started on first use; a forked child (which has none of them) starts its own."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid() or _pool.size < n:
+            _pool, _pool_pid = _Helpers(n), os.getpid()
+        return _pool
+
+
 def run_chunks(task, n_chunks):
     """task(c) for every chunk c in 0..n_chunks-1, on up to get_num_threads() threads.
 
     Threads claim the next chunk as they finish one (next() on a shared counter is atomic
     under the GIL), so a thread slowed by another process on its core takes fewer chunks.
+    A call from inside a chunk, or while another thread's call runs, runs its chunks alone.
     """
     n = max(1, min(get_num_threads(), n_chunks))
     previous = _blas_threads(1)  # the caller's own BLAS setting comes back afterwards
     try:
-        if n == 1:
-            for c in range(n_chunks):
-                task(c)
-            return
-        claim = itertools.count()
-
-        def worker():
-            for c in iter(lambda: next(claim), None):
-                if c >= n_chunks:
-                    return
-                task(c)
-
-        futures = [_workers(n).submit(worker) for _ in range(1, n)]
-        worker()
-        for f in futures:
-            f.result()
+        job = _Job(task, n_chunks)
+        pool = _helpers(n - 1) if n > 1 and not getattr(_local, "helper", False) else None
+        if pool is None or not pool.busy.acquire(blocking=False):
+            job.work()
+        else:
+            try:
+                pool.run(job)
+            finally:
+                pool.busy.release()
+        if job.error is not None:
+            raise job.error
     finally:
         if previous is not None and previous != 1:
             _blas_threads(previous)
