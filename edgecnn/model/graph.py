@@ -53,6 +53,20 @@ def _topological(nodes: list[Node]) -> list[Node]:
     return order
 
 
+def _sum(a, b):
+    """a + b in a new array; large float ones over workers.py's threads (a training step's
+    shortcut gradients are memory-bound passes of megabytes)."""
+    if a.shape != b.shape or a.dtype != b.dtype or a.dtype.kind != "f" or not (a.flags.c_contiguous and
+                                                                           b.flags.c_contiguous):
+        return a + b
+    from edgecnn.reference.workers import over_spans
+
+    out = np.empty_like(a)
+    a_flat, b_flat, out_flat = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    over_spans(out.size, lambda i, j: np.add(a_flat[i:j], b_flat[i:j], out=out_flat[i:j]))
+    return out
+
+
 class Graph:
     """Layers wired as a DAG from one NHWC input to one output; `forward` returns the output (logits)."""
 
@@ -220,7 +234,7 @@ class Graph:
                 if src == INPUT and not need_dx:
                     continue
                 # out of place: d may be the very array another reader also received (Add passes dy on)
-                pending[src] = d if src not in pending else pending[src] + d
+                pending[src] = d if src not in pending else _sum(pending[src], d)
         return pending.get(INPUT) if input_grad else None
 
     def forward_trace(self, x):
