@@ -219,7 +219,8 @@ def run_cpuid(command: list[str], mask: list[str], cache: Path) -> int:
     env["LD_PRELOAD"] = " ".join(filter(None, [str(cpuid_library(cache)), env.get("LD_PRELOAD", "")]))
     env["EDGECNN_CPUID_MASK"] = ",".join(".".join(map(str, FEATURES[f][0])) for f in mask)
     cpuinfo = masked_cpuinfo(mask)
-    print(f"novnni_vm: CPUID faulting hides {', '.join(mask)}; {cpuinfo_line(cpuinfo, 'model name')}", flush=True)
+    hides = ", ".join(mask) or "nothing"
+    print(f"novnni_vm: CPUID faulting hides {hides}; {cpuinfo_line(cpuinfo, 'model name')}", flush=True)
     with tempfile.TemporaryDirectory(prefix="run-", dir=cache) as run:
         fake = Path(run) / "cpuinfo"
         fake.write_text(cpuinfo)
@@ -293,7 +294,7 @@ def run_kvm(command: list[str], mask: list[str], cache: Path, args) -> int:
                 "-kernel", str(guest / "vmlinuz"), "-initrd", str(initramfs),
                 "-append", f"console=ttyS0 quiet loglevel=3 panic=-1 edgecnn_run={run}",
                 "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-                "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on"]  # fmt: skip
+                "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"]  # fmt: skip
         for i, d in enumerate(shares):
             qemu += ["-virtfs", f"local,path={d},mount_tag=rw{i},security_model=none"]
         print(f"novnni_vm: {guest.name}, -cpu {cpu}, {args.cpus} vCPUs, {args.memory}", flush=True)
