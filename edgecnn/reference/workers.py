@@ -133,6 +133,7 @@ class _Job:
         self.claim = itertools.count()
         self.finished = np.zeros(1, np.int64)  # chunks done (written under `lock`, read by a spinning caller)
         self.lock = threading.Lock()
+        self.all_done = threading.Event()  # for a caller that does not spin
         self.error = None
 
     def work(self):
@@ -146,6 +147,8 @@ class _Job:
                 self.error = exc
             with self.lock:
                 self.finished[0] += 1
+                if self.finished[0] == self.n_chunks:
+                    self.all_done.set()
 
 
 class _Helpers:
@@ -179,12 +182,14 @@ class _Helpers:
             self.posted[0] += 1
             self.cond.notify_all()
         job.work()
-        while True:  # wait only for chunks a helper has claimed
-            done = int(job.finished[0])
-            if done >= job.n_chunks:
-                break
+        # wait only for chunks a helper has claimed: spinning if a core is free (a spinning caller
+        # on the core the helper needs would only slow it down), else asleep
+        done = int(job.finished[0])
+        while done < job.n_chunks and _may_spin():
             if _spin_while(job.finished, done, SPIN_LOADS) == done:
-                os.sched_yield()
+                break
+            done = int(job.finished[0])
+        job.all_done.wait()
 
 
 def _helpers(n):
