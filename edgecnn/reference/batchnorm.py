@@ -54,10 +54,11 @@ def _rows(x, gamma, beta):
 # workers.py's threads; as Numba prange regions (one shared partial-sum array) every BN
 # of a resnet8 step ran 2x slower on 2 vCPUs than on one thread.
 CHUNKS = 8
+PASS_CHUNKS = 16  # elementwise passes (no sums): finer, so two threads end closer together
 
 
-def _span(k, m):
-    return k * m // CHUNKS, (k + 1) * m // CHUNKS
+def _span(k, m, chunks=CHUNKS):
+    return k * m // chunks, (k + 1) * m // chunks
 
 
 @njit(cache=True, nogil=True)
@@ -184,7 +185,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=1e-5, train
     shift, gamma, beta = mean.astype(dt), np.asarray(gamma, dt), np.asarray(beta, dt)
     y = np.empty_like(rows)
     relu = bool(relu)
-    run_chunks(lambda k: _normalize(rows, *_span(k, m), shift, inv_std, gamma, beta, relu, y), CHUNKS)
+    run_chunks(lambda k: _normalize(rows, *_span(k, m, PASS_CHUNKS), shift, inv_std, gamma, beta, relu, y),
+               PASS_CHUNKS)
     return y.reshape(x.shape), BatchNormCache(rows, inv_std, gamma, train, x.shape, mean, var, shift, beta, relu)
 
 
@@ -210,11 +212,11 @@ def batchnorm_backward(dy, cache):
     if cache.train:
         mean_dy, mean_dy_xhat = (sum_dy / m).astype(dt), (sum_dy_xhat / m).astype(dt)
         if cache.relu:
-            run_chunks(lambda k: _dx_train_relu(rows, x, *_span(k, m), shift, inv_std, *gate, scale, mean_dy,
-                                                mean_dy_xhat, dx), CHUNKS)
+            run_chunks(lambda k: _dx_train_relu(rows, x, *_span(k, m, PASS_CHUNKS), shift, inv_std, *gate, scale,
+                                                mean_dy, mean_dy_xhat, dx), PASS_CHUNKS)
         else:
-            run_chunks(lambda k: _dx_train(rows, x, *_span(k, m), shift, inv_std, scale, mean_dy, mean_dy_xhat, dx),
-                       CHUNKS)
+            run_chunks(lambda k: _dx_train(rows, x, *_span(k, m, PASS_CHUNKS), shift, inv_std, scale, mean_dy,
+                                           mean_dy_xhat, dx), PASS_CHUNKS)
     else:
         if cache.relu:  # eval mode (gradient checks, not training): the gate as a pass of its own
             y = np.empty_like(rows)
