@@ -66,6 +66,7 @@ WIDE_BACKWARD_PARTS = 8  # fixed image chunks of the stride-1 kernels, run on wo
 
 
 WIDE_FORWARD_PARTS = 16  # finer: no sums across parts, and two threads end closer together
+WIDE_PART_MIN_MACS = 4_000_000  # ~0.1 ms of forward work per part at least
 
 
 def _parts(n_img):
@@ -172,7 +173,10 @@ def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), gr
         w_flat, x_offs = w.reshape(c_out, -1), g.x_offs
         if _taps is not None:
             w_flat, x_offs = np.ascontiguousarray(w_flat[:, _taps]), x_offs[_taps]
-        parts = max(1, min(WIDE_FORWARD_PARTS, n_img))  # each image's output is the same whatever the parts
+        # each image's output is the same whatever the parts; small convs (LeNet's) take few: a
+        # Python-side kernel call costs ~10 us
+        macs = n_img * oh * ow * c_out * x_offs.shape[0]
+        parts = max(1, min(WIDE_FORWARD_PARTS, n_img, macs // WIDE_PART_MIN_MACS))
         run_chunks(lambda t: conv_fwd_wide(x, w_flat, bias, x_offs, groups, top, left, g.hp, g.wp, g.out_len,
                                            g.xp_len, *_images(t, parts, n_img), y), parts)
         path = "wide"
@@ -222,9 +226,11 @@ def conv2d_backward(dy, cache, need_dx=True):
         dw_part = np.zeros((n_parts, c_out, x_offs.shape[0]), dtype=x.dtype)
         db_part = np.zeros((n_parts, c_out), dtype=x.dtype)
         dx_or_empty = dx if need_dx else x[:0]
+        calls = max(1, min(n_parts, n_img * oh * ow * c_out * x_offs.shape[0] // WIDE_PART_MIN_MACS))
         run_chunks(lambda t: conv_bwd_wide(x, dy, x_offs, w_cols, g.dy_offs, groups, top, left, g.hp, g.wp, g.out_len,
                                            g.xp_len, g.lead, g.row_len, g.plane_len, need_dx,
-                                           *_images(t, n_parts, n_img), dw_part[t], db_part[t], dx_or_empty), n_parts)
+                                           t * n_parts // calls, (t + 1) * n_parts // calls, n_parts, dw_part, db_part,
+                                           dx_or_empty), calls)
         if taps is None:
             dw = dw_part.sum(axis=0).reshape(w.shape)
         else:  # the skipped taps' weights are structural zeros: their gradient is never read

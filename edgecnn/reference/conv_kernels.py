@@ -90,11 +90,12 @@ def conv_fwd_wide(x, w_flat, b, x_offs, groups, top, left, hp, wp, out_len, xp_l
 
 @njit(cache=True, nogil=True, fastmath=FAST)
 def conv_bwd_wide(x, dy, x_offs, w_cols, dy_offs, groups, top, left, hp, wp, out_len, xp_len,
-                  lead, row_len, plane_len, need_dx, n0, n1, dw_part, db_part, dx):
-    """Gradients of conv_fwd_wide for images [n0, n1): one call per fixed chunk of images.
+                  lead, row_len, plane_len, need_dx, p0, p1, n_parts, dw_parts, db_parts, dx):
+    """Gradients of conv_fwd_wide for the image parts [p0, p1) of n_parts fixed parts.
 
-    x (N,H,W,C), dy (N,OH,OW,O) -> adds the chunk's weight and bias gradients to dw_part
-    (O, KH*KW*Cg) and db_part (O,) (the caller sums the chunks' parts in order); and, if
+    x (N,H,W,C), dy (N,OH,OW,O) -> adds part p's weight and bias gradients to dw_parts[p]
+    (O, KH*KW*Cg) and db_parts[p] (O,) (the caller sums the parts in order, so the result
+    does not depend on how parts are grouped into calls); and, if
     need_dx, dx (N,H,W,C) as the gather form of the transposed conv:
     dxp[c, q] = sum over (o, ky, kx) of w * dyz[o, lead + q - (ky*dh*Wp + kx*dw)],
     where each dyz row holds dy's wide rows after `lead` zeros, so no index goes negative.
@@ -107,40 +108,44 @@ def conv_bwd_wide(x, dy, x_offs, w_cols, dy_offs, groups, top, left, hp, wp, out
     xp = np.zeros(xp_len, dtype=x.dtype)
     dyz = np.zeros(c_out * row_len, dtype=x.dtype)
     dxp = np.empty((c_in, plane_len), dtype=x.dtype)
-    for n in range(n0, n1):
-        _to_wide_planar(x, n, top, left, plane, wp, xp)
-        _dy_to_rows(dy, n, wp, row_len, lead, dyz)
-        o = 0
-        while o < c_out:
-            shift = (o // og) * cg * plane
-            dy_a = dyz[o * row_len + lead:]
-            db_part[o] += dy_a[:out_len].sum()
-            if o + 1 < c_out and same_group(o, og):
-                dy_b = dyz[(o + 1) * row_len + lead:]
-                db_part[o + 1] += dy_b[:out_len].sum()
-                dot_taps2(dw_part[o], dw_part[o + 1], dy_a, dy_b, xp, x_offs, shift, out_len)
-                o += 2
-            else:
-                dot_taps(dw_part[o], dy_a, xp, x_offs, shift, out_len)
-                o += 1
-        if not need_dx:
-            continue
-        dxp[:, :] = 0.0
-        c = 0
-        while c < c_in:
-            shift = (c // cg) * og * row_len
-            if c + 1 < c_in and same_group(c, cg):
-                stream_taps2(dxp[c], dxp[c + 1], dyz, dy_offs, shift, w_cols[c], w_cols[c + 1], plane_len)
-                c += 2
-            else:
-                stream_taps(dxp[c], dyz, dy_offs, shift, w_cols[c], plane_len)
-                c += 1
-        for iy in range(h):
-            dx_row = dx[n, iy]
-            for c in range(c_in):
-                src = dxp[c, (iy + top) * wp + left:]
-                for ix in range(w):
-                    dx_row[ix, c] = src[ix]
+    n_img = x.shape[0]
+    for p in range(p0, p1):
+        n0, n1 = p * n_img // n_parts, (p + 1) * n_img // n_parts
+        dw_part, db_part = dw_parts[p], db_parts[p]
+        for n in range(n0, n1):
+            _to_wide_planar(x, n, top, left, plane, wp, xp)
+            _dy_to_rows(dy, n, wp, row_len, lead, dyz)
+            o = 0
+            while o < c_out:
+                shift = (o // og) * cg * plane
+                dy_a = dyz[o * row_len + lead:]
+                db_part[o] += dy_a[:out_len].sum()
+                if o + 1 < c_out and same_group(o, og):
+                    dy_b = dyz[(o + 1) * row_len + lead:]
+                    db_part[o + 1] += dy_b[:out_len].sum()
+                    dot_taps2(dw_part[o], dw_part[o + 1], dy_a, dy_b, xp, x_offs, shift, out_len)
+                    o += 2
+                else:
+                    dot_taps(dw_part[o], dy_a, xp, x_offs, shift, out_len)
+                    o += 1
+            if not need_dx:
+                continue
+            dxp[:, :] = 0.0
+            c = 0
+            while c < c_in:
+                shift = (c // cg) * og * row_len
+                if c + 1 < c_in and same_group(c, cg):
+                    stream_taps2(dxp[c], dxp[c + 1], dyz, dy_offs, shift, w_cols[c], w_cols[c + 1], plane_len)
+                    c += 2
+                else:
+                    stream_taps(dxp[c], dyz, dy_offs, shift, w_cols[c], plane_len)
+                    c += 1
+            for iy in range(h):
+                dx_row = dx[n, iy]
+                for c in range(c_in):
+                    src = dxp[c, (iy + top) * wp + left:]
+                    for ix in range(w):
+                        dx_row[ix, c] = src[ix]
 
 
 # ----------------------------------------------------------------------------- any stride
