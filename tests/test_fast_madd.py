@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from edgecnn.deploy.runtime.cpu import MADD_TILES
-from edgecnn.deploy.runtime.fast_conv import _madd
+from edgecnn.deploy.runtime.cpu import MADD_ROWS, MADD_TILES
+from edgecnn.deploy.runtime.madd import madd_tile
 from edgecnn.deploy.runtime.plan import pack_pairs
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -27,7 +27,7 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 @njit(cache=True)
 def _run_tile(a, lda, a_step, steps, w, k2, c, ldc, count, a_next, c_next, rows, tiles):
-    _madd(a, 3, lda, a_step, steps, w, 0, k2, c, 5, ldc, count, a_next, c_next, rows, tiles)
+    madd_tile(a, 3, lda, a_step, steps, w, 0, k2, c, 5, ldc, count, a_next, c_next, rows, tiles)
 
 
 def check_tile(rows, tiles, k2, steps, extreme, seed, count=1):
@@ -63,7 +63,7 @@ def check_tile(rows, tiles, k2, steps, extreme, seed, count=1):
 
 
 @settings(max_examples=60, **SETTINGS)
-@given(rows=st.integers(1, 4), tiles=st.integers(1, MADD_TILES), k2=st.integers(1, 40), steps=st.integers(1, 3),
+@given(rows=st.integers(1, MADD_ROWS), tiles=st.integers(1, MADD_TILES), k2=st.integers(1, 40), steps=st.integers(1, 3),
        extreme=st.booleans(), seed=st.integers(0, 2**31), count=st.integers(0, 3))  # fmt: skip
 def test_madd_tile_equals_matmul(rows, tiles, k2, steps, extreme, seed, count):
     check_tile(rows, tiles, k2, steps, extreme, seed, count)

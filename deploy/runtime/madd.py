@@ -21,8 +21,8 @@ wrap case is both products equal to (-32768)^2, impossible here. The accumulator
 
 Register tiles: `rows` x `tiles` accumulators of 16 int32 lanes, kept in registers (allocas
 promoted by mem2reg). A 16-lane accumulator is one zmm with AVX-512BW, two ymm with AVX2
-(16 registers), four q registers on NEON (32): cpu.py's MADD_ROWS / MADD_TILES pick a
-shape that does not spill on the host (chosen from its features at import, compiled on
+(16 registers), four q registers on NEON (32): cpu.py's MADD_ROWS / MADD_TILES bound the
+shapes so that none spills on the host (chosen from its features at import, compiled on
 first use).
 """
 
@@ -32,7 +32,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from edgecnn.deploy.runtime.cpu import MADD_ISA
+from edgecnn.deploy.runtime.cpu import MADD_ISA, MADD_ROWS, MADD_TILES
 from edgecnn.deploy.runtime.vnni import tile_codegen
 
 _I16 = ir.IntType(16)
@@ -83,15 +83,14 @@ def madd_ir(builder, acc, a_words, b_words):
 def madd_tile(typingctx, a, a_start, lda, a_step, steps, b, b_start, k2, c, c_start, ldc, count, a_next, c_next,
               rows, tiles):  # fmt: skip
     """C[c_start + r*ldc + 16*j + l] = sum over s < steps, k < 2*k2 of A[a_start + r*lda + s*a_step + k] * B[...],
-    for `count` tiles, the i-th with a_start + i*a_next and c_start + i*c_next (vnni.tile_codegen).
+    for r < rows (1..MADD_ROWS), j < tiles (1..MADD_TILES), and `count` tiles, the i-th with
+    a_start + i*a_next and c_start + i*c_next (vnni.tile_codegen).
 
     A is an int16 array (offsets in int16s; each row's pair k read as one int32 word), B an
     int32 array of pair words, steps * k2 groups of [tiles][16] words (offsets in words), C
     int32. steps and a_step: fast_conv's direct convolution (one step per filter row), as
-    vnni.dpbusd_tile. `rows` and `tiles` must be literal ints (the tile is unrolled).
+    vnni.dpbusd_tile.
     """
-    if not (isinstance(rows, types.IntegerLiteral) and isinstance(tiles, types.IntegerLiteral)):
-        return None
     sig = types.void(a, a_start, lda, a_step, steps, b, b_start, k2, c, c_start, ldc, count, a_next, c_next, rows,
                      tiles)  # fmt: skip
-    return sig, tile_codegen(rows.literal_value, tiles.literal_value, madd_ir)
+    return sig, tile_codegen(MADD_ROWS, MADD_TILES, madd_ir)

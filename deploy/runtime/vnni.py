@@ -31,7 +31,7 @@ _I32 = ir.IntType(32)
 _V16 = ir.VectorType(_I32, 16)
 
 
-def tile_codegen(n_rows, n_tiles, combine):
+def tile_codegen(max_rows, max_tiles, combine):
     """Codegen of a register tile (dpbusd_tile, madd.madd_tile): `count` tiles one after another, the
     i-th reading A from a_start + i*a_next and writing C at c_start + i*c_next (one call covers a
     block of rows or a row of pixels: a call per tile cost ~50 ns of argument passing and
@@ -39,15 +39,17 @@ def tile_codegen(n_rows, n_tiles, combine):
 
     Per k group (4 bytes of A, or 2 int16s: one 32-bit word either way) the tile broadcasts each
     A row's word and does acc = combine(builder, acc, broadcast, weights) for each 16-lane
-    tile of B (64 bytes per tile per group). Offsets count the arrays' own elements.
+    tile of B (64 bytes per tile per group). Offsets count the arrays' own elements. The run-time
+    `rows` (1..max_rows) and `tiles` (1..max_tiles) pick one of the unrolled shapes through a
+    switch; other values do nothing.
     """
 
     def codegen(context, builder, signature, args):
         argtys = signature.args
         intp = context.get_value_type(types.intp)
-        (a_start_v, lda_v, a_step_v, steps_v, b_start_v, kq_v, c_start_v, ldc_v, count_v, a_next_v,
-         c_next_v) = (context.cast(builder, args[i], argtys[i], types.intp)
-                      for i in (1, 2, 3, 4, 6, 7, 9, 10, 11, 12, 13))  # fmt: skip
+        (a_start_v, lda_v, a_step_v, steps_v, b_start_v, kq_v, c_start_v, ldc_v, count_v, a_next_v, c_next_v,
+         rows_v, tiles_v) = (context.cast(builder, args[i], argtys[i], types.intp)
+                             for i in (1, 2, 3, 4, 6, 7, 9, 10, 11, 12, 13, 14, 15))  # fmt: skip
 
         def byte_ptr(i):
             return builder.bitcast(context.make_array(argtys[i])(context, builder, args[i]).data, _I8.as_pointer())
@@ -59,41 +61,57 @@ def tile_codegen(n_rows, n_tiles, combine):
         a_start_v, lda_v, a_step_v, a_next_v = (scaled(v, 0) for v in (a_start_v, lda_v, a_step_v, a_next_v))
         b_start_v = scaled(b_start_v, 5)
         c_start_v, ldc_v, c_next_v = (scaled(v, 8) for v in (c_start_v, ldc_v, c_next_v))
-        accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V16, None)) for _ in range(n_tiles)]
-                for _ in range(n_rows)]  # fmt: skip
-        group_bytes = ir.Constant(intp, 64 * n_tiles)
+        accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V16, None)) for _ in range(max_tiles)]
+                for _ in range(max_rows)]  # fmt: skip
         mask = ir.Constant(ir.VectorType(_I32, 16), [0] * 16)
-        with cgutils.for_range(builder, count_v) as repeat:
-            a_base = builder.add(a_start_v, builder.mul(repeat.index, a_next_v))
-            c_base = builder.add(c_start_v, builder.mul(repeat.index, c_next_v))
-            for row in accs:
-                for acc in row:
-                    builder.store(ir.Constant(_V16, None), acc)
-            with cgutils.for_range(builder, steps_v) as outer:
-                s = outer.index
-                step_start = builder.add(a_base, builder.mul(s, a_step_v))
-                row_starts = [builder.add(step_start, builder.mul(lda_v, ir.Constant(intp, r))) for r in range(n_rows)]
-                b_outer = builder.add(b_start_v, builder.mul(builder.mul(s, kq_v), group_bytes))
-                with cgutils.for_range(builder, kq_v) as loop:
-                    k = loop.index
-                    k_bytes = builder.mul(k, ir.Constant(intp, 4))
-                    b_step = builder.add(b_outer, builder.mul(k, group_bytes))
-                    weights = []
+
+        def shape(n_rows, n_tiles):
+            group_bytes = ir.Constant(intp, 64 * n_tiles)
+            with cgutils.for_range(builder, count_v) as repeat:
+                a_base = builder.add(a_start_v, builder.mul(repeat.index, a_next_v))
+                c_base = builder.add(c_start_v, builder.mul(repeat.index, c_next_v))
+                for r in range(n_rows):
                     for j in range(n_tiles):
-                        p = builder.gep(b_ptr, [builder.add(b_step, ir.Constant(intp, 64 * j))])
-                        weights.append(builder.load(builder.bitcast(p, _V16.as_pointer()), align=1))
-                    for r in range(n_rows):
-                        p = builder.gep(a_ptr, [builder.add(row_starts[r], k_bytes)])
-                        word = builder.load(builder.bitcast(p, _I32.as_pointer()), align=1)
-                        one = builder.insert_element(ir.Constant(_V16, ir.Undefined), word, ir.Constant(_I32, 0))
-                        broadcast = builder.shuffle_vector(one, ir.Constant(_V16, ir.Undefined), mask)
+                        builder.store(ir.Constant(_V16, None), accs[r][j])
+                with cgutils.for_range(builder, steps_v) as outer:
+                    s = outer.index
+                    step_start = builder.add(a_base, builder.mul(s, a_step_v))
+                    row_starts = [builder.add(step_start, builder.mul(lda_v, ir.Constant(intp, r)))
+                                  for r in range(n_rows)]  # fmt: skip
+                    b_outer = builder.add(b_start_v, builder.mul(builder.mul(s, kq_v), group_bytes))
+                    with cgutils.for_range(builder, kq_v) as loop:
+                        k = loop.index
+                        k_bytes = builder.mul(k, ir.Constant(intp, 4))
+                        b_step = builder.add(b_outer, builder.mul(k, group_bytes))
+                        weights = []
                         for j in range(n_tiles):
-                            builder.store(combine(builder, builder.load(accs[r][j]), broadcast, weights[j]), accs[r][j])
-            for r in range(n_rows):
-                row = builder.add(c_base, builder.mul(ldc_v, ir.Constant(intp, r)))
-                for j in range(n_tiles):
-                    p = builder.gep(c_ptr, [builder.add(row, ir.Constant(intp, 64 * j))])
-                    builder.store(builder.load(accs[r][j]), builder.bitcast(p, _V16.as_pointer()), align=4)
+                            p = builder.gep(b_ptr, [builder.add(b_step, ir.Constant(intp, 64 * j))])
+                            weights.append(builder.load(builder.bitcast(p, _V16.as_pointer()), align=1))
+                        for r in range(n_rows):
+                            p = builder.gep(a_ptr, [builder.add(row_starts[r], k_bytes)])
+                            word = builder.load(builder.bitcast(p, _I32.as_pointer()), align=1)
+                            one = builder.insert_element(ir.Constant(_V16, ir.Undefined), word, ir.Constant(_I32, 0))
+                            broadcast = builder.shuffle_vector(one, ir.Constant(_V16, ir.Undefined), mask)
+                            for j in range(n_tiles):
+                                acc = builder.load(accs[r][j])
+                                builder.store(combine(builder, acc, broadcast, weights[j]), accs[r][j])
+                for r in range(n_rows):
+                    row = builder.add(c_base, builder.mul(ldc_v, ir.Constant(intp, r)))
+                    for j in range(n_tiles):
+                        p = builder.gep(c_ptr, [builder.add(row, ir.Constant(intp, 64 * j))])
+                        builder.store(builder.load(accs[r][j]), builder.bitcast(p, _V16.as_pointer()), align=4)
+
+        key = builder.add(builder.mul(rows_v, ir.Constant(intp, 16)), tiles_v)
+        done = builder.append_basic_block("tile_done")
+        switch = builder.switch(key, done)
+        for n_rows in range(1, max_rows + 1):
+            for n_tiles in range(1, max_tiles + 1):
+                block = builder.append_basic_block(f"tile_{n_rows}x{n_tiles}")
+                switch.add_case(ir.Constant(intp, 16 * n_rows + n_tiles), block)
+                builder.position_at_end(block)
+                shape(n_rows, n_tiles)
+                builder.branch(done)
+        builder.position_at_end(done)
         return context.get_dummy_value()
 
     return codegen
@@ -103,14 +121,13 @@ def tile_codegen(n_rows, n_tiles, combine):
 def dpbusd_tile(typingctx, a, a_start, lda, a_step, steps, b, b_start, k4, c, c_start, ldc, count, a_next, c_next,
                 rows, tiles):  # fmt: skip
     """C[c_start + r*ldc + 16*j + l] = sum over s < steps, k < 4*k4 of A[a_start + r*lda + s*a_step + k] * B[...],
-    for `count` tiles, the i-th with a_start + i*a_next and c_start + i*c_next (tile_codegen).
+    for r < rows (1..4), j < tiles (1..4), and `count` tiles, the i-th with a_start + i*a_next and
+    c_start + i*c_next (tile_codegen).
 
     With steps = 1 this is a plain GEMM tile; with steps = filter height and a_step = one
     padded image row, each A row is a sliding window (fast_conv.py's direct convolution).
     B holds steps * k4 groups of [tiles][16][4] bytes, in that order.
     """
-    if not (isinstance(rows, types.IntegerLiteral) and isinstance(tiles, types.IntegerLiteral)):
-        return None
     sig = types.void(a, a_start, lda, a_step, steps, b, b_start, k4, c, c_start, ldc, count, a_next, c_next, rows,
                      tiles)  # fmt: skip
     if not HAS_VNNI:
@@ -121,7 +138,7 @@ def dpbusd_tile(typingctx, a, a_start, lda, a_step, steps, b, b_start, k4, c, c_
                                             "llvm.x86.avx512.vpdpbusd.512")  # fmt: skip
         return builder.call(fn, [acc, broadcast, weights])
 
-    return sig, tile_codegen(rows.literal_value, tiles.literal_value, combine)
+    return sig, tile_codegen(4, 4, combine)
 
 
 _V8_I64 = ir.VectorType(ir.IntType(64), 8)
