@@ -54,8 +54,9 @@ def _madd_isa() -> str:
 
 
 MADD_ISA = _madd_isa()
-# The portable GEMM tile (madd.madd_tile): rows x 16-lane tiles of int32 accumulators that stay in registers:
-# 16 zmm of 32 with AVX-512BW; with AVX2 (16 ymm, two per 16 lanes) 4 x 1 = 8; NEON (32 q, four per 16 lanes) 4 x 1 = 16.
+# The portable GEMM tile (madd.madd_tile): at most rows x 16-lane tiles of int32 accumulators, all in registers:
+# 16 zmm of 32 with AVX-512BW; with AVX2 (16 ymm, two per 16 lanes) 4 x 1 = 8 ymm; NEON (32 q, four per 16
+# lanes) 4 x 1 = 16 q. fast_conv's tiles use up to 4 rows.
 MADD_ROWS, MADD_TILES = (4, 4) if MADD_ISA == "avx512bw" else (4, 1)
 
 

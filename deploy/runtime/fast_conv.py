@@ -259,15 +259,17 @@ def _conv_direct(op, arena, images, plane, c, w8p, i32p, i64p, y0, y1, kind):
                     a_left, c_left = a_row + 4 * full * sw * cin, c_row + 4 * full * ldc
                     lda, a_step = sw * cin, dh * plane_w * cin
                     if kind == GEMM_VNNI:
-                        _tile(plane, a_row, lda, a_step, kh, w8p, w_chunk, kq, c, c_row, ldc, full, 4 * lda, 4 * ldc, 4,
-                              tiles)  # fmt: skip
+                        _tile(plane, a_row, lda, a_step, kh, w8p, w_chunk, kq, c, c_row, ldc, full, 4 * lda,
+                              4 * ldc, 4, tiles)  # fmt: skip
                         if left:
-                            _tile(plane, a_left, lda, a_step, kh, w8p, w_chunk, kq, c, c_left, ldc, 1, 0, 0, left, tiles)
+                            _tile(plane, a_left, lda, a_step, kh, w8p, w_chunk, kq, c, c_left, ldc, 1, 0, 0, left,
+                                  tiles)  # fmt: skip
                     else:
-                        _madd(plane, a_row, lda, a_step, kh, i32p, w_chunk, kq, c, c_row, ldc, full, 4 * lda, 4 * ldc, 4,
-                              tiles)  # fmt: skip
+                        _madd(plane, a_row, lda, a_step, kh, i32p, w_chunk, kq, c, c_row, ldc, full, 4 * lda,
+                              4 * ldc, 4, tiles)  # fmt: skip
                         if left:
-                            _madd(plane, a_left, lda, a_step, kh, i32p, w_chunk, kq, c, c_left, ldc, 1, 0, 0, left, tiles)
+                            _madd(plane, a_left, lda, a_step, kh, i32p, w_chunk, kq, c, c_left, ldc, 1, 0, 0, left,
+                                  tiles)  # fmt: skip
             requantize_rows(c, ldc, rows_y * out_w, cout, i32p[bias:], i64p[rq:], expanded, act_min, act_max, out_zp,
                             arena, out_image + first_y * out_w * cout)  # fmt: skip
 

@@ -16,8 +16,9 @@ int32 words (plan.pack_pairs): 64 bytes per 16 output channels per k pair.
 
 Exactness: each product is at most 255 * 128 = 32640 in magnitude (A in 0..255, weights in
 -128..127), so it is exact in int32, and a pair's sum (|.| <= 65280) too. `vpmaddwd`'s only
-wrap case is both products equal to (-32768)^2, impossible here. The accumulators are int32 lanes that wrap like TFLite's sums
-(LLVM's `add` is modular), so every path gives TFLite's int32 accumulator bit for bit.
+wrap case is both products equal to (-32768)^2, impossible here. The accumulators are int32
+lanes that wrap like TFLite's sums (LLVM's `add` is modular), so every path gives TFLite's
+int32 accumulator bit for bit.
 
 Register tiles: `rows` x `tiles` accumulators of 16 int32 lanes, kept in registers (allocas
 promoted by mem2reg). A 16-lane accumulator is one zmm with AVX-512BW, two ymm with AVX2
@@ -54,7 +55,8 @@ def madd_ir(builder, acc, a_words, b_words):
     if MADD_ISA == "avx512bw":
         fn = cgutils.get_or_insert_function(module, ir.FunctionType(_V16, [_V32_I16, _V32_I16]),
                                             "llvm.x86.avx512.pmaddw.d.512")  # fmt: skip
-        return builder.add(acc, builder.call(fn, [builder.bitcast(a_words, _V32_I16), builder.bitcast(b_words, _V32_I16)]))
+        pairs = [builder.bitcast(a_words, _V32_I16), builder.bitcast(b_words, _V32_I16)]
+        return builder.add(acc, builder.call(fn, pairs))
     if MADD_ISA == "avx2":
         v8, v16_i16 = ir.VectorType(_I32, 8), ir.VectorType(_I16, 16)
         fn = cgutils.get_or_insert_function(module, ir.FunctionType(v8, [v16_i16, v16_i16]), "llvm.x86.avx2.pmadd.wd")

@@ -3,7 +3,8 @@
 Built once per model (Runtime.__init__), from the registry's prepared ops (prepare.py),
 so every check and every float computation stays where it was. What this adds:
 - weights packed for the GEMM (vnni.py's [k4][tiles][16][4] bytes, and madd.py's int16 pairs
-  [k2][tiles][16][2] for the portable tile: both, so either kernel path runs the plan), the (128 + zp) * sum(w) fold in the conv/FC bias (fast_conv.py),
+  [k2][tiles][16][2] for the portable tile: both, so either kernel path runs the plan), the
+  (128 + zp) * sum(w) fold in the conv/FC bias (fast_conv.py),
   depthwise weights expanded along an output row (fast_ops.py);
 - per-channel requantization constants for the one-shift form (fast_conv.requant_constants);
 - an arena: every activation tensor gets an offset for `group` images, tensors whose
