@@ -1,7 +1,8 @@
 """Which GEMM kernels this CPU can run, decided once at import from the host's features (no compiling).
 
 - GEMM_VNNI: x86 with AVX-512 VNNI: `vpdpbusd` (u8 x s8 -> s32, 64 MACs per instruction), see vnni.py.
-- GEMM_PORTABLE: plain Numba loops that LLVM vectorizes on any CPU (x86 without VNNI, ARM).
+- GEMM_PORTABLE: madd.py's int16-pair tile on any CPU (x86 without VNNI: vpmaddwd, zmm with AVX-512BW or
+  ymm with AVX2, MADD_ISA; ARM: generic LLVM IR).
 
 Both give the same bytes (every sum is the same set of int32 terms, wrapping the same way).
 The environment variable EDGECNN_KERNELS=portable forces the portable kernels even on a VNNI
