@@ -55,6 +55,25 @@ def _dy_to_rows(dy, n, wp, row_len, lead, dyz):
 # ----------------------------------------------------------------------------- stride-1 kernels
 
 @njit(cache=True, nogil=True, fastmath=FAST)
+def _stream_rows(out, src, offs, w_rows, per_group, group_stride, length):
+    """out[r] += the taps w_rows[r] streamed over src for every row r (row r's group starts at
+    (r // per_group) * group_stride in src); two rows of one group per pass over src.
+
+    The forward's output channels over the input plane, and the backward's input channels
+    (dx) over dy's rows: the same loop."""
+    n = out.shape[0]
+    r = 0
+    while r < n:
+        shift = (r // per_group) * group_stride
+        if r + 1 < n and same_group(r, per_group):
+            stream_taps2(out[r], out[r + 1], src, offs, shift, w_rows[r], w_rows[r + 1], length)
+            r += 2
+        else:
+            stream_taps(out[r], src, offs, shift, w_rows[r], length)
+            r += 1
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
 def conv_fwd_wide(x, w_flat, b, x_offs, groups, top, left, hp, wp, out_len, xp_len, n0, n1, y):
     """Images [n0, n1) of x (N,H,W,C), w_flat (O, KH*KW*Cg), b (O,), x_offs (KH*KW*Cg,) -> y (N,OH,OW,O).
 
@@ -68,17 +87,9 @@ def conv_fwd_wide(x, w_flat, b, x_offs, groups, top, left, hp, wp, out_len, xp_l
     yw = np.empty((c_out, out_len), dtype=x.dtype)
     for n in range(n0, n1):
         _to_wide_planar(x, n, top, left, plane, wp, xp)
-        o = 0
-        while o < c_out:
-            shift = (o // og) * cg * plane
+        for o in range(c_out):
             yw[o, :] = b[o]
-            if o + 1 < c_out and same_group(o, og):
-                yw[o + 1, :] = b[o + 1]
-                stream_taps2(yw[o], yw[o + 1], xp, x_offs, shift, w_flat[o], w_flat[o + 1], out_len)
-                o += 2
-            else:
-                stream_taps(yw[o], xp, x_offs, shift, w_flat[o], out_len)
-                o += 1
+        _stream_rows(yw, xp, x_offs, w_flat, og, cg * plane, out_len)
         for oy in range(oh):
             y_row = y[n, oy]
             for o in range(c_out):
@@ -131,15 +142,7 @@ def conv_bwd_wide(x, dy, x_offs, w_cols, dy_offs, groups, top, left, hp, wp, out
             if not need_dx:
                 continue
             dxp[:, :] = 0.0
-            c = 0
-            while c < c_in:
-                shift = (c // cg) * og * row_len
-                if c + 1 < c_in and same_group(c, cg):
-                    stream_taps2(dxp[c], dxp[c + 1], dyz, dy_offs, shift, w_cols[c], w_cols[c + 1], plane_len)
-                    c += 2
-                else:
-                    stream_taps(dxp[c], dyz, dy_offs, shift, w_cols[c], plane_len)
-                    c += 1
+            _stream_rows(dxp, dyz, dy_offs, w_cols, cg, og * row_len, plane_len)
             for iy in range(h):
                 dx_row = dx[n, iy]
                 for c in range(c_in):
