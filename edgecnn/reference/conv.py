@@ -13,6 +13,7 @@ import numpy as np
 
 from edgecnn.errors import ShapeError
 from edgecnn.reference.conv_gemm import conv_gemm_backward, conv_gemm_forward
+from edgecnn.reference.conv_tiled import conv_bwd_tiled, conv_fwd_tiled, dx_mode, tiled_ok
 from edgecnn.reference.conv_kernels import (
     VECTOR,
     conv_bwd_w_direct,
@@ -34,7 +35,7 @@ class Conv2dCache(NamedTuple):
     pad: tuple
     dilation: tuple
     groups: int
-    path: str  # "dense" (kernel covers the input), "gemm", "wide" (stride 1), "subsampled", "phases" or "direct"
+    path: str  # "dense" (kernel covers the input), "tiled", "gemm", "wide" (stride 1), "subsampled", "phases", "direct"
     phase_cache: object = None  # "subsampled", "phases": the cache of the stride-1 conv they run
     taps: object = None         # "wide": indices of the only (ky, kx, c) taps that run (None: all)
 
@@ -129,6 +130,44 @@ def _wide_geometry(x_shape, w_shape, pad, dilation, groups):
     return _WideGeometry(hp, wp, out_len, xp_len, x_offs, lead, row_len, plane_len, dy_offs)
 
 
+class _TiledGeometry(NamedTuple):
+    """Offsets of conv_tiled's kernels (see its docstring)."""
+    hp: int
+    wp: int
+    koff: np.ndarray     # (KH*KW*C,) tap (ky, kx, c) in the padded image
+    roff: np.ndarray     # (OW,) output column ox's first tap
+    poff: np.ndarray     # (OH*OW,) output pixel (oy, ox)'s first tap
+    dx_mode: int         # conv_tiled.dx_mode
+    dx_pad: tuple        # mode 1: dy's (top, left, Hq, Wq) in its padded buffer
+    dx_koff: np.ndarray  # mode 1: flipped tap (ky, kx, o) in dy's buffer; mode 2: arange(O)
+    dx_roff: np.ndarray  # mode 1: dx column ix; mode 2: dy pixel p
+
+
+@functools.lru_cache(maxsize=256)
+def _tiled_geometry(x_shape, w_shape, stride, pad, dilation):
+    _, h, wd, c_in = x_shape
+    c_out, kh, kw, _ = w_shape
+    (sh, sw), (dh, dw), (top, bottom, left, right) = stride, dilation, pad
+    hp, wp = h + top + bottom, wd + left + right
+    oh, ow = _out_hw((h, wd), (kh, kw), stride, pad, dilation)
+    ky, kx, c = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(c_in), indexing="ij")
+    koff = ((ky * dh * wp + kx * dw) * c_in + c).ravel().astype(np.intp)
+    roff = (np.arange(ow) * sw * c_in).astype(np.intp)
+    oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
+    poff = ((oy * sh * wp + ox * sw) * c_in).ravel().astype(np.intp)
+    mode = dx_mode(c_in, koff.shape[0], stride, dilation, pad, (kh, kw))
+    dx_pad, dx_koff, dx_roff = (0, 0, 0, 0), np.zeros(0, np.intp), np.zeros(0, np.intp)
+    if mode == 1:
+        hq, wq = h + (kh - 1) * dh, wd + (kw - 1) * dw
+        dx_pad = ((kh - 1) * dh - top, (kw - 1) * dw - left, hq, wq)
+        ky, kx, o = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(c_out), indexing="ij")
+        dx_koff = ((ky * dh * wq + kx * dw) * c_out + o).ravel().astype(np.intp)
+        dx_roff = (np.arange(wd) * c_out).astype(np.intp)
+    elif mode == 2:
+        dx_koff, dx_roff = np.arange(c_out, dtype=np.intp), (np.arange(oh * ow) * c_out).astype(np.intp)
+    return _TiledGeometry(hp, wp, koff, roff, poff, mode, dx_pad, dx_koff, dx_roff)
+
+
 def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1, _taps=None):
     """y = conv(x, w) + b.
 
@@ -152,6 +191,15 @@ def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), gr
         # The wide kernels would run 1-pixel rows, where per-pass overhead is everything.
         y, _ = dense_forward(x.reshape(n_img, -1), w.reshape(c_out, -1), bias)
         return y.reshape(n_img, 1, 1, c_out), Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "dense")
+    if tiled_ok(x.dtype, c_out, groups, _taps):
+        g = _tiled_geometry(x.shape, w.shape, stride, pad, dilation)
+        w_t = np.ascontiguousarray(w.reshape(c_out, -1).T).reshape(-1)
+        y = np.empty((n_img, oh, ow, c_out), dtype=x.dtype)
+        macs = n_img * oh * ow * c_out * g.koff.shape[0]
+        parts = max(1, min(WIDE_FORWARD_PARTS, n_img, macs // WIDE_PART_MIN_MACS))
+        run_chunks(lambda t: conv_fwd_tiled(x, w_t, bias, g.koff, g.roff, stride[0], top, left, g.hp, g.wp,
+                                            *_images(t, parts, n_img), y), parts)
+        return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "tiled")
     if _use_gemm(x.shape, w.shape, stride, groups, (oh, ow)):
         y = conv_gemm_forward(x, w, b, stride, pad, dilation, oh, ow)
         return y, Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "gemm")
@@ -204,6 +252,8 @@ def conv2d_backward(dy, cache, need_dx=True):
         flat_dx, dw, db = dense_backward(dy.reshape(n_img, c_out), DenseCache(x.reshape(n_img, -1),
                                                                              w.reshape(c_out, -1), has_bias))
         return (flat_dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), db
+    if path == "tiled":
+        return _tiled_backward(dy, cache, need_dx)
     if path == "gemm":
         return conv_gemm_backward(x, w, dy, stride, pad, dilation, need_dx, has_bias)
     if path == "subsampled":
@@ -244,6 +294,33 @@ def conv2d_backward(dy, cache, need_dx=True):
         if need_dx:
             conv_bwd_x_direct(dy, w, groups, *stride, *dilation, top, left, dx)
     return dx, dw, db
+
+
+def _tiled_backward(dy, cache, need_dx):
+    x, w, has_bias, stride, pad, dilation, groups = cache[:7]
+    n_img, _, _, c_in = x.shape
+    c_out, kh, kw, _ = w.shape
+    top, _, left, _ = pad
+    g = _tiled_geometry(x.shape, w.shape, stride, pad, dilation)
+    mode = g.dx_mode if need_dx else 0
+    if mode == 1:  # w_t[(ky, kx, o), c] = w[o, KH-1-ky, KW-1-kx, c]
+        dx_w = np.ascontiguousarray(w[:, ::-1, ::-1, :].transpose(1, 2, 0, 3)).reshape(-1)
+    else:
+        dx_w = w.reshape(-1)
+    n_parts = _parts(n_img)
+    k = g.koff.shape[0]
+    dw_part = np.zeros((n_parts, k * c_out), dtype=x.dtype)
+    db_part = np.zeros((n_parts, c_out), dtype=x.dtype)
+    dx = np.empty_like(x) if mode else x[:0]
+    calls = max(1, min(n_parts, n_img * dy.shape[1] * dy.shape[2] * c_out * k // WIDE_PART_MIN_MACS))
+    run_chunks(lambda t: conv_bwd_tiled(x, dy, g.koff, g.poff, top, left, g.hp, g.wp, dx_w, g.dx_koff, g.dx_roff,
+                                        g.dx_pad, mode, stride, dilation, (kh, kw), t * n_parts // calls,
+                                        (t + 1) * n_parts // calls, n_parts, dw_part, db_part, dx), calls)
+    dw = np.ascontiguousarray(dw_part.sum(axis=0).reshape(kh, kw, c_in, c_out).transpose(3, 0, 1, 2))
+    db = db_part.sum(axis=0) if has_bias else None
+    if need_dx and not mode:  # no tile form for this dx (a narrow input with a strided or odd kernel)
+        dx = conv_bwd_x_direct(dy, w, groups, *stride, *dilation, top, left, np.empty_like(x))
+    return (dx if need_dx else None), dw, db
 
 
 # ----------------------------------------------------------------------------- strided convs as stride 1
