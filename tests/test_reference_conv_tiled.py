@@ -26,7 +26,7 @@ def test_tile_matches_a_float64_matmul(n_rows, k_len, vectors, extra, seed):
     rows and taps at scattered offsets, B and C rows wider than the span (ldb, ldc > width)."""
     rng = np.random.default_rng(seed)
     width = 16 * vectors
-    a = rng.standard_normal(500).astype(np.float32)
+    a = rng.standard_normal(510).astype(np.float32)  # a0 + the largest offsets: 3 + 249 + 249
     roff = rng.integers(0, 250, n_rows + 3).astype(np.intp)
     koff = rng.integers(0, 250, k_len).astype(np.intp)
     ldb, ldc = width + 16 * extra, width + 8 * extra
