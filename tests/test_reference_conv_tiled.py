@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from numba import njit
 
 from edgecnn.errors import ShapeError
-from edgecnn.reference import ftile
+from edgecnn.reference import conv, ftile
 from edgecnn.reference.conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive
+from edgecnn.reference.conv_tiled import IMAGE_CHANNELS
 from edgecnn.reference.padding import resolve_padding
 
 
@@ -95,7 +96,8 @@ def _close(got, want):
 def test_tiled_convs_match_the_naive_loops(case):
     x, w, b, kw, rng = case
     y, cache = conv2d_forward(x, w, b, **kw)
-    assert cache.path == "tiled"
+    has_dx_form = conv._tiled_geometry(x.shape, w.shape, kw["stride"], kw["pad"], kw["dilation"]).dx_mode != 0
+    assert (cache.path == "tiled") == (x.shape[3] <= IMAGE_CHANNELS or has_dx_form)
     b64 = None if b is None else b.astype(np.float64)
     y_ref, cache_ref = conv2d_forward_naive(x.astype(np.float64), w.astype(np.float64), b64, **kw)
     _close(y, y_ref)
@@ -144,6 +146,8 @@ def test_other_dtypes_and_widths_keep_their_paths():
     x32 = x.astype(np.float32)
     w24 = rng.standard_normal((24, 3, 3, 16)).astype(np.float32)
     assert conv2d_forward(x32, w24, None, pad=(1, 1, 1, 1))[1].path != "tiled"
+    lenet_c3 = rng.standard_normal((16, 5, 5, 6)).astype(np.float32)  # no tiled dx: keeps its fast one
+    assert conv2d_forward(x32[..., :6], lenet_c3, None)[1].path == "wide"
     w_dw = rng.standard_normal((16, 3, 3, 1)).astype(np.float32)
     assert conv2d_forward(x32, w_dw, None, pad=(1, 1, 1, 1), groups=16)[1].path == "wide"
     w16 = rng.standard_normal((16, 3, 3, 16)).astype(np.float32)

@@ -97,6 +97,11 @@ def conv_bwd_tiled(x, dy, koff, poff, top, left, hp, wp, dx_w, dx_koff, dx_roff,
                            dilation[1], top, left, oh, ow, dx[n:n + 1])  # fmt: skip
 
 
+IMAGE_CHANNELS = 4  # convs of inputs this narrow (an image) take the tile even without a tiled dx: nobody
+                    # asks for an image's gradient (else dx runs as plain loops). Wider ones without one
+                    # (LeNet's C3, 6 channels and 5x5 taps) keep their old paths, whose dx is fast.
+
+
 def tiled_ok(dtype, c_out, groups, taps):
     """Whether conv_fwd_tiled can run a conv: float32, ungrouped, O a multiple of the tile's lanes."""
     return dtype == np.float32 and groups == 1 and c_out % LANES == 0 and taps is None
