@@ -14,27 +14,27 @@ from test_reference_conv import _fd_check  # noqa: E402  (tests import each othe
 
 
 @st.composite
-def gemm_cases(draw):
+def conv_cases(draw, c_in=st.integers(1, 5), c_out=st.integers(1, 5), max_k=3, max_hw=9, dtype=np.float64):
     """An ungrouped conv with odd sizes, strides 1-3, dilations 1-2, and padding up to past the kernel."""
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, max_k)), draw(st.integers(1, max_k))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    h, w = draw(st.integers(1, max_hw)), draw(st.integers(1, max_hw))
     padding = draw(st.one_of(st.sampled_from(["valid", "same"]), st.tuples(*[st.integers(0, 3)] * 4)))
     try:
         (oh, ow), pad = resolve_padding(padding, (h, w), (kh, kw), stride, dilation)
     except ShapeError:
         assume(False)
-    n, c_in, c_out = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    n, c_in, c_out = draw(st.integers(1, 5)), draw(c_in), draw(c_out)
     rng = np.random.default_rng(draw(st.integers(0, 2**31)))
-    x = rng.standard_normal((n, h, w, c_in))
-    wt = rng.standard_normal((c_out, kh, kw, c_in))
-    b = rng.standard_normal(c_out) if draw(st.booleans()) else None
+    x = rng.standard_normal((n, h, w, c_in)).astype(dtype)
+    wt = rng.standard_normal((c_out, kh, kw, c_in)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype) if draw(st.booleans()) else None
     return x, wt, b, dict(stride=stride, pad=pad, dilation=dilation), (oh, ow), rng
 
 
 @settings(max_examples=60, deadline=None)
-@given(gemm_cases(), st.integers(1, 40))
+@given(conv_cases(), st.integers(1, 40))
 def test_gemm_path_matches_naive(case, rows_per_chunk):
     x, w, b, kw, out_hw, rng = case
     old = conv_gemm.ROWS_PER_CHUNK

@@ -8,11 +8,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from edgecnn.errors import ShapeError
 from edgecnn.reference import conv, ftile
 from edgecnn.reference.conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive
 from edgecnn.reference.conv_tiled import IMAGE_CHANNELS
-from edgecnn.reference.padding import resolve_padding
+from test_reference_conv_gemm import conv_cases  # noqa: E402  (tests import each other by module name)
 
 
 @njit(cache=True)
@@ -62,27 +61,10 @@ def test_tile_sums_every_k_in_order_whatever_the_rows_per_tile():
         np.testing.assert_array_equal(together[r * 64:(r + 1) * 64], alone)
 
 
-@st.composite
-def tiled_cases(draw):
+def tiled_cases():
     """Ungrouped float32 convs with 16k outputs: any input channels, kernels, strides, dilations, padding."""
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    h, w = draw(st.integers(1, 11)), draw(st.integers(1, 11))
-    padding = draw(st.one_of(st.sampled_from(["valid", "same"]), st.tuples(*[st.integers(0, 3)] * 4)))
-    try:
-        (oh, ow), pad = resolve_padding(padding, (h, w), (kh, kw), stride, dilation)
-    except ShapeError:
-        assume(False)
-    assume((kh, kw) != (h, w) or pad != (0, 0, 0, 0) or dilation != (1, 1))  # that one is a dense layer
-    n = draw(st.integers(1, 4))
-    c_in = draw(st.sampled_from([1, 3, 5, 16, 32]))
-    c_out = draw(st.sampled_from([16, 32, 48, 80]))
-    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
-    x = rng.standard_normal((n, h, w, c_in)).astype(np.float32)
-    wt = (rng.standard_normal((c_out, kh, kw, c_in)) * 0.3).astype(np.float32)
-    b = rng.standard_normal(c_out).astype(np.float32) if draw(st.booleans()) else None
-    return x, wt, b, dict(stride=stride, pad=pad, dilation=dilation), rng
+    return conv_cases(c_in=st.sampled_from([1, 3, 5, 16, 32]), c_out=st.sampled_from([16, 32, 48, 80]), max_k=4,
+                      max_hw=11, dtype=np.float32)
 
 
 def _close(got, want):
@@ -94,7 +76,8 @@ def _close(got, want):
 @settings(max_examples=60, deadline=None)
 @given(tiled_cases())
 def test_tiled_convs_match_the_naive_loops(case):
-    x, w, b, kw, rng = case
+    x, w, b, kw, _, rng = case
+    assume(w.shape[1:3] != x.shape[1:3] or kw["pad"] != (0, 0, 0, 0) or kw["dilation"] != (1, 1))  # a dense layer
     y, cache = conv2d_forward(x, w, b, **kw)
     has_dx_form = conv._tiled_geometry(x.shape, w.shape, kw["stride"], kw["pad"], kw["dilation"]).dx_mode != 0
     assert (cache.path == "tiled") == (x.shape[3] <= IMAGE_CHANNELS or has_dx_form)

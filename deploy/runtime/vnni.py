@@ -25,6 +25,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from edgecnn.deploy.runtime.cpu import HAS_VNNI
+from edgecnn.ir_switch import switch_on_shape
 
 _I8 = ir.IntType(8)
 _I32 = ir.IntType(32)
@@ -101,17 +102,8 @@ def tile_codegen(max_rows, max_tiles, combine):
                         p = builder.gep(c_ptr, [builder.add(row, ir.Constant(intp, 64 * j))])
                         builder.store(builder.load(accs[r][j]), builder.bitcast(p, _V16.as_pointer()), align=4)
 
-        key = builder.add(builder.mul(rows_v, ir.Constant(intp, 16)), tiles_v)
-        done = builder.append_basic_block("tile_done")
-        switch = builder.switch(key, done)
-        for n_rows in range(1, max_rows + 1):
-            for n_tiles in range(1, max_tiles + 1):
-                block = builder.append_basic_block(f"tile_{n_rows}x{n_tiles}")
-                switch.add_case(ir.Constant(intp, 16 * n_rows + n_tiles), block)
-                builder.position_at_end(block)
-                shape(n_rows, n_tiles)
-                builder.branch(done)
-        builder.position_at_end(done)
+        shapes = [(r, t) for r in range(1, max_rows + 1) for t in range(1, max_tiles + 1)]
+        switch_on_shape(builder, intp, rows_v, tiles_v, shapes, shape, "tile")
         return context.get_dummy_value()
 
     return codegen

@@ -30,6 +30,8 @@ from numba import njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from edgecnn.ir_switch import switch_on_shape
+
 
 def _has_avx512f():
     try:
@@ -107,19 +109,8 @@ def _codegen(context, builder, signature, args):
                 for j in range(n_tiles):
                     builder.store(builder.load(accs[r][j]), c_vector(c_base, r, j), align=4)
 
-    key = builder.add(builder.mul(rows_v, ir.Constant(intp, 16)), tiles_v)
-    done = builder.append_basic_block("ftile_done")
-    switch = builder.switch(key, done)
-    for n_rows in range(1, MAX_ROWS + 1):
-        for n_tiles in range(1, MAX_TILES + 1):
-            if n_rows * n_tiles > MAX_ACCUMULATORS:
-                continue
-            block = builder.append_basic_block(f"ftile_{n_rows}x{n_tiles}")
-            switch.add_case(ir.Constant(intp, 16 * n_rows + n_tiles), block)
-            builder.position_at_end(block)
-            shape(n_rows, n_tiles)
-            builder.branch(done)
-    builder.position_at_end(done)
+    shapes = [(r, t) for r in range(1, MAX_ROWS + 1) for t in range(1, MAX_TILES + 1) if r * t <= MAX_ACCUMULATORS]
+    switch_on_shape(builder, intp, rows_v, tiles_v, shapes, shape, "ftile")
     return context.get_dummy_value()
 
 
