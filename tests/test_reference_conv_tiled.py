@@ -1,6 +1,11 @@
 """The trainer's float32 register tile (ftile.py) and the convolutions on it (conv_tiled.py), against
 float64 references: a matmul for the tile, the plain-loop conv for the convolutions."""
 
+import os
+import platform
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -135,3 +140,25 @@ def test_other_dtypes_and_widths_keep_their_paths():
     assert conv2d_forward(x32, w_dw, None, pad=(1, 1, 1, 1), groups=16)[1].path == "wide"
     w16 = rng.standard_normal((16, 3, 3, 16)).astype(np.float32)
     assert conv2d_forward(x32, w16, None, pad=(1, 1, 1, 1))[1].path == "tiled"
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="compiles for an x86 CPU (haswell)")
+def test_small_tiles_of_cpus_without_avx512_agree():
+    """Compiled as for an AVX2 CPU (NUMBA_CPU_NAME=haswell, a cache of its own), the tile takes its small
+    shapes (rows per vector count 4, 2, 1, 1) and still matches the references."""
+    code = (
+        "import test_reference_conv_tiled as t\n"
+        "from edgecnn.reference import ftile\n"
+        "assert not ftile.AVX512 and ftile.ROWS_FOR_TILES == (4, 2, 1, 1), ftile.ROWS_FOR_TILES\n"
+        "t.test_tile_matches_a_float64_matmul()\n"
+        "t.test_tile_sums_every_k_in_order_whatever_the_rows_per_tile()\n"
+        "t.test_tiled_convs_match_the_naive_loops()\n"
+        "print('ok')\n"
+    )
+    cache = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"edgecnn-ftile-haswell-{os.getuid()}")
+    here = os.path.dirname(os.path.abspath(__file__))  # the tests import each other by module name
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="+avx,+avx2,+fma,+sse4.2",
+               NUMBA_CACHE_DIR=cache, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    root = os.path.dirname(here)
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]

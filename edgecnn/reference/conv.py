@@ -13,7 +13,7 @@ import numpy as np
 
 from edgecnn.errors import ShapeError
 from edgecnn.reference.conv_gemm import conv_gemm_backward, conv_gemm_forward
-from edgecnn.reference.conv_tiled import IMAGE_CHANNELS, conv_bwd_tiled, conv_fwd_tiled, dx_mode, tiled_ok
+from edgecnn.reference.conv_tiled import conv_bwd_tiled, conv_fwd_tiled, dx_mode, tiled_ok
 from edgecnn.reference.conv_kernels import (
     VECTOR,
     conv_bwd_w_direct,
@@ -155,7 +155,7 @@ def _tiled_geometry(x_shape, w_shape, stride, pad, dilation):
     roff = (np.arange(ow) * sw * c_in).astype(np.intp)
     oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
     poff = ((oy * sh * wp + ox * sw) * c_in).ravel().astype(np.intp)
-    mode = dx_mode(c_in, koff.shape[0], stride, dilation, pad, (kh, kw))
+    mode = dx_mode(c_in, stride, dilation, pad, (kh, kw))
     dx_pad, dx_koff, dx_roff = (0, 0, 0, 0), np.zeros(0, np.intp), np.zeros(0, np.intp)
     if mode == 1:
         hq, wq = h + (kh - 1) * dh, wd + (kw - 1) * dw
@@ -191,8 +191,7 @@ def conv2d_forward(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), gr
         # The wide kernels would run 1-pixel rows, where per-pass overhead is everything.
         y, _ = dense_forward(x.reshape(n_img, -1), w.reshape(c_out, -1), bias)
         return y.reshape(n_img, 1, 1, c_out), Conv2dCache(x, w, b is not None, stride, pad, dilation, groups, "dense")
-    if tiled_ok(x.dtype, c_out, groups, _taps) and (
-            x.shape[3] <= IMAGE_CHANNELS or _tiled_geometry(x.shape, w.shape, stride, pad, dilation).dx_mode):
+    if tiled_ok(x.dtype, x.shape, w.shape, stride, pad, dilation, groups, _taps):
         g = _tiled_geometry(x.shape, w.shape, stride, pad, dilation)
         w_t = np.ascontiguousarray(w.reshape(c_out, -1).T).reshape(-1)
         y = np.empty((n_img, oh, ow, c_out), dtype=x.dtype)

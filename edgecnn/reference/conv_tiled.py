@@ -102,12 +102,15 @@ IMAGE_CHANNELS = 4  # convs of inputs this narrow (an image) take the tile even 
                     # (LeNet's C3, 6 channels and 5x5 taps) keep their old paths, whose dx is fast.
 
 
-def tiled_ok(dtype, c_out, groups, taps):
-    """Whether conv_fwd_tiled can run a conv: float32, ungrouped, O a multiple of the tile's lanes."""
-    return dtype == np.float32 and groups == 1 and c_out % LANES == 0 and taps is None
+def tiled_ok(dtype, x_shape, w_shape, stride, pad, dilation, groups, taps):
+    """Whether a conv runs on the tile: float32, ungrouped, O a multiple of the tile's lanes, all taps,
+    and a tiled form for dx unless the input is image-narrow."""
+    c_in, (c_out, kh, kw, _) = x_shape[3], w_shape
+    return (dtype == np.float32 and groups == 1 and c_out % LANES == 0 and taps is None
+            and (c_in <= IMAGE_CHANNELS or dx_mode(c_in, stride, dilation, pad, (kh, kw)) != 0))
 
 
-def dx_mode(c_in, k, stride, dilation, pad, k_hw):
+def dx_mode(c_in, stride, dilation, pad, k_hw):
     """1: dx as a transposed stride-1 conv; 2: dcols + col2im; 0: the tile cannot (another path must)."""
     (kh, kw), (dh, dw) = k_hw, dilation
     top, bottom, left, right = pad
@@ -115,6 +118,6 @@ def dx_mode(c_in, k, stride, dilation, pad, k_hw):
             and 0 <= left <= (kw - 1) * dw and 0 <= right <= (kw - 1) * dw)
     if stride == (1, 1) and c_in % LANES == 0 and fits:
         return 1
-    if k % LANES == 0:
+    if (kh * kw * c_in) % LANES == 0:
         return 2
     return 0

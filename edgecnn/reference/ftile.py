@@ -16,39 +16,31 @@ are taps and k runs over output pixels (then B is dy, already NHWC).
 
 The sum over k runs in order from C's value, one FMA per k (llvm.fmuladd: fused where
 the CPU has FMA), so a result never depends on how rows are grouped into tiles.
-`rows` and `tiles` are run-time values (1..MAX_ROWS, 1..4) picking one unrolled shape
-through a switch; shapes beyond the register file (rows * tiles > MAX_ACCUMULATORS) do
-nothing, callers never ask for them (tile_rows). Without AVX-512 a 16-lane vector takes
-two ymm or four NEON registers, so the tiles shrink (spills would only cost speed).
+`rows` and `tiles` are run-time values (1..ROWS_FOR_TILES[tiles - 1], 1..4) picking one
+unrolled shape through a switch; other shapes do nothing, callers never ask for them
+(tile_rows). Without AVX-512 a 16-lane vector takes two ymm or four NEON registers, so the
+tiles shrink (spills would only cost speed).
 """
 
 from __future__ import annotations
 
-import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from edgecnn.host_cpu import host_features
 from edgecnn.ir_switch import switch_on_shape
 
-
-def _has_avx512f():
-    try:
-        return bool(llvm.get_host_cpu_features().get("avx512f", False))
-    except Exception:  # an LLVM that cannot tell: the small tiles are safe everywhere
-        return False
-
-
-AVX512 = _has_avx512f()
+AVX512 = bool(host_features().get("avx512f"))
 LANES = 16
 MAX_TILES = 4
-# Rows per tile at most, for 1..4 vectors of 16 (AVX-512: accumulators of 32 zmm; measured per
-# resnet8 layer at batch 64, the weight gradient ran up to 1.5x slower with 14 rows of 2 vectors
-# or 6 rows of 4 than with these). A 16-lane vector takes 2 ymm (AVX2) or 4 NEON registers.
+# Rows per tile at most, for 1..4 vectors of 16: rows x vectors accumulators, at most 28 of AVX-512's
+# 32 zmm (B's vectors and a broadcast need the rest; measured per resnet8 layer at batch 64, the
+# weight gradient ran up to 1.5x slower with 14 rows of 2 vectors or 6 rows of 4 than with these).
+# A 16-lane vector takes 2 ymm (AVX2) or 4 NEON registers: 4 accumulators at most there.
 ROWS_FOR_TILES = (14, 10, 9, 7) if AVX512 else (4, 2, 1, 1)
 MAX_ROWS = max(ROWS_FOR_TILES)
-MAX_ACCUMULATORS = 28 if AVX512 else 4
 
 _F32 = ir.FloatType()
 _V16 = ir.VectorType(_F32, LANES)
@@ -109,7 +101,7 @@ def _codegen(context, builder, signature, args):
                 for j in range(n_tiles):
                     builder.store(builder.load(accs[r][j]), c_vector(c_base, r, j), align=4)
 
-    shapes = [(r, t) for r in range(1, MAX_ROWS + 1) for t in range(1, MAX_TILES + 1) if r * t <= MAX_ACCUMULATORS]
+    shapes = [(r, t) for t in range(1, MAX_TILES + 1) for r in range(1, ROWS_FOR_TILES[t - 1] + 1)]
     switch_on_shape(builder, intp, rows_v, tiles_v, shapes, shape, "ftile")
     return context.get_dummy_value()
 
@@ -124,8 +116,7 @@ def _ftile(typingctx, a, a0, roff, r0, koff, k_len, b, b0, ldb, c, c0, ldc, coun
 @njit(cache=True, nogil=True, inline="always")
 def tile_rows(n, tiles):
     """Rows per tile for n rows of `tiles` vectors: the fewest tiles, as even as possible."""
-    most = min(ROWS_FOR_TILES[tiles - 1], MAX_ACCUMULATORS // tiles)
-    n_tiles = -(-n // most)
+    n_tiles = -(-n // ROWS_FOR_TILES[tiles - 1])
     return -(-n // n_tiles)
 
 
